@@ -1,0 +1,140 @@
+//! The command line as clap sees it: raw flags only, no I/O and no validation beyond types.
+//! `config.rs` turns these (plus the config file and environment) into typed configs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    ran, and every threshold passed
+  1    ran, and a threshold failed
+  2    bad usage or config (nothing was run or written)
+  3    could not run (target unreachable, every connection failed, hello rejected, output not writable)
+  4    inconclusive (the client itself was the bottleneck)
+  130  interrupted (the report is still written)";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  wsbench run --embedded --duration 10s                  load the built-in server
+  wsbench run --url ws://localhost:8079 -c 64 -d 30s     load your server
+  wsbench run -n 100000 --inflight 16 --json out.json    fixed count, pipelined, JSON result
+  wsbench run --config config/default.toml --no-gate     settings from a profile, report only";
+
+/// A load generator and CI gate for WebSocket tool-call servers.
+#[derive(Debug, Parser)]
+#[command(name = "wsbench", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors in the log.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load a server and gate on thresholds.
+    #[command(after_help = format!("{RUN_EXAMPLES}\n\n{EXIT_CODES}"))]
+    Run(Box<RunArgs>),
+    /// Run the reference server.
+    Serve(ServeArgs),
+}
+
+/// `wsbench run` flags. Every value is optional here so that a config file can fill it.
+#[derive(Debug, Default, Args)]
+pub struct RunArgs {
+    /// Target server URL (ws://). Default ws://127.0.0.1:8079.
+    #[arg(long, conflicts_with = "embedded")]
+    pub url: Option<String>,
+    /// Start the reference server in-process on an ephemeral loopback port and load it.
+    #[arg(long)]
+    pub embedded: bool,
+    /// Concurrent connections. Default 64.
+    #[arg(short = 'c', long)]
+    pub conns: Option<String>,
+    /// How long to send (e.g. 30s, 2m). Default 30s; with -n, a cap of 10m.
+    #[arg(short = 'd', long)]
+    pub duration: Option<String>,
+    /// Stop after this many requests instead (e.g. 100000 or 100k).
+    #[arg(short = 'n', long)]
+    pub requests: Option<String>,
+    /// Requests kept outstanding per connection. Default 1.
+    #[arg(long)]
+    pub inflight: Option<String>,
+    /// Tool to call. Default echo.
+    #[arg(long)]
+    pub tool: Option<String>,
+    /// Arguments: a JSON object, or @FILE. `{{seq}}` is replaced by each request's sequence
+    /// number. Default {"seq":{{seq}}}, so no two calls are identical.
+    #[arg(long)]
+    pub args: Option<String>,
+    /// Auth token sent in hello (never printed).
+    #[arg(long, env = "WSBENCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Prefix of session ids (`<prefix>-<run>-<conn>`). Default bench.
+    #[arg(long)]
+    pub session_prefix: Option<String>,
+    /// Limit for TCP connect + WebSocket upgrade + hello. Default 5s.
+    #[arg(long)]
+    pub connect_timeout: Option<String>,
+    /// Per-request timeout; later replies count as late. Default 10s.
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// How long to wait for outstanding replies after sending stops. Default 2s.
+    #[arg(long)]
+    pub drain: Option<String>,
+    /// Read settings from this TOML file (see config/default.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Write the full JSON result here ('-' = stdout; the text report then goes to stderr).
+    #[arg(long)]
+    pub json: Option<String>,
+    /// Report only: never fail on thresholds.
+    #[arg(long)]
+    pub no_gate: bool,
+    /// Minimum throughput, succeeded per second (e.g. 50000 or 50k). Default 50k.
+    #[arg(long)]
+    pub min_rps: Option<String>,
+    /// Maximum request latency p50 (e.g. 2ms).
+    #[arg(long)]
+    pub max_p50: Option<String>,
+    /// Maximum request latency p99. Default 5ms.
+    #[arg(long)]
+    pub max_p99: Option<String>,
+    /// Maximum request latency p99.9.
+    #[arg(long)]
+    pub max_p999: Option<String>,
+    /// Maximum connection setup (TCP + upgrade) p99. Default 10ms.
+    #[arg(long)]
+    pub max_connect_p99: Option<String>,
+    /// Maximum error rate, (failed + timed out + lost) / sent, as 0.001 or 0.1%. Default 0.
+    #[arg(long)]
+    pub max_error_rate: Option<String>,
+}
+
+/// `wsbench serve` flags.
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// Address to bind. Default 127.0.0.1.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to bind; 0 picks a free one (the bound address is printed). Default 8079.
+    #[arg(long)]
+    pub port: Option<String>,
+    /// Token clients must send in hello; empty means no check.
+    #[arg(long, env = "WSBENCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Close (4002) connections that send no hello within this time. Default 10s.
+    #[arg(long)]
+    pub hello_timeout: Option<String>,
+    /// Refuse (close 1008) connections beyond this many.
+    #[arg(long)]
+    pub max_conns: Option<String>,
+    /// Write the server's counters as JSON here on shutdown.
+    #[arg(long)]
+    pub stats_file: Option<PathBuf>,
+}

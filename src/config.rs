@@ -1,0 +1,623 @@
+//! The one place where raw flags (`cli.rs`), the `--config` TOML file and the environment
+//! become validated, typed configs. Precedence: flag (or its environment variable) > config
+//! file > built-in default. Every error names the flag or the file key at fault.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::{RunArgs, ServeArgs};
+use crate::error::ConfigError;
+use crate::gate::{Metric, Threshold};
+use crate::protocol;
+use crate::units;
+
+/// A secret (auth token): never shown by `Debug` or `Display`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself; only the wire may see it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"<redacted>\""
+        })
+    }
+}
+
+/// Where `run` sends its load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A server at a ws:// URL.
+    Url(WsUrl),
+    /// The reference server, started in-process on an ephemeral loopback port.
+    Embedded,
+}
+
+/// A validated ws:// URL, split for connecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsUrl {
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl WsUrl {
+    /// Accepts `ws://host[:port][/path]`; any other scheme is a usage error.
+    pub fn parse(url: &str) -> Result<WsUrl, String> {
+        use tokio_tungstenite::tungstenite::http::Uri;
+        let uri: Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
+        match uri.scheme_str() {
+            Some("ws") => {}
+            Some("wss") => return Err("wss:// is not supported yet; use ws://".into()),
+            Some(other) => return Err(format!("scheme '{other}' is not ws://")),
+            None => return Err("missing scheme; write ws://host:port".into()),
+        }
+        let host = uri.host().filter(|h| !h.is_empty()).ok_or("missing host")?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        Ok(WsUrl {
+            url: url.to_owned(),
+            host,
+            port: uri.port_u16().unwrap_or(80),
+        })
+    }
+}
+
+/// Everything `run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub target: Target,
+    pub conns: u32,
+    /// Sending stops after this long (the count, if any, may stop it sooner).
+    pub duration: Duration,
+    /// Stop after this many requests have been sent and answered.
+    pub requests: Option<u64>,
+    pub inflight: u32,
+    pub tool: String,
+    /// Arguments JSON text with `{{seq}}` placeholders; `None` = vary by sequence number.
+    pub args: Option<String>,
+    pub token: Secret,
+    pub session_prefix: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub drain: Duration,
+    /// Empty when the gate is off.
+    pub thresholds: Vec<Threshold>,
+    pub gate: bool,
+    /// `--json` target: a path, or `-` for stdout.
+    pub json: Option<String>,
+}
+
+/// Everything `serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub host: String,
+    pub port: u16,
+    pub token: Secret,
+    pub hello_timeout: Duration,
+    pub max_conns: Option<u64>,
+    pub stats_file: Option<PathBuf>,
+    /// Largest frame or message accepted, in bytes.
+    pub max_message_size: usize,
+    /// Request ids remembered for replay.
+    pub cache_size: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            host: "127.0.0.1".into(),
+            port: 8079,
+            token: Secret::default(),
+            hello_timeout: Duration::from_secs(10),
+            max_conns: None,
+            stats_file: None,
+            max_message_size: 16 << 20,
+            cache_size: 200_000,
+        }
+    }
+}
+
+/// Keys a config file may hold, by section. Anything else is an error, never ignored.
+const RUN_KEYS: &[&str] = &[
+    "url",
+    "embedded",
+    "conns",
+    "duration",
+    "requests",
+    "inflight",
+    "tool",
+    "args",
+    "session_prefix",
+    "connect_timeout",
+    "timeout",
+    "drain",
+    "json",
+];
+const THRESHOLD_KEYS: &[&str] = &[
+    "gate",
+    "min_rps",
+    "max_p50",
+    "max_p99",
+    "max_p999",
+    "max_connect_p99",
+    "max_error_rate",
+];
+const SECTIONS: &[(&str, &[&str])] = &[("run", RUN_KEYS), ("thresholds", THRESHOLD_KEYS)];
+
+/// A loaded config file: its path (for messages) and its checked table.
+struct ConfigFile {
+    path: PathBuf,
+    table: toml::Table,
+}
+
+impl ConfigFile {
+    fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let file_err = |reason: String| ConfigError::File {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+            let reason = e.message().trim().to_owned();
+            file_err(match line {
+                Some(l) => format!("line {l}: {reason}"),
+                None => reason,
+            })
+        })?;
+        for (section, value) in &table {
+            let Some((_, keys)) = SECTIONS.iter().find(|(s, _)| s == section) else {
+                return Err(ConfigError::UnknownKey {
+                    key: section.clone(),
+                    path: path.to_owned(),
+                });
+            };
+            let Some(inner) = value.as_table() else {
+                return Err(file_err(format!(
+                    "'{section}' must be a table ([{section}])"
+                )));
+            };
+            if let Some(key) = inner.keys().find(|k| !keys.contains(&k.as_str())) {
+                return Err(ConfigError::UnknownKey {
+                    key: format!("{section}.{key}"),
+                    path: path.to_owned(),
+                });
+            }
+        }
+        Ok(ConfigFile {
+            path: path.to_owned(),
+            table,
+        })
+    }
+}
+
+/// Picks each setting from flag, then file, and parses it with the same parser either way.
+struct Resolver {
+    file: Option<ConfigFile>,
+}
+
+impl Resolver {
+    /// The raw text of `section.key` in the file, if set. Numbers and booleans are accepted
+    /// as such and turned into the text a flag would carry.
+    fn file_value(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Option<(String, String)>, ConfigError> {
+        let Some(file) = &self.file else {
+            return Ok(None);
+        };
+        let Some(v) = file.table.get(section).and_then(|s| s.get(key)) else {
+            return Ok(None);
+        };
+        let name = format!("{section}.{key} in {}", file.path.display());
+        let text = match v {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(ConfigError::Rejected {
+                    name,
+                    reason: format!("expected a string or number, found {}", other.type_str()),
+                });
+            }
+        };
+        Ok(Some((text, name)))
+    }
+
+    fn get<T>(
+        &self,
+        flag: Option<&str>,
+        flag_name: &str,
+        key: (&str, &str),
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        let (text, name) = match flag {
+            Some(f) => (f.to_owned(), flag_name.to_owned()),
+            None => match self.file_value(key.0, key.1)? {
+                Some(found) => found,
+                None => return Ok(None),
+            },
+        };
+        parse(&text)
+            .map(Some)
+            .map_err(|reason| ConfigError::Invalid {
+                name,
+                value: text,
+                reason,
+            })
+    }
+
+    fn flag_or_file_bool(&self, flag: bool, key: (&str, &str)) -> Result<bool, ConfigError> {
+        if flag {
+            return Ok(true);
+        }
+        Ok(self.get(None, "", key, parse_bool)?.unwrap_or(false))
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    s.parse().map_err(|_| "expected true or false".into())
+}
+
+fn positive_u32(s: &str) -> Result<u32, String> {
+    match units::parse_whole(s)? {
+        0 => Err("must be at least 1".into()),
+        n => u32::try_from(n).map_err(|_| "too large".into()),
+    }
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match units::parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than 0".into()),
+        d => Ok(d),
+    }
+}
+
+fn duration_ms(s: &str) -> Result<f64, String> {
+    positive_duration(s).map(|d| d.as_secs_f64() * 1e3)
+}
+
+fn tool_name(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// `--args`: inline JSON, or `@file`; checked to be a JSON object (after `{{seq}}`).
+fn load_args(s: &str) -> Result<String, String> {
+    let text = match s.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read '{path}': {e}"))?
+        }
+        None => s.to_owned(),
+    };
+    protocol::validate_args(&text)?;
+    Ok(text.trim().to_owned())
+}
+
+fn session_prefix(s: &str) -> Result<String, String> {
+    // The session id is `<prefix>-<run>-<conn>`; keep it within the protocol's 64 characters.
+    if !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(s.to_owned())
+    } else {
+        Err("1-32 characters of [A-Za-z0-9_-]".into())
+    }
+}
+
+fn output_target(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("must be a file path or '-'".into());
+    }
+    if s != "-" {
+        let p = Path::new(s);
+        if p.is_dir() {
+            return Err("is a directory".into());
+        }
+    }
+    Ok(s.to_owned())
+}
+
+impl RunConfig {
+    /// Validates `run` flags, reading `--config` if given. Reads files but writes nothing.
+    pub fn from_args(args: &RunArgs) -> Result<RunConfig, ConfigError> {
+        let file = args.config.as_deref().map(ConfigFile::load).transpose()?;
+        let r = Resolver { file };
+        let run = |k| ("run", k);
+        let th = |k| ("thresholds", k);
+
+        let embedded = r.flag_or_file_bool(args.embedded, run("embedded"))?;
+        let url = r.get(args.url.as_deref(), "--url", run("url"), WsUrl::parse)?;
+        // A --url flag beats `embedded = true` in a file; the --embedded flag beats a file url.
+        let target = match url {
+            Some(u) if args.url.is_some() || !embedded => Target::Url(u),
+            _ if embedded => Target::Embedded,
+            _ => Target::Url(WsUrl::parse("ws://127.0.0.1:8079").expect("valid default")),
+        };
+        let requests = r.get(
+            args.requests.as_deref(),
+            "--requests",
+            run("requests"),
+            |s| match units::parse_whole(s)? {
+                0 => Err("must be at least 1".into()),
+                n => Ok(n),
+            },
+        )?;
+        let default_duration = if requests.is_some() { 600 } else { 30 };
+        let duration = r
+            .get(
+                args.duration.as_deref(),
+                "--duration",
+                run("duration"),
+                positive_duration,
+            )?
+            .unwrap_or(Duration::from_secs(default_duration));
+
+        let gate = !args.no_gate && r.get(None, "", th("gate"), parse_bool)?.unwrap_or(true);
+        let mut thresholds = Vec::new();
+        let mut add = |metric, value: Option<f64>, default: Option<f64>| {
+            if let Some(limit) = value.or(default) {
+                thresholds.push(Threshold { metric, limit });
+            }
+        };
+        add(
+            Metric::Rps,
+            r.get(
+                args.min_rps.as_deref(),
+                "--min-rps",
+                th("min_rps"),
+                units::parse_count,
+            )?,
+            Some(50_000.0),
+        );
+        add(
+            Metric::P50,
+            r.get(
+                args.max_p50.as_deref(),
+                "--max-p50",
+                th("max_p50"),
+                duration_ms,
+            )?,
+            None,
+        );
+        add(
+            Metric::P99,
+            r.get(
+                args.max_p99.as_deref(),
+                "--max-p99",
+                th("max_p99"),
+                duration_ms,
+            )?,
+            Some(5.0),
+        );
+        add(
+            Metric::P999,
+            r.get(
+                args.max_p999.as_deref(),
+                "--max-p999",
+                th("max_p999"),
+                duration_ms,
+            )?,
+            None,
+        );
+        add(
+            Metric::ConnectP99,
+            r.get(
+                args.max_connect_p99.as_deref(),
+                "--max-connect-p99",
+                th("max_connect_p99"),
+                duration_ms,
+            )?,
+            Some(10.0),
+        );
+        add(
+            Metric::ErrorRate,
+            r.get(
+                args.max_error_rate.as_deref(),
+                "--max-error-rate",
+                th("max_error_rate"),
+                units::parse_ratio,
+            )?,
+            Some(0.0),
+        );
+        if !gate {
+            thresholds.clear();
+        }
+
+        Ok(RunConfig {
+            target,
+            conns: r
+                .get(args.conns.as_deref(), "--conns", run("conns"), positive_u32)?
+                .unwrap_or(64),
+            duration,
+            requests,
+            inflight: r
+                .get(
+                    args.inflight.as_deref(),
+                    "--inflight",
+                    run("inflight"),
+                    positive_u32,
+                )?
+                .unwrap_or(1),
+            tool: r
+                .get(args.tool.as_deref(), "--tool", run("tool"), tool_name)?
+                .unwrap_or_else(|| "echo".into()),
+            args: r.get(args.args.as_deref(), "--args", run("args"), load_args)?,
+            token: Secret::new(args.token.clone().unwrap_or_default()),
+            session_prefix: r
+                .get(
+                    args.session_prefix.as_deref(),
+                    "--session-prefix",
+                    run("session_prefix"),
+                    session_prefix,
+                )?
+                .unwrap_or_else(|| "bench".into()),
+            connect_timeout: r
+                .get(
+                    args.connect_timeout.as_deref(),
+                    "--connect-timeout",
+                    run("connect_timeout"),
+                    positive_duration,
+                )?
+                .unwrap_or(Duration::from_secs(5)),
+            timeout: r
+                .get(
+                    args.timeout.as_deref(),
+                    "--timeout",
+                    run("timeout"),
+                    positive_duration,
+                )?
+                .unwrap_or(Duration::from_secs(10)),
+            drain: r
+                .get(
+                    args.drain.as_deref(),
+                    "--drain",
+                    run("drain"),
+                    units::parse_duration,
+                )?
+                .unwrap_or(Duration::from_secs(2)),
+            thresholds,
+            gate,
+            json: r.get(args.json.as_deref(), "--json", run("json"), output_target)?,
+        })
+    }
+}
+
+impl ServeConfig {
+    /// Validates `serve` flags.
+    pub fn from_args(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
+        let r = Resolver { file: None };
+        let d = ServeConfig::default();
+        let none = ("", "");
+        Ok(ServeConfig {
+            host: args.host.clone().unwrap_or(d.host),
+            port: r
+                .get(args.port.as_deref(), "--port", none, |s| {
+                    s.parse::<u16>()
+                        .map_err(|_| "not a port (0-65535)".to_owned())
+                })?
+                .unwrap_or(d.port),
+            token: Secret::new(args.token.clone().unwrap_or_default()),
+            hello_timeout: r
+                .get(
+                    args.hello_timeout.as_deref(),
+                    "--hello-timeout",
+                    none,
+                    positive_duration,
+                )?
+                .unwrap_or(d.hello_timeout),
+            max_conns: r.get(args.max_conns.as_deref(), "--max-conns", none, |s| {
+                positive_u32(s).map(u64::from)
+            })?,
+            stats_file: args.stats_file.clone(),
+            ..d
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(f: impl FnOnce(&mut RunArgs)) -> RunArgs {
+        let mut a = RunArgs::default();
+        f(&mut a);
+        a
+    }
+
+    #[test]
+    fn defaults_are_the_documented_targets() {
+        let c = RunConfig::from_args(&RunArgs::default()).unwrap();
+        assert_eq!(c.conns, 64);
+        assert_eq!(c.duration, Duration::from_secs(30));
+        assert_eq!(c.inflight, 1);
+        let names: Vec<_> = c
+            .thresholds
+            .iter()
+            .map(|t| (t.metric.name(), t.limit))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("rps", 50_000.0),
+                ("p99", 5.0),
+                ("connect_p99", 10.0),
+                ("error_rate", 0.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        for (a, flag) in [
+            (args(|a| a.conns = Some("0".into())), "--conns"),
+            (args(|a| a.duration = Some("0s".into())), "--duration"),
+            (args(|a| a.url = Some("http://x".into())), "--url"),
+            (args(|a| a.args = Some("{bad".into())), "--args"),
+            (args(|a| a.max_p99 = Some("soon".into())), "--max-p99"),
+            (
+                args(|a| a.max_error_rate = Some("2".into())),
+                "--max-error-rate",
+            ),
+        ] {
+            let err = RunConfig::from_args(&a).unwrap_err().to_string();
+            assert!(err.contains(flag), "{err}");
+        }
+    }
+
+    #[test]
+    fn file_values_apply_below_flags_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            "[run]\nconns = 8\ninflight = \"4\"\n[thresholds]\nmax_p99 = \"7ms\"\n",
+        )
+        .unwrap();
+        let c = RunConfig::from_args(&args(|a| {
+            a.config = Some(path.clone());
+            a.inflight = Some("2".into());
+        }))
+        .unwrap();
+        assert_eq!((c.conns, c.inflight), (8, 2));
+        assert!(
+            c.thresholds
+                .iter()
+                .any(|t| t.metric == Metric::P99 && t.limit == 7.0)
+        );
+
+        std::fs::write(&path, "[run]\nconnz = 8\n").unwrap();
+        let err = RunConfig::from_args(&args(|a| a.config = Some(path.clone()))).unwrap_err();
+        assert!(err.to_string().contains("run.connz"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "\"<redacted>\"");
+    }
+}

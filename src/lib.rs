@@ -1,0 +1,31 @@
+//! wsbench: a load generator and CI gate for WebSocket tool-call servers.
+//!
+//! Where things live: the wire protocol in `protocol.rs`; flags in `cli.rs`, turned into typed
+//! configs in `config.rs`; the load in `run/` (one connection loop in `run/connection.rs`);
+//! latency recorded in `stats/recorder.rs`; thresholds checked in `gate/`; output formats in
+//! `report/`, one file each; the reference server in `serve/`; exit codes in `outcome.rs`.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod gate;
+pub mod outcome;
+pub mod protocol;
+pub mod report;
+pub mod run;
+pub mod serve;
+pub mod signal;
+pub mod stats;
+pub mod units;
+
+use cli::{Cli, Command};
+use config::{RunConfig, ServeConfig};
+pub use outcome::Outcome;
+
+/// Runs one parsed command line to its outcome.
+pub async fn main(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Run(args) => run::main(RunConfig::from_args(&args)?).await,
+        Command::Serve(args) => serve::main(ServeConfig::from_args(&args)?).await,
+    }
+}

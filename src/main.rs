@@ -1,0 +1,50 @@
+//! The `wsbench` binary: parse flags, set up logging and the runtime, run, map to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use wsbench::Outcome;
+use wsbench::cli::Cli;
+use wsbench::error::ConfigError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wsbench: could not start the runtime: {e}");
+            return Outcome::CouldNotRun.into();
+        }
+    };
+    match runtime.block_on(wsbench::main(cli)) {
+        Ok(outcome) => outcome.into(),
+        Err(err) => {
+            eprintln!("wsbench: {err:#}");
+            if err.downcast_ref::<ConfigError>().is_some() {
+                Outcome::BadUsage.into()
+            } else {
+                Outcome::CouldNotRun.into()
+            }
+        }
+    }
+}
+
+/// Logs go to stderr; `-v`/`-q` pick the level unless RUST_LOG says otherwise.
+fn init_tracing(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,480 @@
+//! The wire protocol of `../shared/PROTOCOL.md`, shared by `run` (client) and `serve` (server):
+//! frame builders, the client-side frame classifier and the server-side request parser.
+//!
+//! Everything here is total: any bytes classify to some [`Kind`], nothing panics. The classifier
+//! borrows from the frame and deserializes only `op`, `request_id`, `ok` and the error code, so it
+//! costs one pass over the text and no `serde_json::Value`.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// WebSocket settings both sides use. Frames here are small: an 8 KiB read buffer (instead of
+/// tungstenite's eager 128 KiB) holds dozens of them, and keeps 10,000 connections cheap.
+pub fn ws_config(max_message_size: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 << 10)
+        .write_buffer_size(16 << 10)
+        .max_message_size(Some(max_message_size))
+        .max_frame_size(Some(max_message_size))
+}
+
+/// Close code: the first frame was not valid JSON.
+pub const CLOSE_INVALID_HELLO: u16 = 4000;
+/// Close code: the first frame was not a hello.
+pub const CLOSE_MISSING_HELLO: u16 = 4001;
+/// Close code: no hello within the server's hello timeout.
+pub const CLOSE_HELLO_TIMEOUT: u16 = 4002;
+/// Close code: bad token or JWT required.
+pub const CLOSE_UNAUTHORIZED: u16 = 4003;
+/// Close code: refused by policy (too many connections).
+pub const CLOSE_POLICY: u16 = 1008;
+
+/// What a server frame is, as far as a load generator cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `hello_ack` (or the older `hello_res`), with its `ok` flag.
+    HelloAck { ok: bool },
+    /// `progress` breadcrumb (not final).
+    Progress,
+    /// `call_tool_ack` (not final).
+    CallToolAck,
+    /// `stream_chunk` (not final).
+    StreamChunk,
+    /// `stream_complete`: final, success.
+    StreamComplete,
+    /// `call_tool_res` without an `error`: final, success.
+    Result,
+    /// `call_tool_res` carrying an `error`: final, failure with [`Classified::code`].
+    ResultError,
+    /// `error` frame; final for its `request_id` when it has one, connection-level otherwise.
+    Error,
+    /// A known op that is not about a tool call (`list_tools_res`, `health_res`, `stats_res`).
+    Other,
+    /// A JSON object whose `op` this page does not list.
+    UnknownOp,
+    /// Not JSON, not an object, no string `op`, or a field of the wrong type.
+    Malformed,
+    /// A binary frame (the protocol is text only).
+    Binary,
+}
+
+impl Kind {
+    /// Whether this frame ends the request it names.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Kind::StreamComplete | Kind::Result | Kind::ResultError | Kind::Error
+        )
+    }
+
+    /// Whether this final frame means the call succeeded.
+    pub fn is_success(self) -> bool {
+        matches!(self, Kind::StreamComplete | Kind::Result)
+    }
+
+    /// Non-final frames about a request: counted, not timed.
+    pub fn is_non_final(self) -> bool {
+        matches!(self, Kind::Progress | Kind::CallToolAck | Kind::StreamChunk)
+    }
+}
+
+/// A classified server frame, borrowing from the frame text where it can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified<'a> {
+    pub kind: Kind,
+    /// The `request_id`, when present (a number is kept as its JSON text, so it never matches).
+    pub request_id: Option<Cow<'a, str>>,
+    /// The error code: `error.code`, a top-level `code`, or an `error` given as a plain string.
+    pub code: Option<Cow<'a, str>>,
+}
+
+impl Classified<'_> {
+    fn bare(kind: Kind) -> Self {
+        Classified {
+            kind,
+            request_id: None,
+            code: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    op: Option<&'a RawValue>,
+    #[serde(borrow)]
+    request_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
+    #[serde(borrow)]
+    code: Option<&'a RawValue>,
+    #[serde(borrow)]
+    ok: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ErrorObject<'a> {
+    #[serde(borrow)]
+    code: Option<&'a RawValue>,
+}
+
+/// A JSON string value, unescaped only when it has escapes.
+fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        serde_json::from_str::<Cow<'_, str>>(text).ok()
+    } else {
+        None
+    }
+}
+
+/// A scalar JSON value as text: strings unescaped, numbers and the rest as written.
+fn raw_scalar(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => raw_str(raw),
+        Some(b'{') | Some(b'[') | None => None,
+        _ => Some(Cow::Borrowed(text)),
+    }
+}
+
+fn error_code(head: &Head<'_>) -> Option<Cow<'static, str>> {
+    // The code is copied out only on error frames, which are rare on the hot path.
+    if let Some(err) = head.error {
+        let text = err.get();
+        if text.starts_with('{') {
+            if let Ok(obj) = serde_json::from_str::<ErrorObject<'_>>(text)
+                && let Some(code) = obj.code.and_then(raw_scalar)
+            {
+                return Some(Cow::Owned(code.into_owned()));
+            }
+        } else if text != "null"
+            && let Some(code) = raw_scalar(err)
+        {
+            return Some(Cow::Owned(code.into_owned()));
+        }
+    }
+    head.code
+        .and_then(raw_scalar)
+        .map(|c| Cow::Owned(c.into_owned()))
+}
+
+/// Classifies one text frame from a server. Never panics, whatever the input.
+pub fn classify(text: &str) -> Classified<'_> {
+    let head: Head<'_> = match serde_json::from_str(text) {
+        Ok(head) => head,
+        Err(_) => return Classified::bare(Kind::Malformed),
+    };
+    let Some(op) = head.op.and_then(raw_str) else {
+        return Classified::bare(Kind::Malformed);
+    };
+    let request_id = head.request_id.and_then(raw_scalar);
+    let has_error = head.error.is_some_and(|e| e.get() != "null");
+    let kind = match op.as_ref() {
+        "hello_ack" | "hello_res" => Kind::HelloAck {
+            ok: head.ok.is_some_and(|v| v.get() == "true"),
+        },
+        "progress" => Kind::Progress,
+        "call_tool_ack" => Kind::CallToolAck,
+        "stream_chunk" => Kind::StreamChunk,
+        "stream_complete" => Kind::StreamComplete,
+        "call_tool_res" if has_error => Kind::ResultError,
+        "call_tool_res" => Kind::Result,
+        "error" => Kind::Error,
+        "list_tools_res" | "health_res" | "stats_res" => Kind::Other,
+        _ => Kind::UnknownOp,
+    };
+    let code = match kind {
+        Kind::ResultError | Kind::Error | Kind::HelloAck { ok: false } => {
+            Some(error_code(&head).unwrap_or(Cow::Borrowed("UNKNOWN")))
+        }
+        _ => None,
+    };
+    Classified {
+        kind,
+        request_id,
+        code,
+    }
+}
+
+/// The `hello` frame a client opens with.
+pub fn hello_frame(session_id: &str, token: &str) -> String {
+    serde_json::json!({"op": "hello", "session_id": session_id, "token": token}).to_string()
+}
+
+/// Builds `call_tool` frames from a template split once at start-up, so each request costs a
+/// few `push_str`s into a reused buffer and no JSON tree.
+#[derive(Debug, Clone)]
+pub struct RequestTemplate {
+    /// `{"op":"call_tool","request_id":"` + the id prefix (`<run>-<conn>-`).
+    head: String,
+    /// `","name":<name>,"arguments":` + the part of the arguments before the first `{{seq}}`.
+    after_id: String,
+    /// The arguments, split at each `{{seq}}`; the sequence number goes between the pieces.
+    arg_pieces: Vec<String>,
+}
+
+/// The placeholder in `--args` that each request replaces with its sequence number.
+pub const SEQ_PLACEHOLDER: &str = "{{seq}}";
+
+impl RequestTemplate {
+    /// `args` is the arguments JSON text with optional `{{seq}}` placeholders; `None` means
+    /// the default `{"seq":<n>}`, which keeps every call distinct for deduplicating servers.
+    pub fn new(id_prefix: &str, tool: &str, args: Option<&str>) -> Self {
+        let args = args.unwrap_or(r#"{"seq":{{seq}}}"#);
+        let mut pieces: Vec<String> = args.split(SEQ_PLACEHOLDER).map(str::to_owned).collect();
+        let first = pieces.remove(0);
+        let name = serde_json::to_string(tool).expect("a string always serializes");
+        RequestTemplate {
+            head: format!(r#"{{"op":"call_tool","request_id":"{id_prefix}"#),
+            after_id: format!(r#"","name":{name},"arguments":{first}"#),
+            arg_pieces: pieces,
+        }
+    }
+
+    /// Writes the frame for request `seq` into `buf` (cleared first).
+    pub fn render(&self, seq: u64, buf: &mut String) {
+        buf.clear();
+        buf.push_str(&self.head);
+        let _ = write!(buf, "{seq}");
+        buf.push_str(&self.after_id);
+        for piece in &self.arg_pieces {
+            let _ = write!(buf, "{seq}");
+            buf.push_str(piece);
+        }
+        buf.push('}');
+    }
+}
+
+/// Checks a user's `--args` text: with `{{seq}}` replaced it must be a JSON object.
+pub fn validate_args(args: &str) -> Result<(), String> {
+    let probe = args.replace(SEQ_PLACEHOLDER, "0");
+    match serde_json::from_str::<serde_json::Value>(&probe) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err("must be a JSON object".into()),
+        Err(e) => Err(format!("is not valid JSON: {e}")),
+    }
+}
+
+/// A client frame as the server reads it: only the fields some op needs, borrowed.
+#[derive(Debug, Default, Deserialize)]
+pub struct Inbound<'a> {
+    #[serde(borrow)]
+    pub op: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub request_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub arguments: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub session_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub token: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub jwt: Option<Cow<'a, str>>,
+}
+
+/// Parses a client frame. `Err` carries the JSON error text for the server's error frame.
+pub fn parse_inbound(text: &str) -> Result<Inbound<'_>, String> {
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Whether a session id is 3-64 characters of `[A-Za-z0-9_-]`.
+pub fn valid_session_id(id: &str) -> bool {
+    (3..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Appends `s` as a JSON string literal (quotes included).
+pub fn push_json_str(buf: &mut String, s: &str) {
+    // serde_json's escaper is the reference; a String sink cannot fail.
+    buf.push_str(&serde_json::to_string(s).expect("a string always serializes"));
+}
+
+/// `{"op":"call_tool_res","request_id":…,"outputs":[{"type":"text","text":…}]}`
+pub fn result_frame(request_id: &str, text: &str) -> String {
+    let mut buf = String::with_capacity(64 + request_id.len() + text.len() * 2);
+    buf.push_str(r#"{"op":"call_tool_res","request_id":"#);
+    push_json_str(&mut buf, request_id);
+    buf.push_str(r#","outputs":[{"type":"text","text":"#);
+    push_json_str(&mut buf, text);
+    buf.push_str("}]}");
+    buf
+}
+
+/// `call_tool_res` carrying an error object.
+pub fn result_error_frame(request_id: &str, code: &str, message: &str) -> String {
+    serde_json::json!({
+        "op": "call_tool_res",
+        "request_id": request_id,
+        "error": {"code": code, "message": message},
+    })
+    .to_string()
+}
+
+/// An `error` frame, with or without a `request_id`.
+pub fn error_frame(request_id: Option<&str>, code: &str, message: &str) -> String {
+    let mut v = serde_json::json!({"op": "error", "code": code, "message": message});
+    if let Some(id) = request_id {
+        v["request_id"] = serde_json::Value::from(id);
+    }
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(text: &str) -> Kind {
+        classify(text).kind
+    }
+
+    #[test]
+    fn classifies_every_row_of_the_frame_table() {
+        let ack = classify(r#"{"op":"hello_ack","ok":true,"session_id":"bench-1-1"}"#);
+        assert_eq!(ack.kind, Kind::HelloAck { ok: true });
+        assert_eq!(ack.code, None);
+        assert_eq!(
+            kind(r#"{"op":"hello_res","ok":true}"#),
+            Kind::HelloAck { ok: true }
+        );
+        let nack = classify(r#"{"op":"hello_ack","ok":false,"error":"unauthorized"}"#);
+        assert_eq!(nack.kind, Kind::HelloAck { ok: false });
+        assert_eq!(nack.code.as_deref(), Some("unauthorized"));
+
+        let p = classify(r#"{"op":"progress","request_id":"r-1-2","note":"accepted"}"#);
+        assert_eq!(p.kind, Kind::Progress);
+        assert_eq!(p.request_id.as_deref(), Some("r-1-2"));
+        assert!(!p.kind.is_final() && p.kind.is_non_final());
+        assert_eq!(
+            kind(r#"{"op":"call_tool_ack","request_id":"a","accepted":true,"timeout":300}"#),
+            Kind::CallToolAck
+        );
+        assert_eq!(
+            kind(r#"{"op":"stream_chunk","request_id":"a","chunk":"t"}"#),
+            Kind::StreamChunk
+        );
+        let done = classify(r#"{"op":"stream_complete","request_id":"a","metadata":{}}"#);
+        assert!(done.kind.is_final() && done.kind.is_success());
+
+        let res = classify(
+            r#"{"op":"call_tool_res","request_id":"r-3-42","outputs":[{"type":"text","text":"{\"error\":1}"}]}"#,
+        );
+        assert_eq!(res.kind, Kind::Result);
+        assert!(res.kind.is_final() && res.kind.is_success());
+        assert_eq!(res.request_id.as_deref(), Some("r-3-42"));
+
+        let err = classify(
+            r#"{"op":"call_tool_res","request_id":"x","error":{"code":"OVER_CAPACITY","message":"m","retry_after":5}}"#,
+        );
+        assert_eq!(err.kind, Kind::ResultError);
+        assert!(err.kind.is_final() && !err.kind.is_success());
+        assert_eq!(err.code.as_deref(), Some("OVER_CAPACITY"));
+
+        let e1 = classify(r#"{"op":"error","request_id":"x","code":"TIMEOUT","message":"m"}"#);
+        assert_eq!(
+            (e1.kind, e1.code.as_deref()),
+            (Kind::Error, Some("TIMEOUT"))
+        );
+        assert_eq!(e1.request_id.as_deref(), Some("x"));
+        let e2 = classify(r#"{"op":"error","code":"VALIDATION_ERROR","message":"Invalid JSON"}"#);
+        assert_eq!(e2.kind, Kind::Error);
+        assert_eq!(e2.request_id, None);
+        assert_eq!(e2.code.as_deref(), Some("VALIDATION_ERROR"));
+
+        assert_eq!(kind(r#"{"op":"list_tools_res","tools":[]}"#), Kind::Other);
+        assert_eq!(kind(r#"{"op":"health_res","ok":true}"#), Kind::Other);
+        assert_eq!(kind(r#"{"op":"teleport"}"#), Kind::UnknownOp);
+    }
+
+    #[test]
+    fn unknown_error_codes_keep_their_name() {
+        let c = classify(r#"{"op":"call_tool_res","request_id":"a","error":{"code":"WEIRD_NEW"}}"#);
+        assert_eq!(c.code.as_deref(), Some("WEIRD_NEW"));
+        let c = classify(r#"{"op":"call_tool_res","request_id":"a","error":{"message":"x"}}"#);
+        assert_eq!(c.code.as_deref(), Some("UNKNOWN"));
+        let c = classify(r#"{"op":"call_tool_res","request_id":"a","error":"boom"}"#);
+        assert_eq!(
+            (c.kind, c.code.as_deref()),
+            (Kind::ResultError, Some("boom"))
+        );
+        let c = classify(r#"{"op":"call_tool_res","request_id":"a","error":null}"#);
+        assert_eq!(c.kind, Kind::Result);
+    }
+
+    #[test]
+    fn garbage_is_malformed_and_never_panics() {
+        for text in [
+            "",
+            "not json",
+            "[]",
+            "42",
+            "\"op\"",
+            "{",
+            "{}",
+            r#"{"op":7}"#,
+            r#"{"op":null}"#,
+            r#"{"op":"call_tool_res","request_id":"a""#,
+            "\u{0}\u{ffff}",
+        ] {
+            assert_eq!(kind(text), Kind::Malformed, "{text:?}");
+        }
+        // A numeric id is kept as text so that it can never match one of ours.
+        let c = classify(r#"{"op":"call_tool_res","request_id":17}"#);
+        assert_eq!(c.request_id.as_deref(), Some("17"));
+        let c = classify(r#"{"op":"call_tool_res","request_id":{"a":1}}"#);
+        assert_eq!((c.kind, c.request_id), (Kind::Result, None));
+    }
+
+    #[test]
+    fn escaped_ids_are_unescaped() {
+        let c = classify(r#"{"op":"call_tool_res","request_id":"a\u002db"}"#);
+        assert_eq!(c.request_id.as_deref(), Some("a-b"));
+    }
+
+    #[test]
+    fn template_renders_valid_distinct_frames() {
+        let t = RequestTemplate::new("run1-3-", "echo", None);
+        let mut buf = String::new();
+        t.render(42, &mut buf);
+        let v: serde_json::Value = serde_json::from_str(&buf).unwrap();
+        assert_eq!(v["op"], "call_tool");
+        assert_eq!(v["request_id"], "run1-3-42");
+        assert_eq!(v["name"], "echo");
+        assert_eq!(v["arguments"], serde_json::json!({"seq": 42}));
+
+        let t = RequestTemplate::new("p-", "we\"ird", Some(r#"{"a":"x{{seq}}","b":{{seq}}}"#));
+        t.render(7, &mut buf);
+        let v: serde_json::Value = serde_json::from_str(&buf).unwrap();
+        assert_eq!(v["name"], "we\"ird");
+        assert_eq!(v["arguments"], serde_json::json!({"a": "x7", "b": 7}));
+    }
+
+    #[test]
+    fn args_must_be_an_object() {
+        assert!(validate_args(r#"{"n":{{seq}}}"#).is_ok());
+        assert!(validate_args("[1]").is_err());
+        assert!(validate_args("{nope").is_err());
+    }
+
+    #[test]
+    fn server_frames_classify_as_the_client_expects() {
+        assert_eq!(kind(&result_frame("a", "{\"x\":1}")), Kind::Result);
+        let c = classify(&result_error_frame("a", "TOOL_NOT_FOUND", "no"));
+        assert_eq!(c.code.as_deref(), Some("TOOL_NOT_FOUND"));
+        assert_eq!(
+            kind(&error_frame(None, "INVALID_REQUEST", "x")),
+            Kind::Error
+        );
+        assert!(valid_session_id("bench-17-3"));
+        assert!(!valid_session_id("a b"));
+        assert!(!valid_session_id("ab"));
+    }
+}

@@ -1,0 +1,207 @@
+//! Orchestrates `wsbench run`: starts the embedded server if asked, spawns the connection tasks
+//! and the recorder, releases every connection at one synchronized start, collects their
+//! reports into a [`Summary`], applies the gate and picks the [`Outcome`].
+
+pub mod connection;
+pub mod pacer;
+pub mod sample;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{RunConfig, ServeConfig, Target, WsUrl};
+use crate::gate::{self, Verdict};
+use crate::outcome::Outcome;
+use crate::serve::{Server, StatsSnapshot};
+use crate::stats::{Recorder, Summary};
+use connection::{Links, RunSpec, Stop};
+
+/// Everything a finished run produced; what the reporters render.
+#[derive(Debug)]
+pub struct RunResult {
+    pub config: RunConfig,
+    pub run_id: String,
+    pub summary: Summary,
+    pub verdicts: Vec<Verdict>,
+    pub outcome: Outcome,
+    /// Why the run could not run or was cut short, when it was.
+    pub reason: Option<String>,
+    /// The embedded server's own counters, for embedded runs.
+    pub server: Option<StatsSnapshot>,
+}
+
+/// The `run` subcommand: run, write every report, return the outcome.
+pub async fn main(config: RunConfig) -> anyhow::Result<Outcome> {
+    crate::report::check_writable(config.json.as_deref())?;
+    let interrupt = CancellationToken::new();
+    tokio::spawn(watch_signals(interrupt.clone()));
+    let result = run(config, interrupt).await?;
+    crate::report::emit_all(&result)?;
+    Ok(result.outcome)
+}
+
+/// First SIGINT/SIGTERM: stop sending, drain, report. Second: leave at once.
+async fn watch_signals(interrupt: CancellationToken) {
+    crate::signal::terminated().await;
+    tracing::warn!("interrupted: stopping; send the signal again to exit at once");
+    interrupt.cancel();
+    crate::signal::terminated().await;
+    std::process::exit(i32::from(Outcome::Interrupted.code()));
+}
+
+/// Runs the load described by `config` and judges it. Writes nothing.
+pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Result<RunResult> {
+    let (server, url) = match &config.target {
+        Target::Url(url) => (None, url.clone()),
+        Target::Embedded => {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("could not start the embedded server")?;
+            let serve = ServeConfig {
+                token: config.token.clone(),
+                ..ServeConfig::default()
+            };
+            let server = Server::start(listener, serve)?;
+            let url = WsUrl::parse(&server.url()).map_err(anyhow::Error::msg)?;
+            (Some(server), url)
+        }
+    };
+    let run_id = new_run_id();
+    let summary = execute(&config, &url, &run_id, interrupt).await?;
+    let server = match server {
+        Some(s) => Some(s.shutdown().await?),
+        None => None,
+    };
+    let verdicts = gate::evaluate(&summary, &config.thresholds);
+    let (outcome, reason) = judge(&summary, &verdicts);
+    Ok(RunResult {
+        config,
+        run_id,
+        summary,
+        verdicts,
+        outcome,
+        reason,
+        server,
+    })
+}
+
+/// The exit outcome and, when it is not a plain pass or fail, why.
+fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
+    let first_failure = || s.setup_failures.keys().next().cloned().unwrap_or_default();
+    if s.interrupted {
+        (Outcome::Interrupted, Some("interrupted by signal".into()))
+    } else if s.connections_opened == 0 {
+        let why = format!("every connection failed ({})", first_failure());
+        (Outcome::CouldNotRun, Some(why))
+    } else if s.hello_rejected {
+        let why = s
+            .setup_failures
+            .keys()
+            .find(|k| k.contains("rejected"))
+            .cloned()
+            .unwrap_or_else(first_failure);
+        (
+            Outcome::CouldNotRun,
+            Some(format!("the server rejected a hello: {why}")),
+        )
+    } else if verdicts.iter().any(|v| !v.passed) {
+        (Outcome::ThresholdFailed, None)
+    } else {
+        (Outcome::Passed, None)
+    }
+}
+
+/// Short random run id; it prefixes request and session ids so runs never collide.
+fn new_run_id() -> String {
+    use std::hash::{BuildHasher as _, RandomState};
+    let h = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
+    format!("{:08x}", h as u32)
+}
+
+async fn execute(
+    config: &RunConfig,
+    url: &WsUrl,
+    run_id: &str,
+    interrupt: CancellationToken,
+) -> anyhow::Result<Summary> {
+    let spec = Arc::new(RunSpec {
+        url: url.url.clone(),
+        host: url.host.clone(),
+        port: url.port,
+        run_id: run_id.to_owned(),
+        session_prefix: config.session_prefix.clone(),
+        hello_token: config.token.clone(),
+        tool: config.tool.clone(),
+        args: config.args.clone(),
+        window: config.inflight as usize,
+        rate: None,
+        conns: config.conns,
+        connect_timeout: config.connect_timeout,
+        timeout: config.timeout,
+        drain: config.drain,
+        max_message_size: 16 << 20,
+    });
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let recorder = tokio::spawn(Recorder::default().run(events_rx));
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let (start_tx, start_rx) = watch::channel(None);
+    let budget = config.requests.map(|n| Arc::new(AtomicU64::new(n)));
+    let stop = Stop {
+        interrupt: interrupt.clone(),
+        budget: budget.clone(),
+    };
+
+    let mut tasks = JoinSet::new();
+    for id in 0..config.conns {
+        let links = Links {
+            events: events_tx.clone(),
+            ready: ready_tx.clone(),
+            start: start_rx.clone(),
+        };
+        tasks.spawn(connection::run(spec.clone(), id, stop.clone(), links));
+    }
+    drop((events_tx, ready_tx, start_rx));
+
+    // Everyone connects first; load starts for all at once, so setup never counts as load.
+    for _ in 0..config.conns {
+        if ready_rx.recv().await.is_none() {
+            break;
+        }
+    }
+    let start = Instant::now();
+    let stop_at = start + config.duration;
+    let _ = start_tx.send(Some((start, stop_at)));
+
+    let mut reports = Vec::with_capacity(config.conns as usize);
+    while let Some(joined) = tasks.join_next().await {
+        reports.push(joined.context("a connection task failed")?);
+    }
+    let interrupted = interrupt.is_cancelled();
+    let recorder = recorder.await.context("the recorder failed")?;
+
+    // The measured window ends when sending stopped, or at the last success if later; in
+    // count mode it ends at the last success (sending stopped when the budget ran out).
+    let budget_spent = budget.is_some_and(|b| b.load(Ordering::Relaxed) == 0);
+    let last = recorder.last_received.unwrap_or(start);
+    let end = if budget_spent {
+        last
+    } else {
+        last.max(stop_at.min(Instant::now()))
+    };
+    let mut summary = Summary::build(
+        url.url.clone(),
+        matches!(config.target, Target::Embedded),
+        end.saturating_duration_since(start),
+        &reports,
+        recorder.into_histograms(),
+    );
+    summary.interrupted = interrupted;
+    Ok(summary)
+}

@@ -1,0 +1,129 @@
+//! What connection tasks record: time stamps and counts, no arithmetic on them. The recorder
+//! (`stats/recorder.rs`) turns stamps into histograms.
+
+use std::collections::BTreeMap;
+use std::ops::AddAssign;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// One successful request's stamps.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// When the request should have been sent (its pacer slot); equals `sent` in closed loop.
+    pub intended: Instant,
+    /// When its frame was handed to the socket.
+    pub sent: Instant,
+    /// When its final reply was read.
+    pub received: Instant,
+}
+
+/// The stamps of one connection's setup.
+#[derive(Debug, Clone, Copy)]
+pub struct SetupStamps {
+    pub started: Instant,
+    /// TCP connected.
+    pub tcp: Instant,
+    /// WebSocket upgrade answered.
+    pub upgraded: Instant,
+    /// hello_ack received.
+    pub acked: Instant,
+}
+
+/// What flows from connection tasks to the recorder.
+#[derive(Debug)]
+pub enum Event {
+    Samples(Vec<Sample>),
+    Setup(SetupStamps),
+}
+
+/// Request and frame counts. Every request sent ends in exactly one of succeeded, failed,
+/// timed_out, lost or unfinished; the other fields count frames, not requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Requests handed to the socket.
+    pub sent: u64,
+    /// Final success reply received in time.
+    pub succeeded: u64,
+    /// Final error reply received in time (see `errors_by_code`).
+    pub failed: u64,
+    /// No final reply within `--timeout`.
+    pub timed_out: u64,
+    /// In flight when the connection dropped.
+    pub lost: u64,
+    /// Still in flight when the run ended (after the drain).
+    pub unfinished: u64,
+    /// A second final reply for an already answered id.
+    pub duplicates: u64,
+    /// A final reply for an id this connection never sent (or with no id).
+    pub unmatched: u64,
+    /// A final reply for a request that had already timed out.
+    pub late: u64,
+    /// Frames that were not JSON objects with a string `op`, or binary.
+    pub malformed: u64,
+    /// progress / call_tool_ack / stream_chunk frames.
+    pub non_final: u64,
+    /// Other frames: connection-level errors, unknown ops, unsolicited replies.
+    pub unexpected: u64,
+}
+
+impl Counts {
+    /// sent = succeeded + failed + timed_out + lost + unfinished.
+    pub fn identity_holds(&self) -> bool {
+        self.sent == self.succeeded + self.failed + self.timed_out + self.lost + self.unfinished
+    }
+}
+
+impl AddAssign<&Counts> for Counts {
+    fn add_assign(&mut self, o: &Counts) {
+        self.sent += o.sent;
+        self.succeeded += o.succeeded;
+        self.failed += o.failed;
+        self.timed_out += o.timed_out;
+        self.lost += o.lost;
+        self.unfinished += o.unfinished;
+        self.duplicates += o.duplicates;
+        self.unmatched += o.unmatched;
+        self.late += o.late;
+        self.malformed += o.malformed;
+        self.non_final += o.non_final;
+        self.unexpected += o.unexpected;
+    }
+}
+
+/// How a connection's setup failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupFailure {
+    /// `connect`, `upgrade` or `hello`.
+    pub stage: &'static str,
+    pub reason: String,
+    /// The server's close code, when it closed.
+    pub close_code: Option<u16>,
+    /// Whether the server refused the hello (as opposed to a network failure).
+    pub rejected: bool,
+}
+
+impl SetupFailure {
+    /// One line for reports, e.g. `hello rejected: unauthorized (close 4003)`.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{}: {}", self.stage, self.reason);
+        if let Some(code) = self.close_code {
+            s.push_str(&format!(" (close {code})"));
+        }
+        s
+    }
+}
+
+/// All a connection task reports when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct ConnReport {
+    pub id: u32,
+    pub setup_failure: Option<SetupFailure>,
+    pub counts: Counts,
+    /// Failed requests by error code.
+    pub errors_by_code: BTreeMap<String, u64>,
+    /// Connection-level error frames (no request id) by code.
+    pub conn_errors_by_code: BTreeMap<String, u64>,
+    /// Close codes received from the server during load (1006 = closed without a close frame).
+    pub close_codes: BTreeMap<u16, u64>,
+}

@@ -1,0 +1,412 @@
+//! One reference-server connection: WebSocket upgrade, the hello handshake, then answering
+//! frames per PROTOCOL.md. Replies are fed as they are produced and flushed once the socket
+//! has no more frames ready, so a pipelining client gets batched writes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+use subtle::ConstantTimeEq as _;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::stats::Reply;
+use crate::protocol::{self, Inbound};
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// Longest `sleep` the server agrees to, so a hostile client cannot park tasks forever.
+const MAX_SLEEP_MS: u64 = 60_000;
+
+/// A reply on its way out, with the outcome it is counted under once written.
+struct Outgoing {
+    text: Utf8Bytes,
+    counted: Counted,
+}
+
+enum Counted {
+    /// Not a request outcome (hello_ack, list_tools_res, connection-level error...).
+    Nothing,
+    Reply(Reply<'static>),
+    ReplyError(String),
+}
+
+impl Outgoing {
+    fn plain(text: String) -> Self {
+        Outgoing {
+            text: text.into(),
+            counted: Counted::Nothing,
+        }
+    }
+}
+
+pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let limit = shared.config.max_message_size;
+    let ws_config = protocol::ws_config(limit);
+    let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config));
+    let mut ws = match tokio::time::timeout(shared.config.hello_timeout, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        _ => return,
+    };
+    shared.stats.connection_opened();
+    if let Some(max) = shared.config.max_conns
+        && shared.stats.active() > max
+    {
+        shared.stats.refused();
+        close(&mut ws, CloseCode::Policy, "too many connections").await;
+        shared.stats.connection_closed();
+        return;
+    }
+    if handshake(&mut ws, &shared).await {
+        Connection::new(ws, shared.clone()).serve(cancel).await;
+    }
+    shared.stats.connection_closed();
+}
+
+/// Sends a close frame and waits briefly for the peer's, so the code reaches the client.
+async fn close(ws: &mut Ws, code: CloseCode, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    };
+    let _ = ws.close(Some(frame)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+/// Runs the hello exchange; `false` means the connection was closed.
+async fn handshake(ws: &mut Ws, shared: &Shared) -> bool {
+    let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
+    let text = loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => {
+                shared.stats.hello(false);
+                close(
+                    ws,
+                    CloseCode::from(protocol::CLOSE_HELLO_TIMEOUT),
+                    "hello timeout",
+                )
+                .await;
+                return false;
+            }
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return false,
+            Ok(Some(Ok(Message::Text(text)))) => break Some(text),
+            Ok(Some(Ok(Message::Binary(_)))) => break None,
+            Ok(Some(Ok(_))) => continue, // pings are answered by tungstenite
+        }
+    };
+    let parsed = text.as_ref().map(|t| protocol::parse_inbound(t.as_str()));
+    let (code, error) = match parsed {
+        None | Some(Err(_)) => (protocol::CLOSE_INVALID_HELLO, "invalid_hello"),
+        Some(Ok(hello)) if hello.op.as_deref() != Some("hello") => {
+            (protocol::CLOSE_MISSING_HELLO, "missing_hello")
+        }
+        Some(Ok(hello)) => {
+            if token_ok(&hello, shared) {
+                let session = hello
+                    .session_id
+                    .as_deref()
+                    .filter(|s| protocol::valid_session_id(s))
+                    .map(str::to_owned)
+                    .unwrap_or_else(random_session_id);
+                let ack = serde_json::json!({"op": "hello_ack", "ok": true, "session_id": session});
+                shared.stats.hello(true);
+                return ws.send(Message::text(ack.to_string())).await.is_ok();
+            }
+            (protocol::CLOSE_UNAUTHORIZED, "unauthorized")
+        }
+    };
+    shared.stats.hello(false);
+    let nack = serde_json::json!({"op": "hello_ack", "ok": false, "error": error});
+    let _ = ws.send(Message::text(nack.to_string())).await;
+    close(ws, CloseCode::from(code), error).await;
+    false
+}
+
+fn token_ok(hello: &Inbound<'_>, shared: &Shared) -> bool {
+    let expected = shared.config.token.expose().as_bytes();
+    if expected.is_empty() {
+        return true;
+    }
+    let given = hello
+        .token
+        .as_deref()
+        .or(hello.jwt.as_deref())
+        .unwrap_or("");
+    // Constant time, so response timing does not leak how much of a guess was right.
+    bool::from(given.as_bytes().ct_eq(expected))
+}
+
+fn random_session_id() -> String {
+    use std::hash::{BuildHasher as _, RandomState};
+    format!(
+        "srv-{:016x}",
+        RandomState::new().hash_one(std::time::SystemTime::now())
+    )
+}
+
+struct Connection {
+    ws: Ws,
+    shared: Arc<Shared>,
+    /// Replies of delayed calls (`sleep`) come back through here.
+    delayed_tx: mpsc::UnboundedSender<Outgoing>,
+    delayed_rx: mpsc::UnboundedReceiver<Outgoing>,
+    unflushed: u64,
+}
+
+impl Connection {
+    fn new(ws: Ws, shared: Arc<Shared>) -> Self {
+        let (delayed_tx, delayed_rx) = mpsc::unbounded_channel();
+        Connection {
+            ws,
+            shared,
+            delayed_tx,
+            delayed_rx,
+            unflushed: 0,
+        }
+    }
+
+    async fn serve(mut self, cancel: CancellationToken) {
+        loop {
+            let alive = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    let _ = self.flush().await;
+                    close(&mut self.ws, CloseCode::Away, "server shutting down").await;
+                    return;
+                }
+                Some(out) = self.delayed_rx.recv() => self.write(out).await,
+                msg = self.ws.next() => match msg {
+                    Some(Ok(msg)) => self.on_message(msg).await,
+                    _ => false,
+                },
+            };
+            if !alive || !self.drain_ready().await || self.flush().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Handles whatever is already readable without waiting, so one flush covers them all.
+    async fn drain_ready(&mut self) -> bool {
+        while let Ok(out) = self.delayed_rx.try_recv() {
+            if !self.write(out).await {
+                return false;
+            }
+        }
+        loop {
+            match self.ws.next().now_or_never() {
+                Some(Some(Ok(msg))) => {
+                    if !self.on_message(msg).await {
+                        return false;
+                    }
+                }
+                Some(_) => return false,
+                None => return true,
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        if self.unflushed > 0 {
+            self.shared.stats.frames_out(self.unflushed);
+            self.unflushed = 0;
+            self.ws.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Queues one frame; the outcome is counted only once the socket took it.
+    async fn write(&mut self, out: Outgoing) -> bool {
+        if self.ws.feed(Message::Text(out.text)).await.is_err() {
+            return false;
+        }
+        self.unflushed += 1;
+        match out.counted {
+            Counted::Nothing => {}
+            Counted::Reply(r) => self.shared.stats.reply(r),
+            Counted::ReplyError(code) => self.shared.stats.reply(Reply::Error(&code)),
+        }
+        true
+    }
+
+    async fn on_message(&mut self, msg: Message) -> bool {
+        match msg {
+            Message::Text(text) => {
+                self.shared.stats.frame_in();
+                match self.answer(text.as_str()) {
+                    Some(out) => self.write(out).await,
+                    None => true,
+                }
+            }
+            Message::Binary(_) => {
+                self.shared.stats.frame_in();
+                self.shared.stats.error_code("INVALID_REQUEST");
+                let msg = "binary frames are not supported";
+                let frame = protocol::error_frame(None, "INVALID_REQUEST", msg);
+                self.write(Outgoing::plain(frame)).await
+            }
+            Message::Close(_) => false,
+            _ => true,
+        }
+    }
+
+    /// The reply to one text frame, or `None` when it comes later (delayed call).
+    fn answer(&self, text: &str) -> Option<Outgoing> {
+        let frame = match protocol::parse_inbound(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                return Some(
+                    self.connection_error("VALIDATION_ERROR", &format!("Invalid JSON: {e}")),
+                );
+            }
+        };
+        match frame.op.as_deref() {
+            Some("call_tool") => self.call_tool(&frame),
+            Some("hello") => Some(Outgoing::plain(
+                r#"{"op":"hello_ack","ok":true,"note":"already authenticated"}"#.to_owned(),
+            )),
+            Some("list_tools") => Some(Outgoing::plain(list_tools())),
+            Some("health") => Some(Outgoing::plain(
+                serde_json::json!({"op": "health_res", "ok": true, "active": self.shared.stats.active()})
+                    .to_string(),
+            )),
+            Some("stats") => {
+                let mut v = serde_json::to_value(self.shared.stats.snapshot()).unwrap_or_default();
+                v["op"] = "stats_res".into();
+                Some(Outgoing::plain(v.to_string()))
+            }
+            Some(op) => Some(self.connection_error("INVALID_REQUEST", &format!("Unknown op: {op}"))),
+            None => Some(self.connection_error("INVALID_REQUEST", "missing op")),
+        }
+    }
+
+    fn connection_error(&self, code: &str, message: &str) -> Outgoing {
+        self.shared.stats.error_code(code);
+        Outgoing::plain(protocol::error_frame(None, code, message))
+    }
+
+    fn call_tool(&self, frame: &Inbound<'_>) -> Option<Outgoing> {
+        let stats = &self.shared.stats;
+        stats.call_tool();
+        let Some(id) = frame.request_id.as_deref() else {
+            // Without an id nothing can be answered per request: a connection-level error.
+            let out = Outgoing {
+                text: protocol::error_frame(None, "INVALID_REQUEST", "missing request_id").into(),
+                counted: Counted::ReplyError("INVALID_REQUEST".into()),
+            };
+            return Some(out);
+        };
+        if let Some(cached) = self.shared.cache.get(id) {
+            return Some(Outgoing {
+                text: cached,
+                counted: Counted::Reply(Reply::Replay),
+            });
+        }
+        let name = frame.name.as_deref().unwrap_or("");
+        let args = frame.arguments.map(|a| a.get()).unwrap_or("{}");
+        if name.is_empty() {
+            return Some(self.error_reply(
+                id,
+                "INVALID_REQUEST",
+                "name must be a non-empty string",
+            ));
+        }
+        if !args.starts_with('{') {
+            return Some(self.error_reply(id, "VALIDATION_ERROR", "arguments must be an object"));
+        }
+        match name {
+            "echo" => Some(self.ok_reply(id, args)),
+            "status" => {
+                let snapshot = serde_json::to_string(&stats.snapshot()).unwrap_or_default();
+                Some(self.ok_reply(id, &snapshot))
+            }
+            "sleep" => self.sleep(id, args),
+            _ => Some(self.error_reply(id, "TOOL_NOT_FOUND", &format!("Unknown tool: {name}"))),
+        }
+    }
+
+    fn ok_reply(&self, id: &str, text: &str) -> Outgoing {
+        let reply: Utf8Bytes = protocol::result_frame(id, text).into();
+        self.shared.cache.insert(id, reply.clone());
+        Outgoing {
+            text: reply,
+            counted: Counted::Reply(Reply::Ok),
+        }
+    }
+
+    fn error_reply(&self, id: &str, code: &str, message: &str) -> Outgoing {
+        let reply: Utf8Bytes = protocol::result_error_frame(id, code, message).into();
+        self.shared.cache.insert(id, reply.clone());
+        Outgoing {
+            text: reply,
+            counted: Counted::ReplyError(code.to_owned()),
+        }
+    }
+
+    /// `sleep {"ms": N}`: answered later from a timer task, deduplicated while in flight.
+    fn sleep(&self, id: &str, args: &str) -> Option<Outgoing> {
+        #[derive(serde::Deserialize)]
+        struct SleepArgs {
+            ms: u64,
+        }
+        let ms = match serde_json::from_str::<SleepArgs>(args) {
+            Ok(a) if a.ms <= MAX_SLEEP_MS => a.ms,
+            _ => {
+                let msg = format!("sleep needs {{\"ms\": 0..={MAX_SLEEP_MS}}}");
+                return Some(self.error_reply(id, "VALIDATION_ERROR", &msg));
+            }
+        };
+        let content = format!("sleep\0{args}");
+        if let Err(original) = self.shared.in_flight.begin(id, &content) {
+            let reply = serde_json::json!({
+                "op": "call_tool_res",
+                "request_id": id,
+                "error": {"code": "DUPLICATE", "message": "identical call in flight", "original_request_id": original},
+            });
+            return Some(Outgoing {
+                text: reply.to_string().into(),
+                counted: Counted::ReplyError("DUPLICATE".into()),
+            });
+        }
+        let shared = self.shared.clone();
+        let tx = self.delayed_tx.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let reply: Utf8Bytes =
+                protocol::result_frame(&id, &format!("{{\"slept_ms\":{ms}}}")).into();
+            shared.cache.insert(&id, reply.clone());
+            shared.in_flight.end(&id, &content);
+            let _ = tx.send(Outgoing {
+                text: reply,
+                counted: Counted::Reply(Reply::Ok),
+            });
+        });
+        None
+    }
+}
+
+fn list_tools() -> String {
+    serde_json::json!({
+        "op": "list_tools_res",
+        "tools": [
+            {"name": "echo", "description": "Returns its arguments as text",
+             "inputSchema": {"type": "object"}},
+            {"name": "sleep", "description": "Answers after `ms` milliseconds",
+             "inputSchema": {"type": "object", "properties": {"ms": {"type": "integer", "minimum": 0}}, "required": ["ms"]}},
+            {"name": "status", "description": "The server's counters as JSON text",
+             "inputSchema": {"type": "object"}},
+        ],
+    })
+    .to_string()
+}

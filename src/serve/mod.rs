@@ -1,0 +1,136 @@
+//! `wsbench serve`: the reference server. Owns the accept loop, the connection cap and graceful
+//! shutdown; what each connection says lives in `handler.rs`, the counters in `stats.rs`.
+//!
+//! In-process use (tests, `run --embedded`): [`Server::start`] on a listener bound to port 0,
+//! read [`Server::stats`], then [`Server::shutdown`].
+
+mod cache;
+mod handler;
+mod stats;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use stats::{ServerStats, StatsSnapshot};
+
+use crate::config::ServeConfig;
+use crate::outcome::Outcome;
+
+/// Everything the connection handlers share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: ServeConfig,
+    pub stats: ServerStats,
+    pub cache: cache::ReplayCache,
+    pub in_flight: cache::InFlight,
+}
+
+/// A running reference server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds `config.host:config.port` and starts serving.
+    pub async fn bind(config: ServeConfig) -> anyhow::Result<Server> {
+        let addr = (config.host.as_str(), config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("could not listen on {}:{}", config.host, config.port))?;
+        Server::start(listener, config)
+    }
+
+    /// Serves on an already bound listener (tests bind `127.0.0.1:0`).
+    pub fn start(listener: TcpListener, config: ServeConfig) -> anyhow::Result<Server> {
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            cache: cache::ReplayCache::new(config.cache_size),
+            in_flight: cache::InFlight::default(),
+            stats: ServerStats::default(),
+            config,
+        });
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), cancel.clone()));
+        Ok(Server {
+            addr,
+            shared,
+            cancel,
+            task,
+        })
+    }
+
+    /// The bound address (the real port when bound to 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://` URL of this server.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// The counters as they are now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Stops accepting, closes every connection with 1001, waits for the handlers, writes
+    /// `--stats-file`, and returns the final counters.
+    pub async fn shutdown(self) -> anyhow::Result<StatsSnapshot> {
+        self.cancel.cancel();
+        let _ = self.task.await;
+        let snapshot = self.shared.stats.snapshot();
+        if let Some(path) = &self.shared.config.stats_file {
+            let bytes = serde_json::to_vec_pretty(&snapshot)?;
+            crate::report::write_whole(path, &bytes)?;
+        }
+        Ok(snapshot)
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                tracker.spawn(handler::handle(stream, shared.clone(), cancel.clone()));
+            }
+            Err(err) => {
+                // EMFILE and friends pass; back off briefly instead of spinning on them.
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// The `serve` subcommand: serve until SIGINT or SIGTERM, then shut down gracefully.
+pub async fn main(config: ServeConfig) -> anyhow::Result<Outcome> {
+    let server = Server::bind(config).await?;
+    println!("wsbench serve listening on {}", server.url());
+    crate::signal::terminated().await;
+    let stats = server.shutdown().await?;
+    tracing::info!(
+        call_tool = stats.call_tool,
+        results_ok = stats.results_ok,
+        "server stopped"
+    );
+    Ok(Outcome::Passed)
+}

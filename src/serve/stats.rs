@@ -1,0 +1,148 @@
+//! The reference server's exact counters: what it received and what it sent, by outcome.
+//!
+//! Tests compare these with the load generator's own counts, so every frame the handler
+//! answers bumps exactly one outcome counter. Atomics keep the hot path lock-free; the error
+//! map takes a lock, but only on error replies.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+/// Live counters shared by every connection of one server.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    connections: AtomicU64,
+    active: AtomicU64,
+    refused: AtomicU64,
+    hello_ok: AtomicU64,
+    hello_rejected: AtomicU64,
+    call_tool: AtomicU64,
+    results_ok: AtomicU64,
+    results_error: AtomicU64,
+    replays: AtomicU64,
+    frames_in: AtomicU64,
+    frames_out: AtomicU64,
+    errors_by_code: Mutex<BTreeMap<String, u64>>,
+}
+
+/// A point-in-time copy of [`ServerStats`]; the `--stats-file` and `stats_res` format.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StatsSnapshot {
+    /// WebSocket connections accepted (upgrade completed), including ones later refused.
+    pub connections: u64,
+    /// Connections open right now.
+    pub active: u64,
+    /// Connections closed with 1008 because of `--max-conns`.
+    pub refused: u64,
+    /// Hellos answered with `ok: true`.
+    pub hello_ok: u64,
+    /// Handshakes that ended in a 4000-4003 close.
+    pub hello_rejected: u64,
+    /// `call_tool` frames received.
+    pub call_tool: u64,
+    /// Final success replies sent (replays excluded).
+    pub results_ok: u64,
+    /// Final error replies sent (`call_tool_res` with error, or `error` with a request_id).
+    pub results_error: u64,
+    /// Repeated request ids answered from the result cache.
+    pub replays: u64,
+    /// Frames read after the handshake.
+    pub frames_in: u64,
+    /// Frames written after the handshake.
+    pub frames_out: u64,
+    /// Error replies by code.
+    pub errors_by_code: BTreeMap<String, u64>,
+}
+
+/// Outcome of a final reply, for [`ServerStats::reply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply<'a> {
+    Ok,
+    Error(&'a str),
+    Replay,
+}
+
+impl ServerStats {
+    pub(crate) fn connection_opened(&self) {
+        self.connections.fetch_add(1, Relaxed);
+        self.active.fetch_add(1, Relaxed);
+    }
+
+    /// Returns the number of connections open after this one closed.
+    pub(crate) fn connection_closed(&self) -> u64 {
+        self.active.fetch_sub(1, Relaxed) - 1
+    }
+
+    pub(crate) fn active(&self) -> u64 {
+        self.active.load(Relaxed)
+    }
+
+    pub(crate) fn refused(&self) {
+        self.refused.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn hello(&self, ok: bool) {
+        let c = if ok {
+            &self.hello_ok
+        } else {
+            &self.hello_rejected
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn call_tool(&self) {
+        self.call_tool.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn frame_in(&self) {
+        self.frames_in.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn frames_out(&self, n: u64) {
+        self.frames_out.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn reply(&self, reply: Reply<'_>) {
+        match reply {
+            Reply::Ok => self.results_ok.fetch_add(1, Relaxed),
+            Reply::Replay => self.replays.fetch_add(1, Relaxed),
+            Reply::Error(code) => {
+                self.error_code(code);
+                self.results_error.fetch_add(1, Relaxed)
+            }
+        };
+    }
+
+    /// Counts a connection-level error frame by code (not a request outcome).
+    pub(crate) fn error_code(&self, code: &str) {
+        let mut map = self
+            .errors_by_code
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *map.entry(code.to_owned()).or_default() += 1;
+    }
+
+    /// Copies the counters.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            connections: self.connections.load(Relaxed),
+            active: self.active.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            hello_ok: self.hello_ok.load(Relaxed),
+            hello_rejected: self.hello_rejected.load(Relaxed),
+            call_tool: self.call_tool.load(Relaxed),
+            results_ok: self.results_ok.load(Relaxed),
+            results_error: self.results_error.load(Relaxed),
+            replays: self.replays.load(Relaxed),
+            frames_in: self.frames_in.load(Relaxed),
+            frames_out: self.frames_out.load(Relaxed),
+            errors_by_code: self
+                .errors_by_code
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+}
