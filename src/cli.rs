@@ -68,8 +68,8 @@ pub struct RunArgs {
     /// Tool to call. Default echo.
     #[arg(long)]
     pub tool: Option<String>,
-    /// Arguments: a JSON object, or @FILE. `{{seq}}` is replaced by each request's sequence
-    /// number. Default {"seq":{{seq}}}, so no two calls are identical.
+    /// Arguments: a JSON object, or @FILE. `{{seq}}` becomes a number unique within the run,
+    /// `{{id}}` the request id. Default {"seq":{{seq}},"id":"{{id}}"}: no two calls identical.
     #[arg(long)]
     pub args: Option<String>,
     /// Auth token sent in hello (never printed).

@@ -42,7 +42,11 @@ fn init_tracing(verbose: u8, quiet: bool) {
         (false, _) => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level))
+        // tungstenite traces whole frame payloads, hello and its token included; its logs
+        // are capped whatever RUST_LOG asks, because tokens never reach the logs.
+        .add_directive("tungstenite=info".parse().expect("static directive"))
+        .add_directive("tokio_tungstenite=info".parse().expect("static directive"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -105,7 +105,13 @@ pub async fn run(spec: Arc<RunSpec>, id: u32, stop: Stop, mut links: Links) -> C
     };
     let id_prefix = format!("{}-{}-", spec.run_id, id);
     let mut load = Load {
-        template: RequestTemplate::new(&id_prefix, &spec.tool, spec.args.as_deref()),
+        template: RequestTemplate::new(
+            &id_prefix,
+            &spec.tool,
+            spec.args.as_deref(),
+            id,
+            spec.conns,
+        ),
         id_prefix,
         ws,
         spec: &spec,
@@ -358,6 +364,9 @@ impl Load<'_> {
                 sending = false;
                 deadline = now + self.spec.drain;
             }
+            if let Some(cutoff) = now.checked_sub(self.spec.timeout) {
+                self.report.counts.timed_out += self.window.expire(cutoff);
+            }
             if sending {
                 match self.fill(&mut pacer, stop, now).await {
                     Ok(true) => {}
@@ -368,9 +377,6 @@ impl Load<'_> {
                     }
                     Err(()) => return self.lost(),
                 }
-            }
-            if let Some(cutoff) = now.checked_sub(self.spec.timeout) {
-                self.report.counts.timed_out += self.window.expire(cutoff);
             }
             if !sending && (self.window.outstanding == 0 || now >= deadline) {
                 break;

@@ -1,0 +1,93 @@
+//! Test helpers: a real reference server on an ephemeral loopback port, run on its own thread
+//! so that tests can drive the `wsbench` binary against it, and a builder for that binary.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+use wsbench::config::{Secret, ServeConfig};
+use wsbench::serve::{Server, StatsSnapshot};
+
+/// A reference server on 127.0.0.1:0 in a background thread; `stop()` returns its counters.
+pub struct TestServer {
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<StatsSnapshot>>,
+}
+
+impl TestServer {
+    pub fn start(config: ServeConfig) -> TestServer {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let server = Server::start(listener, config).expect("server");
+                let (stop_tx, stop_rx) = oneshot::channel::<()>();
+                tx.send((server.url(), stop_tx)).expect("report url");
+                let _ = stop_rx.await;
+                server.shutdown().await.expect("shutdown")
+            })
+        });
+        let (url, stop) = rx.recv().expect("server started");
+        TestServer {
+            url,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn with_token(token: &str) -> TestServer {
+        TestServer::start(ServeConfig {
+            token: Secret::new(token),
+            ..ServeConfig::default()
+        })
+    }
+
+    /// Stops the server and returns its final counters.
+    pub fn stop(mut self) -> StatsSnapshot {
+        let _ = self.stop.take().expect("running").send(());
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("server thread")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The wsbench binary, with logs quiet unless a test asks.
+pub fn wsbench() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("wsbench").expect("binary built");
+    cmd.env_remove("WSBENCH_TOKEN")
+        .env_remove("RUST_LOG")
+        .timeout(std::time::Duration::from_secs(60));
+    cmd
+}
+
+/// A fresh temp dir and a path inside it that does not exist yet.
+pub fn temp_path(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
+/// A loopback port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
