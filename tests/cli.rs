@@ -407,8 +407,10 @@ fn every_profile_in_config_parses() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let mut args = wsbench::cli::RunArgs::default();
-            args.config = Some(path.clone());
+            let args = wsbench::cli::RunArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            };
             wsbench::config::RunConfig::from_args(&args)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             seen += 1;
