@@ -41,7 +41,7 @@ pub enum Command {
     #[command(after_help = format!("{RUN_EXAMPLES}\n\n{EXIT_CODES}"))]
     Run(Box<RunArgs>),
     /// Run the reference server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 /// `wsbench run` flags. Every value is optional here so that a config file can fill it.
@@ -87,6 +87,30 @@ pub struct RunArgs {
     /// How long to wait for outstanding replies after sending stops. Default 2s.
     #[arg(long)]
     pub drain: Option<String>,
+    /// Open loop: total requests per second across all connections (e.g. 20000 or 20k).
+    /// Latency is then response time, measured from each request's scheduled send.
+    #[arg(long, conflicts_with = "stages")]
+    pub rate: Option<String>,
+    /// Open loop with linear ramps between rates, like k6's ramping-arrival-rate:
+    /// `10s:1k,30s:50k,10s:0` (the run lasts as long as the stages).
+    #[arg(long, conflicts_with = "duration")]
+    pub stages: Option<String>,
+    /// Run this long before measuring: traffic flows but is excluded from histograms,
+    /// counters and the gate (reported apart).
+    #[arg(long)]
+    pub warmup: Option<String>,
+    /// Open connections gradually over this long instead of all at once.
+    #[arg(long, conflicts_with = "connect_rate")]
+    pub ramp_up: Option<String>,
+    /// Open at most this many connections per second.
+    #[arg(long)]
+    pub connect_rate: Option<String>,
+    /// Write per-second latency histograms as an HdrHistogram interval log.
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<String>,
+    /// Live progress on stderr: a bar on a terminal, plain lines otherwise (auto).
+    #[arg(long, value_name = "auto|bar|lines|off")]
+    pub progress: Option<String>,
     /// Read settings from this TOML file (see config/default.toml).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -137,4 +161,23 @@ pub struct ServeArgs {
     /// Write the server's counters as JSON here on shutdown.
     #[arg(long)]
     pub stats_file: Option<PathBuf>,
+    /// Delay every tool reply by this much (e.g. 5ms).
+    #[arg(long)]
+    pub delay: Option<String>,
+    /// Add a uniform random delay in [0, JITTER) to every tool reply.
+    #[arg(long)]
+    pub jitter: Option<String>,
+    /// Stop reading all connections every this long (a stall), for --pause-for.
+    #[arg(long, requires = "pause_for")]
+    pub pause_every: Option<String>,
+    /// Length of each stall.
+    #[arg(long, requires = "pause_every")]
+    pub pause_for: Option<String>,
+    /// Extra reply delay for sessions whose id ends with SUFFIX (repeatable): `-3=20ms` slows
+    /// wsbench's connection 3.
+    #[arg(long, value_name = "SUFFIX=DURATION", allow_hyphen_values = true)]
+    pub session_delay: Vec<String>,
+    /// Seed for every random fault, for repeatable runs.
+    #[arg(long)]
+    pub seed: Option<String>,
 }

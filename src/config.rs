@@ -10,6 +10,8 @@ use crate::cli::{RunArgs, ServeArgs};
 use crate::error::ConfigError;
 use crate::gate::{Metric, Threshold};
 use crate::protocol;
+use crate::run::pacer::RateSchedule;
+use crate::serve::faults::FaultConfig;
 use crate::units;
 
 /// A secret (auth token): never shown by `Debug` or `Display`.
@@ -98,11 +100,40 @@ pub struct RunConfig {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub drain: Duration,
+    /// Open loop: the measured window's rate schedule. `None` = closed loop.
+    pub schedule: Option<RateSchedule>,
+    /// Traffic before the measured window, excluded from everything but its own counts.
+    pub warmup: Duration,
+    /// Delay between starting one connection's setup and the next.
+    pub connect_spacing: Duration,
+    /// `--hdr-log` target.
+    pub hdr_log: Option<String>,
+    pub progress: ProgressMode,
     /// Empty when the gate is off.
     pub thresholds: Vec<Threshold>,
     pub gate: bool,
     /// `--json` target: a path, or `-` for stdout.
     pub json: Option<String>,
+}
+
+/// How live progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, plain lines otherwise.
+    Auto,
+    Bar,
+    Lines,
+    Off,
+}
+
+fn progress_mode(s: &str) -> Result<ProgressMode, String> {
+    match s {
+        "auto" => Ok(ProgressMode::Auto),
+        "bar" => Ok(ProgressMode::Bar),
+        "lines" => Ok(ProgressMode::Lines),
+        "off" => Ok(ProgressMode::Off),
+        _ => Err("expected auto, bar, lines or off".into()),
+    }
 }
 
 /// Everything `serve` needs, validated.
@@ -118,6 +149,8 @@ pub struct ServeConfig {
     pub max_message_size: usize,
     /// Request ids remembered for replay.
     pub cache_size: usize,
+    /// Injected delays, stalls and faults.
+    pub faults: crate::serve::faults::FaultConfig,
 }
 
 impl Default for ServeConfig {
@@ -131,6 +164,7 @@ impl Default for ServeConfig {
             stats_file: None,
             max_message_size: 16 << 20,
             cache_size: 200_000,
+            faults: Default::default(),
         }
     }
 }
@@ -150,6 +184,13 @@ const RUN_KEYS: &[&str] = &[
     "timeout",
     "drain",
     "json",
+    "rate",
+    "stages",
+    "warmup",
+    "ramp_up",
+    "connect_rate",
+    "hdr_log",
+    "progress",
 ];
 const THRESHOLD_KEYS: &[&str] = &[
     "gate",
@@ -368,15 +409,56 @@ impl RunConfig {
                 n => Ok(n),
             },
         )?;
+        let stages = r.get(args.stages.as_deref(), "--stages", run("stages"), |s| {
+            RateSchedule::parse_stages(s)
+        })?;
+        let rate = r.get(
+            args.rate.as_deref(),
+            "--rate",
+            run("rate"),
+            |s| match units::parse_count(s)? {
+                r if r > 0.0 => Ok(r),
+                _ => Err("must be above 0".into()),
+            },
+        )?;
         let default_duration = if requests.is_some() { 600 } else { 30 };
-        let duration = r
-            .get(
-                args.duration.as_deref(),
-                "--duration",
-                run("duration"),
-                positive_duration,
-            )?
-            .unwrap_or(Duration::from_secs(default_duration));
+        let duration = match &stages {
+            Some(s) => s.duration(),
+            None => r
+                .get(
+                    args.duration.as_deref(),
+                    "--duration",
+                    run("duration"),
+                    positive_duration,
+                )?
+                .unwrap_or(Duration::from_secs(default_duration)),
+        };
+        let schedule = match (stages, rate) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Rejected {
+                    name: "--rate".into(),
+                    reason: "cannot be combined with --stages".into(),
+                });
+            }
+            (Some(s), None) => Some(s),
+            (None, Some(rate)) => Some(RateSchedule::constant(rate, duration)),
+            (None, None) => None,
+        };
+        let ramp_up = r.get(
+            args.ramp_up.as_deref(),
+            "--ramp-up",
+            run("ramp_up"),
+            units::parse_duration,
+        )?;
+        let connect_rate = r.get(
+            args.connect_rate.as_deref(),
+            "--connect-rate",
+            run("connect_rate"),
+            |s| match units::parse_count(s.trim_end_matches("/s"))? {
+                r if r > 0.0 => Ok(r),
+                _ => Err("must be above 0".into()),
+            },
+        )?;
 
         let gate = !args.no_gate && r.get(None, "", th("gate"), parse_bool)?.unwrap_or(true);
         let mut thresholds = Vec::new();
@@ -449,11 +531,43 @@ impl RunConfig {
             thresholds.clear();
         }
 
+        let conns = r
+            .get(args.conns.as_deref(), "--conns", run("conns"), positive_u32)?
+            .unwrap_or(64);
+        let connect_spacing = match (ramp_up, connect_rate) {
+            (Some(d), _) => d / conns,
+            (None, Some(rate)) => Duration::from_secs_f64(1.0 / rate),
+            (None, None) => Duration::ZERO,
+        };
+        // Open loop keeps a deep window so a slow reply never stops the schedule.
+        let default_inflight = if schedule.is_some() { 1024 } else { 1 };
         Ok(RunConfig {
             target,
-            conns: r
-                .get(args.conns.as_deref(), "--conns", run("conns"), positive_u32)?
-                .unwrap_or(64),
+            conns,
+            warmup: r
+                .get(
+                    args.warmup.as_deref(),
+                    "--warmup",
+                    run("warmup"),
+                    units::parse_duration,
+                )?
+                .unwrap_or_default(),
+            connect_spacing,
+            hdr_log: r.get(
+                args.hdr_log.as_deref(),
+                "--hdr-log",
+                run("hdr_log"),
+                output_target,
+            )?,
+            progress: r
+                .get(
+                    args.progress.as_deref(),
+                    "--progress",
+                    run("progress"),
+                    progress_mode,
+                )?
+                .unwrap_or(ProgressMode::Auto),
+            schedule,
             duration,
             requests,
             inflight: r
@@ -463,7 +577,7 @@ impl RunConfig {
                     run("inflight"),
                     positive_u32,
                 )?
-                .unwrap_or(1),
+                .unwrap_or(default_inflight),
             tool: r
                 .get(args.tool.as_deref(), "--tool", run("tool"), tool_name)?
                 .unwrap_or_else(|| "echo".into()),
@@ -508,6 +622,25 @@ impl RunConfig {
     }
 }
 
+/// `--session-delay SUFFIX=DURATION`: extra reply delay for sessions ending in SUFFIX.
+fn session_delay(s: &str) -> Result<(String, Duration), ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "--session-delay".into(),
+        value: s.to_owned(),
+        reason,
+    };
+    let (suffix, d) = s
+        .split_once('=')
+        .ok_or_else(|| invalid("expected SUFFIX=DURATION, e.g. -3=20ms".into()))?;
+    if suffix.is_empty() {
+        return Err(invalid("empty session suffix".into()));
+    }
+    Ok((
+        suffix.to_owned(),
+        units::parse_duration(d).map_err(invalid)?,
+    ))
+}
+
 impl ServeConfig {
     /// Validates `serve` flags.
     pub fn from_args(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
@@ -535,6 +668,46 @@ impl ServeConfig {
                 positive_u32(s).map(u64::from)
             })?,
             stats_file: args.stats_file.clone(),
+            faults: FaultConfig {
+                delay: r
+                    .get(
+                        args.delay.as_deref(),
+                        "--delay",
+                        none,
+                        units::parse_duration,
+                    )?
+                    .unwrap_or_default(),
+                jitter: r
+                    .get(
+                        args.jitter.as_deref(),
+                        "--jitter",
+                        none,
+                        units::parse_duration,
+                    )?
+                    .unwrap_or_default(),
+                pause_every: r.get(
+                    args.pause_every.as_deref(),
+                    "--pause-every",
+                    none,
+                    positive_duration,
+                )?,
+                pause_for: r
+                    .get(
+                        args.pause_for.as_deref(),
+                        "--pause-for",
+                        none,
+                        units::parse_duration,
+                    )?
+                    .unwrap_or_default(),
+                session_delays: args
+                    .session_delay
+                    .iter()
+                    .map(|s| session_delay(s))
+                    .collect::<Result<_, _>>()?,
+                seed: r
+                    .get(args.seed.as_deref(), "--seed", none, units::parse_whole)?
+                    .unwrap_or(0),
+            },
             ..d
         })
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod gate;
 pub mod outcome;
+pub mod progress;
 pub mod protocol;
 pub mod report;
 pub mod run;

@@ -3,32 +3,9 @@
 
 mod common;
 
-use clap::Parser as _;
-use tokio_util::sync::CancellationToken;
-use wsbench::cli::{Cli, Command};
-use wsbench::config::{RunConfig, Secret, ServeConfig};
+use common::{run, start_server};
+use wsbench::config::{Secret, ServeConfig};
 use wsbench::outcome::Outcome;
-use wsbench::run::RunResult;
-use wsbench::serve::Server;
-
-fn config(args: &[&str]) -> RunConfig {
-    let argv = ["wsbench", "run"].iter().chain(args);
-    let Command::Run(run) = Cli::try_parse_from(argv).expect("flags parse").command else {
-        unreachable!()
-    };
-    RunConfig::from_args(&run).expect("valid config")
-}
-
-async fn start_server(config: ServeConfig) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Server::start(listener, config).unwrap()
-}
-
-async fn run(args: &[&str]) -> RunResult {
-    wsbench::run::run(config(args), CancellationToken::new())
-        .await
-        .expect("run completes")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_equal_the_servers_counters_exactly() {
@@ -90,7 +67,10 @@ async fn count_mode_sends_exactly_n_across_connections() {
     assert_eq!(r.summary.counts.sent, 1001);
     assert_eq!(r.summary.counts.succeeded, 1001);
     assert_eq!(stats.call_tool, 1001);
-    assert_eq!(r.summary.per_conn_completed.iter().sum::<u64>(), 1001);
+    assert_eq!(
+        r.summary.per_conn.iter().map(|c| c.succeeded).sum::<u64>(),
+        1001
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

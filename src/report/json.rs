@@ -13,7 +13,7 @@ use crate::gate::Verdict;
 use crate::run::RunResult;
 use crate::run::sample::Counts;
 use crate::serve::StatsSnapshot;
-use crate::stats::summary::percentile_ms;
+use crate::stats::summary::{Mode, percentile_ms};
 
 /// Bumped whenever a key changes meaning or goes away.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -35,8 +35,16 @@ struct ResultFile<'a> {
     /// Succeeded requests per second of measured time.
     throughput_rps: f64,
     error_rate: f64,
-    /// Which latency the `latency_ms` block is: "service" (closed loop) or "response".
+    /// `closed` (send on reply) or `open` (rate schedule).
+    mode: &'static str,
+    /// What `latency_ms` measures: "service" (closed loop) or "response" (open loop).
     latency_kind: &'static str,
+    /// Wall-clock start of the measured window (RFC 3339).
+    started_at: String,
+    /// Open loop: target and achieved rates, and how far sending lagged its schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate: Option<RateBlock>,
+    warmup: WarmupBlock<'a>,
     settings: Settings<'a>,
     counts: &'a Counts,
     identity_holds: bool,
@@ -47,8 +55,18 @@ struct ResultFile<'a> {
     service_ms: Percentiles,
     connect_ms: Percentiles,
     hello_ms: Percentiles,
+    /// Setup phases: TCP connect, WebSocket upgrade, hello.
+    handshake_ms: BTreeMap<&'static str, Percentiles>,
+    /// Tool-call phases the server signalled (absent when it sent none): send to first
+    /// `call_tool_ack`, send to first `progress`/`stream_chunk`.
+    phases_ms: BTreeMap<&'static str, Percentiles>,
+    /// Client lag (send minus the moment it could have gone) and schedule lag (send minus slot).
+    client_lag_ms: Percentiles,
+    schedule_lag_ms: Percentiles,
     connections: Connections<'a>,
-    per_connection: PerConnection,
+    per_connection: PerConnection<'a>,
+    /// One entry per second of the measured window.
+    timeline: Vec<TimelineRow>,
     thresholds: &'a [Verdict],
     histograms: BTreeMap<&'static str, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,10 +129,48 @@ struct Connections<'a> {
 }
 
 #[derive(Serialize)]
-struct PerConnection {
+struct PerConnection<'a> {
     completed_min: Option<u64>,
     completed_median: Option<u64>,
     completed_max: Option<u64>,
+    /// Jain's fairness index of per-connection throughput (1 = even).
+    jain_fairness: Option<f64>,
+    /// Connections under 10% of the median's throughput.
+    starved: Vec<u32>,
+    connections: &'a [crate::stats::summary::ConnRow],
+}
+
+#[derive(Serialize)]
+struct RateBlock {
+    target_rps: f64,
+    achieved_send_rps: f64,
+    max_schedule_lag_ms: Option<f64>,
+    client_lag_p99_ms: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct WarmupBlock<'a> {
+    duration_s: f64,
+    counts: &'a Counts,
+}
+
+#[derive(Serialize)]
+struct TimelineRow {
+    second: usize,
+    sent: u64,
+    succeeded: u64,
+    failed: u64,
+    timed_out: u64,
+    lost: u64,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    max_ms: Option<f64>,
+    open_conns: u32,
+}
+
+/// `v` when the histogram has data, else null.
+fn finite(v: f64, h: &Histogram<u64>) -> Option<f64> {
+    (!h.is_empty() && v.is_finite()).then_some(v)
 }
 
 /// A histogram as HdrHistogram's V2 + deflate encoding, in base64: exact, and mergeable.
@@ -145,6 +201,13 @@ impl Reporter for JsonReporter {
         histograms.insert("service", encode_histogram(&h.service)?);
         histograms.insert("connect", encode_histogram(&h.connect)?);
         histograms.insert("hello", encode_histogram(&h.hello)?);
+        histograms.insert("tcp", encode_histogram(&h.tcp)?);
+        histograms.insert("upgrade", encode_histogram(&h.upgrade)?);
+        for (k, v) in [("ack", &h.ack), ("first_chunk", &h.first_chunk)] {
+            if !v.is_empty() {
+                histograms.insert(k, encode_histogram(v)?);
+            }
+        }
         let file = ResultFile {
             schema_version: SCHEMA_VERSION,
             wsbench_version: env!("CARGO_PKG_VERSION"),
@@ -157,7 +220,26 @@ impl Reporter for JsonReporter {
             duration_s: s.duration.as_secs_f64(),
             throughput_rps: s.throughput(),
             error_rate: s.error_rate(),
-            latency_kind: "service",
+            mode: if s.is_open_loop() { "open" } else { "closed" },
+            latency_kind: if s.is_open_loop() {
+                "response"
+            } else {
+                "service"
+            },
+            started_at: humantime::format_rfc3339_millis(s.started_at).to_string(),
+            rate: match s.mode {
+                Mode::Open { target_rps } => Some(RateBlock {
+                    target_rps,
+                    achieved_send_rps: s.send_rate(),
+                    max_schedule_lag_ms: finite(h.schedule_lag.max() as f64 / 1e3, &h.schedule_lag),
+                    client_lag_p99_ms: finite(percentile_ms(&h.client_lag, 99.0), &h.client_lag),
+                }),
+                Mode::Closed => None,
+            },
+            warmup: WarmupBlock {
+                duration_s: s.warmup_duration.as_secs_f64(),
+                counts: &s.warmup,
+            },
             settings: Settings {
                 conns: c.conns,
                 inflight: c.inflight,
@@ -185,6 +267,21 @@ impl Reporter for JsonReporter {
             service_ms: Percentiles::of(&h.service),
             connect_ms: Percentiles::of(&h.connect),
             hello_ms: Percentiles::of(&h.hello),
+            handshake_ms: [
+                ("tcp", &h.tcp),
+                ("upgrade", &h.upgrade),
+                ("hello", &h.hello),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k, Percentiles::of(v)))
+            .collect(),
+            phases_ms: [("ack", &h.ack), ("first_chunk", &h.first_chunk)]
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k, Percentiles::of(v)))
+                .collect(),
+            client_lag_ms: Percentiles::of(&h.client_lag),
+            schedule_lag_ms: Percentiles::of(&h.schedule_lag),
             connections: Connections {
                 opened: s.connections_opened,
                 failed: s.connections_failed,
@@ -194,7 +291,27 @@ impl Reporter for JsonReporter {
                 completed_min: spread.map(|s| s.0),
                 completed_median: spread.map(|s| s.1),
                 completed_max: spread.map(|s| s.2),
+                jain_fairness: s.jain_fairness(),
+                starved: s.starved(),
+                connections: &s.per_conn,
             },
+            timeline: s
+                .seconds
+                .iter()
+                .enumerate()
+                .map(|(i, sec)| TimelineRow {
+                    second: i,
+                    sent: sec.tally.sent,
+                    succeeded: sec.tally.succeeded,
+                    failed: sec.tally.failed,
+                    timed_out: sec.tally.timed_out,
+                    lost: sec.tally.lost,
+                    p50_ms: finite(percentile_ms(&sec.latency, 50.0), &sec.latency),
+                    p99_ms: finite(percentile_ms(&sec.latency, 99.0), &sec.latency),
+                    max_ms: finite(sec.latency.max() as f64 / 1e3, &sec.latency),
+                    open_conns: sec.open_conns,
+                })
+                .collect(),
             thresholds: &r.verdicts,
             histograms,
             server: r.server.as_ref(),

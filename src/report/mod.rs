@@ -2,6 +2,7 @@
 //! files; this module owns the targets (`-` = stdout) and writes files whole (temp file +
 //! rename) or not at all. One file per format: `text.rs`, `json.rs`.
 
+pub mod hdrlog;
 pub mod json;
 pub mod text;
 
@@ -29,6 +30,9 @@ pub fn emit_all(result: &RunResult) -> anyhow::Result<()> {
     }
     if let Some(target) = &result.config.json {
         emit(target, &json::JsonReporter.render(result)?)?;
+    }
+    if let Some(target) = &result.config.hdr_log {
+        emit(target, &hdrlog::HdrLogReporter.render(result)?)?;
     }
     Ok(())
 }
@@ -73,6 +77,7 @@ pub fn check_writable(target: Option<&str>) -> anyhow::Result<()> {
     let Some(target) = target.filter(|t| *t != "-") else {
         return Ok(());
     };
+    // NOTE: every output flag must pass through here (see `run::main`).
     let path = Path::new(target);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

@@ -1,5 +1,5 @@
 //! The human report printed after a run: what was loaded, the accounting identity, throughput,
-//! latency, setup times, errors and the thresholds table with the verdict.
+//! latency, setup phases, the timeline in brief, fairness, errors and the thresholds table.
 
 use std::fmt::Write as _;
 
@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use super::Reporter;
 use crate::config::Target;
 use crate::run::RunResult;
-use crate::stats::summary::percentile_ms;
+use crate::stats::summary::{Mode, percentile_ms};
 use crate::units::{fmt_count, fmt_ms};
 
 pub struct TextReporter;
@@ -16,6 +16,33 @@ pub struct TextReporter;
 fn ms(h: &Histogram<u64>, p: f64) -> String {
     let v = percentile_ms(h, p);
     if v.is_finite() { fmt_ms(v) } else { "-".into() }
+}
+
+/// `p50 x  p99 y  max z` of a histogram, in ms.
+fn brief(h: &Histogram<u64>) -> String {
+    format!(
+        "p50 {}  p99 {}  max {}",
+        ms(h, 50.0),
+        ms(h, 99.0),
+        ms(h, 100.0)
+    )
+}
+
+fn full(h: &Histogram<u64>) -> String {
+    if h.is_empty() {
+        return "no successful requests".into();
+    }
+    format!(
+        "min {}  mean {}  stdev {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        fmt_ms(h.min() as f64 / 1e3),
+        fmt_ms(h.mean() / 1e3),
+        fmt_ms(h.stdev() / 1e3),
+        ms(h, 50.0),
+        ms(h, 90.0),
+        ms(h, 99.0),
+        ms(h, 99.9),
+        fmt_ms(h.max() as f64 / 1e3)
+    )
 }
 
 impl Reporter for TextReporter {
@@ -38,9 +65,13 @@ impl Reporter for TextReporter {
             ),
             None => humantime::format_duration(c.duration).to_string(),
         };
+        let pacing = match s.mode {
+            Mode::Closed => "closed loop".to_owned(),
+            Mode::Open { target_rps } => format!("open loop at {target_rps:.0}/s"),
+        };
         writeln!(
             o,
-            "  {} connections x {} in flight, tool '{}', {stop}, closed loop",
+            "  {} connections x {} in flight, tool '{}', {stop}, {pacing}",
             c.conns, c.inflight, c.tool
         )?;
         if let Some(reason) = &r.reason {
@@ -71,6 +102,30 @@ impl Reporter for TextReporter {
             s.duration.as_secs_f64(),
             s.error_rate() * 100.0
         )?;
+        if let Mode::Open { target_rps } = s.mode {
+            writeln!(
+                o,
+                "Rate        target {target_rps:.0}/s, achieved {:.0}/s sent; schedule lag max {} ms; client lag p99 {} max {} ms",
+                s.send_rate(),
+                ms(&h.schedule_lag, 100.0),
+                ms(&h.client_lag, 99.0),
+                ms(&h.client_lag, 100.0)
+            )?;
+        }
+        if !s.warmup_duration.is_zero() {
+            let w = &s.warmup;
+            writeln!(
+                o,
+                "Warmup      {} excluded: sent {} (succeeded {}, failed {}, timed out {}, lost {}, unfinished {})",
+                humantime::format_duration(s.warmup_duration),
+                fmt_count(w.sent),
+                fmt_count(w.succeeded),
+                fmt_count(w.failed),
+                fmt_count(w.timed_out),
+                fmt_count(w.lost),
+                fmt_count(w.unfinished)
+            )?;
+        }
         writeln!(
             o,
             "Frames      duplicates {}, unmatched {}, late {}, malformed {}, non-final {}, unexpected {}",
@@ -78,78 +133,89 @@ impl Reporter for TextReporter {
         )?;
         writeln!(o)?;
 
-        let lat = &h.latency;
-        writeln!(
-            o,
-            "Latency (ms, service time: closed loop, measured from each actual send)"
-        )?;
-        if lat.is_empty() {
-            writeln!(o, "  no successful requests")?;
+        if s.is_open_loop() {
+            writeln!(
+                o,
+                "Latency (ms, response time: from each request's scheduled send when the server held it up)"
+            )?;
+            writeln!(o, "  {}", full(&h.latency))?;
+            writeln!(o, "  service time (from actual send): {}", full(&h.service))?;
         } else {
             writeln!(
                 o,
-                "  min {}  mean {}  stdev {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-                fmt_ms(lat.min() as f64 / 1e3),
-                fmt_ms(lat.mean() / 1e3),
-                fmt_ms(lat.stdev() / 1e3),
-                ms(lat, 50.0),
-                ms(lat, 90.0),
-                ms(lat, 99.0),
-                ms(lat, 99.9),
-                fmt_ms(lat.max() as f64 / 1e3)
+                "Latency (ms, service time: closed loop, measured from each actual send)"
             )?;
+            writeln!(o, "  {}", full(&h.latency))?;
+        }
+        for (name, hist) in [("To ack", &h.ack), ("To chunk", &h.first_chunk)] {
+            if !hist.is_empty() {
+                writeln!(
+                    o,
+                    "{name:<12}{} ms   ({} requests)",
+                    brief(hist),
+                    fmt_count(hist.len())
+                )?;
+            }
         }
         writeln!(
             o,
-            "Connect     p50 {}  p99 {}  max {} ms   ({} opened, {} failed)",
-            ms(&h.connect, 50.0),
-            ms(&h.connect, 99.0),
-            ms(&h.connect, 100.0),
+            "Connect     {} ms   ({} opened, {} failed)",
+            brief(&h.connect),
             s.connections_opened,
             s.connections_failed
         )?;
         writeln!(
             o,
-            "Hello       p50 {}  p99 {}  max {} ms",
-            ms(&h.hello, 50.0),
-            ms(&h.hello, 99.0),
-            ms(&h.hello, 100.0)
+            "  phases    tcp {} / upgrade {} / hello {} ms (p99)",
+            ms(&h.tcp, 99.0),
+            ms(&h.upgrade, 99.0),
+            ms(&h.hello, 99.0)
         )?;
+        self.timeline(&mut o, r)?;
         if let Some((min, med, max)) = s.per_conn_spread() {
+            let jain = s.jain_fairness().map_or("-".into(), |j| format!("{j:.3}"));
             writeln!(
                 o,
-                "Per conn    completed min {}  median {}  max {}",
+                "Per conn    completed min {}  median {}  max {}; Jain fairness {jain}",
                 fmt_count(min),
                 fmt_count(med),
                 fmt_count(max)
             )?;
+            let starved = s.starved();
+            if !starved.is_empty() {
+                let ids: Vec<_> = starved.iter().map(u32::to_string).collect();
+                writeln!(
+                    o,
+                    "  ! starved (under 10% of the median): connection {}",
+                    ids.join(", ")
+                )?;
+            }
         }
         for (why, n) in &s.setup_failures {
             writeln!(o, "Conn failed {n} x {why}")?;
         }
+        let join = |m: &mut dyn Iterator<Item = String>| m.collect::<Vec<_>>().join(", ");
         if !s.errors_by_code.is_empty() {
-            let list: Vec<_> = s
-                .errors_by_code
-                .iter()
-                .map(|(c, n)| format!("{c} {}", fmt_count(*n)))
-                .collect();
-            writeln!(o, "Errors      {}", list.join(", "))?;
+            let list = join(
+                &mut s
+                    .errors_by_code
+                    .iter()
+                    .map(|(c, n)| format!("{c} {}", fmt_count(*n))),
+            );
+            writeln!(o, "Errors      {list}")?;
         }
         if !s.conn_errors_by_code.is_empty() {
-            let list: Vec<_> = s
-                .conn_errors_by_code
-                .iter()
-                .map(|(c, n)| format!("{c} {n}"))
-                .collect();
-            writeln!(o, "Conn errors {}", list.join(", "))?;
+            let list = join(
+                &mut s
+                    .conn_errors_by_code
+                    .iter()
+                    .map(|(c, n)| format!("{c} {n}")),
+            );
+            writeln!(o, "Conn errors {list}")?;
         }
         if !s.close_codes.is_empty() {
-            let list: Vec<_> = s
-                .close_codes
-                .iter()
-                .map(|(c, n)| format!("{c} x{n}"))
-                .collect();
-            writeln!(o, "Closed by   {}", list.join(", "))?;
+            let list = join(&mut s.close_codes.iter().map(|(c, n)| format!("{c} x{n}")));
+            writeln!(o, "Closed by   {list}")?;
         }
         if let Some(srv) = &r.server {
             writeln!(
@@ -179,5 +245,36 @@ impl Reporter for TextReporter {
             r.outcome.code()
         )?;
         Ok(o.into_bytes())
+    }
+}
+
+impl TextReporter {
+    /// The timeline in two lines: the spread of per-second throughput and the slowest second.
+    fn timeline(&self, o: &mut String, r: &RunResult) -> std::fmt::Result {
+        let secs = &r.summary.seconds;
+        // The last second is usually partial (drain); judge whole seconds only.
+        let whole = &secs[..secs.len().saturating_sub(1)];
+        if whole.is_empty() {
+            return Ok(());
+        }
+        let mut rates: Vec<u64> = whole.iter().map(|s| s.tally.succeeded).collect();
+        rates.sort_unstable();
+        let slowest = whole
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.latency.is_empty())
+            .max_by_key(|(_, s)| s.latency.value_at_quantile(0.99));
+        write!(
+            o,
+            "Timeline    {} s: succeeded/s min {}  median {}  max {}",
+            whole.len(),
+            fmt_count(rates[0]),
+            fmt_count(rates[rates.len() / 2]),
+            fmt_count(rates[rates.len() - 1])
+        )?;
+        if let Some((i, s)) = slowest {
+            write!(o, "; slowest second #{i}: p99 {} ms", ms(&s.latency, 99.0))?;
+        }
+        writeln!(o)
     }
 }

@@ -14,14 +14,16 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use super::pacer::Pacer;
-use super::sample::{ConnReport, Event, Sample, SetupFailure, SetupStamps};
+use super::pacer::{Pacer, RateSchedule};
+use super::sample::{ConnReport, Counts, Event, Sample, SetupFailure, SetupStamps, Tally};
 use crate::protocol::{self, Kind, RequestTemplate};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Samples are shipped to the recorder in batches of this size (and at the end).
-const BATCH: usize = 1024;
+/// Samples go to the recorder when this many have gathered...
+const BATCH: usize = 512;
+/// ...or when the oldest is this old, so live progress stays current at low rates.
+const BATCH_AGE: Duration = Duration::from_millis(250);
 /// Timed-out ids remembered to tell late replies from duplicates; beyond, the set restarts.
 const MAX_REMEMBERED_TIMEOUTS: usize = 1 << 20;
 
@@ -37,7 +39,8 @@ pub struct RunSpec {
     pub tool: String,
     pub args: Option<String>,
     pub window: usize,
-    pub rate: Option<f64>,
+    /// Open loop when set; closed loop otherwise.
+    pub schedule: Option<Arc<RateSchedule>>,
     pub conns: u32,
     pub connect_timeout: Duration,
     pub timeout: Duration,
@@ -45,7 +48,7 @@ pub struct RunSpec {
     pub max_message_size: usize,
 }
 
-/// When sending stops: at `at`, on interrupt, or when the request budget is spent.
+/// When sending stops: at the end of the run, on interrupt, or when the request budget is spent.
 #[derive(Debug, Clone)]
 pub struct Stop {
     pub interrupt: CancellationToken,
@@ -64,23 +67,44 @@ impl Stop {
     }
 }
 
+/// The run's clock, shared by every connection once all are set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Sending starts (warmup first).
+    pub start: Instant,
+    /// The measured window starts (= start without warmup).
+    pub measure_from: Instant,
+    /// Sending stops.
+    pub stop_at: Instant,
+}
+
 /// Channels between a connection task and the orchestrator.
 pub struct Links {
     pub events: mpsc::UnboundedSender<Event>,
     /// Told once when setup finished, either way.
     pub ready: mpsc::UnboundedSender<()>,
-    /// The synchronized start and end of sending, once everyone is ready.
-    pub start: watch::Receiver<Option<(Instant, Instant)>>,
+    /// The run's clock, once everyone is ready.
+    pub start: watch::Receiver<Option<Timing>>,
 }
 
-/// Runs connection `id` to completion and reports what it counted.
-pub async fn run(spec: Arc<RunSpec>, id: u32, stop: Stop, mut links: Links) -> ConnReport {
+/// Runs connection `id` to completion and reports what it counted. `setup_delay` spreads
+/// connection setup over a ramp-up.
+pub async fn run(
+    spec: Arc<RunSpec>,
+    id: u32,
+    setup_delay: Duration,
+    stop: Stop,
+    mut links: Links,
+) -> ConnReport {
     let mut report = ConnReport {
         id,
         ..ConnReport::default()
     };
     let setup = tokio::select! {
-        s = setup(&spec, id) => s,
+        s = async {
+            tokio::time::sleep(setup_delay).await;
+            setup(&spec, id).await
+        } => s,
         _ = stop.interrupt.cancelled() => Err(fail("connect", "interrupted".into(), None, false)),
     };
     let ws = match setup {
@@ -95,12 +119,16 @@ pub async fn run(spec: Arc<RunSpec>, id: u32, stop: Stop, mut links: Links) -> C
         }
     };
     let _ = links.ready.send(());
-    let Ok(start) = links.start.wait_for(Option::is_some).await.map(|s| *s) else {
+    let Ok(timing) = links.start.wait_for(Option::is_some).await.map(|s| *s) else {
         return report;
     };
-    let (start, stop_at) = start.expect("waited for Some");
-    let pacer = match spec.rate {
-        Some(rate) => Pacer::fixed(start, rate, id, spec.conns),
+    let timing = timing.expect("waited for Some");
+    let _ = links.events.send(Event::Conn {
+        at: timing.start,
+        open: true,
+    });
+    let pacer = match &spec.schedule {
+        Some(schedule) => Pacer::open(schedule.clone(), timing.start, id, spec.conns),
         None => Pacer::Closed,
     };
     let id_prefix = format!("{}-{}-", spec.run_id, id);
@@ -115,13 +143,25 @@ pub async fn run(spec: Arc<RunSpec>, id: u32, stop: Stop, mut links: Links) -> C
         id_prefix,
         ws,
         spec: &spec,
+        id,
+        timing,
         window: Window::default(),
+        blocked_until: timing.start,
         buf: String::with_capacity(256),
-        samples: Vec::with_capacity(BATCH),
+        samples: Vec::new(),
+        batch_started: timing.start,
+        tally_sec: 0,
+        tally: Tally::default(),
         events: links.events,
         report,
     };
-    load.run(pacer, &stop, stop_at).await;
+    load.run(pacer, &stop).await;
+    let closed = Instant::now();
+    load.flush_tally();
+    let _ = load.events.send(Event::Conn {
+        at: closed,
+        open: false,
+    });
     load.report
 }
 
@@ -145,12 +185,8 @@ async fn setup(spec: &RunSpec, id: u32) -> Result<(Ws, SetupStamps), SetupFailur
     let deadline = tokio::time::Instant::from_std(started + spec.connect_timeout);
     let timed_out = || format!("timed out after {:?}", spec.connect_timeout);
 
-    let tcp = match tokio::time::timeout_at(
-        deadline,
-        TcpStream::connect((spec.host.as_str(), spec.port)),
-    )
-    .await
-    {
+    let connect = TcpStream::connect((spec.host.as_str(), spec.port));
+    let tcp = match tokio::time::timeout_at(deadline, connect).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => return Err(fail("connect", e.to_string(), None, false)),
         Err(_) => return Err(fail("connect", timed_out(), None, false)),
@@ -158,11 +194,10 @@ async fn setup(spec: &RunSpec, id: u32) -> Result<(Ws, SetupStamps), SetupFailur
     let _ = tcp.set_nodelay(true);
     let tcp_at = Instant::now();
 
-    let ws_config = protocol::ws_config(spec.max_message_size);
     let upgrade = tokio_tungstenite::client_async_with_config(
         spec.url.as_str(),
         MaybeTlsStream::Plain(tcp),
-        Some(ws_config),
+        Some(protocol::ws_config(spec.max_message_size)),
     );
     let mut ws = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok((ws, _response))) => ws,
@@ -179,12 +214,8 @@ async fn setup(spec: &RunSpec, id: u32) -> Result<(Ws, SetupStamps), SetupFailur
     loop {
         let msg = match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => {
-                return Err(fail(
-                    "hello",
-                    format!("no hello_ack: {}", timed_out()),
-                    None,
-                    false,
-                ));
+                let why = format!("no hello_ack: {}", timed_out());
+                return Err(fail("hello", why, None, false));
             }
             Ok(None) => return Err(fail("hello", "connection closed".into(), Some(1006), false)),
             Ok(Some(Err(e))) => return Err(fail("hello", e.to_string(), None, false)),
@@ -196,12 +227,9 @@ async fn setup(spec: &RunSpec, id: u32) -> Result<(Ws, SetupStamps), SetupFailur
                 match c.kind {
                     Kind::HelloAck { ok: true } => break,
                     Kind::HelloAck { ok: false } => {
-                        let reason = format!(
-                            "rejected: {}",
-                            c.code.as_deref().unwrap_or("no reason given")
-                        );
+                        let why = c.code.as_deref().unwrap_or("no reason given");
                         let code = await_close_code(&mut ws).await;
-                        return Err(fail("hello", reason, code, true));
+                        return Err(fail("hello", format!("rejected: {why}"), code, true));
                     }
                     // Anything before the ack (a banner, a stray error) is not the ack.
                     _ => continue,
@@ -211,26 +239,24 @@ async fn setup(spec: &RunSpec, id: u32) -> Result<(Ws, SetupStamps), SetupFailur
                 let code = frame.map(|f| u16::from(f.code));
                 let rejected =
                     code.is_some_and(|c| (4000..=4003).contains(&c) || c == protocol::CLOSE_POLICY);
-                let reason = if rejected {
+                let why = if rejected {
                     "rejected"
                 } else {
                     "closed by server"
                 };
-                return Err(fail("hello", reason.into(), code, rejected));
+                return Err(fail("hello", why.into(), code, rejected));
             }
             _ => continue,
         }
     }
     let acked = Instant::now();
-    Ok((
-        ws,
-        SetupStamps {
-            started,
-            tcp: tcp_at,
-            upgraded,
-            acked,
-        },
-    ))
+    let stamps = SetupStamps {
+        started,
+        tcp: tcp_at,
+        upgraded,
+        acked,
+    };
+    Ok((ws, stamps))
 }
 
 /// After a refused hello the server closes; its close code says why.
@@ -265,8 +291,13 @@ struct Window {
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    intended: Instant,
+    scheduled: Instant,
+    ready: Instant,
     sent: Instant,
+    /// Sent during warmup: counted apart, never sampled.
+    warm: bool,
+    acked: Option<Instant>,
+    first_chunk: Option<Instant>,
 }
 
 /// What a final reply's id turned out to be.
@@ -278,24 +309,24 @@ enum Match {
 }
 
 impl Window {
-    fn push(&mut self, slot: Slot) -> u64 {
-        let seq = self.next;
+    fn push(&mut self, slot: Slot) {
         self.slots.push_back(Some(slot));
         self.next += 1;
         self.outstanding += 1;
-        seq
+    }
+
+    fn get_mut(&mut self, seq: u64) -> Option<&mut Slot> {
+        let i = seq.checked_sub(self.base)?;
+        self.slots.get_mut(usize::try_from(i).ok()?)?.as_mut()
     }
 
     fn take(&mut self, seq: u64) -> Match {
         if seq >= self.next {
             return Match::Unknown;
         }
-        let slot = seq
-            .checked_sub(self.base)
-            .and_then(|i| self.slots.get_mut(i as usize))
-            .and_then(Option::take);
-        match slot {
+        match self.get_mut(seq).map(|s| *s) {
             Some(slot) => {
+                self.slots[(seq - self.base) as usize] = None;
                 self.outstanding -= 1;
                 while let Some(None) = self.slots.front() {
                     self.slots.pop_front();
@@ -308,30 +339,35 @@ impl Window {
         }
     }
 
-    /// Pops requests sent before `cutoff`; returns how many timed out.
-    fn expire(&mut self, cutoff: Instant) -> u64 {
-        let mut expired = 0;
+    /// Pops requests sent at or before `cutoff`, calling `expired` for each.
+    fn expire(&mut self, cutoff: Instant, mut expired: impl FnMut(&Slot)) {
         while let Some(front) = self.slots.front() {
             match front {
                 Some(slot) if slot.sent > cutoff => break,
-                Some(_) => {
+                Some(slot) => {
+                    expired(slot);
                     if self.timed_out.len() >= MAX_REMEMBERED_TIMEOUTS {
                         self.timed_out.clear();
                     }
                     self.timed_out.insert(self.base);
                     self.outstanding -= 1;
-                    expired += 1;
                 }
                 None => {}
             }
             self.slots.pop_front();
             self.base += 1;
         }
-        expired
     }
 
     fn oldest_sent(&self) -> Option<Instant> {
         self.slots.iter().flatten().next().map(|s| s.sent)
+    }
+
+    /// Empties the window, returning what was in flight.
+    fn clear(&mut self) -> impl Iterator<Item = Slot> + use<> {
+        self.outstanding = 0;
+        self.base = self.next;
+        std::mem::take(&mut self.slots).into_iter().flatten()
     }
 }
 
@@ -339,11 +375,18 @@ impl Window {
 struct Load<'a> {
     ws: Ws,
     spec: &'a RunSpec,
+    id: u32,
+    timing: Timing,
     template: RequestTemplate,
     id_prefix: String,
     window: Window,
+    /// The last moment the connection could not send: window full, or a write flushing.
+    blocked_until: Instant,
     buf: String,
     samples: Vec<Sample>,
+    batch_started: Instant,
+    tally_sec: u32,
+    tally: Tally,
     events: mpsc::UnboundedSender<Event>,
     report: ConnReport,
 }
@@ -352,7 +395,8 @@ struct Load<'a> {
 type Alive = bool;
 
 impl Load<'_> {
-    async fn run(&mut self, mut pacer: Pacer, stop: &Stop, stop_at: Instant) {
+    async fn run(&mut self, mut pacer: Pacer, stop: &Stop) {
+        let stop_at = self.timing.stop_at;
         let mut sending = true;
         let mut deadline = stop_at;
         let wake = tokio::time::sleep_until(stop_at.into());
@@ -360,15 +404,17 @@ impl Load<'_> {
         let mut wake_at = stop_at;
         loop {
             let now = Instant::now();
-            if sending && (now >= stop_at || stop.interrupt.is_cancelled()) {
+            if sending && stop.interrupt.is_cancelled() {
                 sending = false;
                 deadline = now + self.spec.drain;
             }
             if let Some(cutoff) = now.checked_sub(self.spec.timeout) {
-                self.report.counts.timed_out += self.window.expire(cutoff);
+                self.expire(cutoff, now);
             }
-            if sending {
-                match self.fill(&mut pacer, stop, now).await {
+            // An open-loop schedule ends at `stop_at`, so slots that fell due just before it
+            // still go out after the timer wakes late; a closed loop stops at once.
+            if sending && (now < stop_at || matches!(pacer, Pacer::Open { .. })) {
+                match self.fill(&mut pacer, stop, now.min(stop_at)).await {
                     Ok(true) => {}
                     Ok(false) => {
                         // The budget is spent: what is in flight gets the drain.
@@ -377,6 +423,10 @@ impl Load<'_> {
                     }
                     Err(()) => return self.lost(),
                 }
+            }
+            if sending && (now >= stop_at || pacer.finished()) {
+                sending = false;
+                deadline = now + self.spec.drain;
             }
             if !sending && (self.window.outstanding == 0 || now >= deadline) {
                 break;
@@ -409,7 +459,9 @@ impl Load<'_> {
                 _ = stop.interrupt.cancelled(), if sending => {}
             }
         }
-        self.report.counts.unfinished += self.window.outstanding as u64;
+        for slot in self.window.clear() {
+            bucket(&mut self.report, slot.warm).unfinished += 1;
+        }
         self.flush_samples();
         let ws = &mut self.ws;
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -424,7 +476,7 @@ impl Load<'_> {
         let mut fed = false;
         let mut more = true;
         while self.window.outstanding < self.spec.window {
-            let Some(intended) = pacer.due(now) else {
+            let Some(scheduled) = pacer.due(now) else {
                 break;
             };
             if !stop.take_ticket() {
@@ -432,19 +484,55 @@ impl Load<'_> {
                 break;
             }
             self.template.render(self.window.next, &mut self.buf);
-            let frame = Message::text(self.buf.as_str());
-            if self.ws.feed(frame).await.is_err() {
+            if self
+                .ws
+                .feed(Message::text(self.buf.as_str()))
+                .await
+                .is_err()
+            {
                 return Err(());
             }
             let sent = Instant::now();
-            self.window.push(Slot { intended, sent });
-            self.report.counts.sent += 1;
+            let warm = sent < self.timing.measure_from;
+            self.window.push(Slot {
+                scheduled,
+                ready: scheduled.max(self.blocked_until),
+                sent,
+                warm,
+                acked: None,
+                first_chunk: None,
+            });
+            if warm {
+                self.report.warmup.sent += 1;
+            } else {
+                self.report.counts.sent += 1;
+                self.tally_at(sent).sent += 1;
+            }
             fed = true;
         }
-        if fed && self.ws.flush().await.is_err() {
-            return Err(());
+        if fed {
+            if self.ws.flush().await.is_err() {
+                return Err(());
+            }
+            // Slots that fell due while the write was in progress were held up by the socket.
+            self.blocked_until = Instant::now();
         }
         Ok(more)
+    }
+
+    fn expire(&mut self, cutoff: Instant, now: Instant) {
+        let was_full = self.window.outstanding >= self.spec.window;
+        let mut expired = Vec::new();
+        self.window.expire(cutoff, |slot| expired.push(slot.warm));
+        for warm in expired {
+            bucket(&mut self.report, warm).timed_out += 1;
+            if !warm {
+                self.tally_at(now).timed_out += 1;
+            }
+        }
+        if was_full && self.window.outstanding < self.spec.window {
+            self.blocked_until = now;
+        }
     }
 
     /// Reads every frame already buffered, without waiting.
@@ -464,7 +552,7 @@ impl Load<'_> {
                 true
             }
             Some(Ok(Message::Binary(_))) => {
-                self.report.counts.malformed += 1;
+                self.frame_counts().malformed += 1;
                 true
             }
             Some(Ok(Message::Close(frame))) => {
@@ -480,78 +568,147 @@ impl Load<'_> {
         }
     }
 
+    /// Frame-level counters go to warmup or measured by when the frame arrived.
+    fn frame_counts(&mut self) -> &mut Counts {
+        let warm = Instant::now() < self.timing.measure_from;
+        bucket(&mut self.report, warm)
+    }
+
+    fn seq_of(&self, id: &str) -> Option<u64> {
+        id.strip_prefix(self.id_prefix.as_str())?.parse().ok()
+    }
+
     fn on_text(&mut self, text: &str) {
         let received = Instant::now();
         let c = protocol::classify(text);
-        let counts = &mut self.report.counts;
         if !c.kind.is_final() {
-            match c.kind {
-                k if k.is_non_final() => counts.non_final += 1,
-                Kind::Malformed | Kind::Binary => counts.malformed += 1,
-                _ => counts.unexpected += 1,
+            if c.kind.is_non_final() {
+                self.frame_counts().non_final += 1;
+                let slot = c.request_id.as_deref().and_then(|id| self.seq_of(id));
+                if let Some(slot) = slot.and_then(|seq| self.window.get_mut(seq)) {
+                    let stamp = match c.kind {
+                        Kind::CallToolAck => &mut slot.acked,
+                        _ => &mut slot.first_chunk,
+                    };
+                    stamp.get_or_insert(received);
+                }
+            } else if matches!(c.kind, Kind::Malformed | Kind::Binary) {
+                self.frame_counts().malformed += 1;
+            } else {
+                self.frame_counts().unexpected += 1;
             }
             return;
         }
         let Some(id) = c.request_id.as_deref() else {
             if c.kind == Kind::Error {
                 // A connection-level error: about no request in particular.
-                counts.unexpected += 1;
-                let code = c.code.as_deref().unwrap_or("UNKNOWN");
-                *self
-                    .report
-                    .conn_errors_by_code
-                    .entry(code.to_owned())
-                    .or_default() += 1;
+                self.frame_counts().unexpected += 1;
+                let code = c.code.as_deref().unwrap_or("UNKNOWN").to_owned();
+                *self.report.conn_errors_by_code.entry(code).or_default() += 1;
             } else {
-                counts.unmatched += 1;
+                self.frame_counts().unmatched += 1;
             }
             return;
         };
-        let seq = id
-            .strip_prefix(self.id_prefix.as_str())
-            .and_then(|s| s.parse::<u64>().ok());
-        let found = match seq {
+        let was_full = self.window.outstanding >= self.spec.window;
+        let found = match self.seq_of(id) {
             Some(seq) => self.window.take(seq),
             None => Match::Unknown,
         };
         match found {
-            Match::InFlight(slot) if c.kind.is_success() => {
-                counts.succeeded += 1;
-                self.samples.push(Sample {
-                    intended: slot.intended,
-                    sent: slot.sent,
-                    received,
-                });
-                if self.samples.len() >= BATCH {
-                    self.flush_samples();
+            Match::InFlight(slot) => {
+                if was_full {
+                    self.blocked_until = received;
                 }
+                self.complete(slot, received, c.kind.is_success(), c.code.as_deref());
             }
-            Match::InFlight(_) => {
-                counts.failed += 1;
-                let code = c.code.as_deref().unwrap_or("UNKNOWN");
-                *self
-                    .report
-                    .errors_by_code
-                    .entry(code.to_owned())
-                    .or_default() += 1;
+            Match::Late => self.frame_counts().late += 1,
+            Match::Duplicate => self.frame_counts().duplicates += 1,
+            Match::Unknown => self.frame_counts().unmatched += 1,
+        }
+    }
+
+    fn complete(&mut self, slot: Slot, received: Instant, success: bool, code: Option<&str>) {
+        let counts = bucket(&mut self.report, slot.warm);
+        if success {
+            counts.succeeded += 1;
+        } else {
+            counts.failed += 1;
+        }
+        if slot.warm {
+            return;
+        }
+        if success {
+            self.tally_at(received).succeeded += 1;
+            if self.samples.is_empty() {
+                self.batch_started = received;
             }
-            Match::Late => counts.late += 1,
-            Match::Duplicate => counts.duplicates += 1,
-            Match::Unknown => counts.unmatched += 1,
+            self.samples.push(Sample {
+                conn: self.id,
+                scheduled: slot.scheduled,
+                ready: slot.ready,
+                sent: slot.sent,
+                received,
+                acked: slot.acked,
+                first_chunk: slot.first_chunk,
+            });
+            if self.samples.len() >= BATCH || received - self.batch_started >= BATCH_AGE {
+                self.flush_samples();
+            }
+        } else {
+            self.tally_at(received).failed += 1;
+            let code = code.unwrap_or("UNKNOWN").to_owned();
+            *self.report.errors_by_code.entry(code).or_default() += 1;
+        }
+    }
+
+    /// The tally of the measured second `at` falls in, flushing the previous one first.
+    fn tally_at(&mut self, at: Instant) -> &mut Tally {
+        let sec = at
+            .saturating_duration_since(self.timing.measure_from)
+            .as_secs() as u32;
+        if sec != self.tally_sec {
+            self.flush_tally();
+            self.tally_sec = sec;
+        }
+        &mut self.tally
+    }
+
+    fn flush_tally(&mut self) {
+        if self.tally != Tally::default() {
+            let tally = std::mem::take(&mut self.tally);
+            let _ = self.events.send(Event::Tally {
+                sec: self.tally_sec,
+                tally,
+            });
         }
     }
 
     fn flush_samples(&mut self) {
         if !self.samples.is_empty() {
-            let batch = std::mem::replace(&mut self.samples, Vec::with_capacity(BATCH));
+            let batch = std::mem::take(&mut self.samples);
             let _ = self.events.send(Event::Samples(batch));
         }
     }
 
     /// The connection dropped: whatever was in flight is lost.
     fn lost(&mut self) {
-        self.report.counts.lost += self.window.outstanding as u64;
-        self.window = Window::default();
+        let now = Instant::now();
+        let slots: Vec<_> = self.window.clear().collect();
+        for slot in slots {
+            bucket(&mut self.report, slot.warm).lost += 1;
+            if !slot.warm {
+                self.tally_at(now).lost += 1;
+            }
+        }
         self.flush_samples();
+    }
+}
+
+fn bucket(report: &mut ConnReport, warm: bool) -> &mut Counts {
+    if warm {
+        &mut report.warmup
+    } else {
+        &mut report.counts
     }
 }

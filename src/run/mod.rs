@@ -7,8 +7,9 @@ pub mod pacer;
 pub mod sample;
 
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -20,8 +21,11 @@ use crate::config::{RunConfig, ServeConfig, Target, WsUrl};
 use crate::gate::{self, Verdict};
 use crate::outcome::Outcome;
 use crate::serve::{Server, StatsSnapshot};
+use crate::stats::recorder::Live;
+use crate::stats::summary::Mode;
 use crate::stats::{Recorder, Summary};
-use connection::{Links, RunSpec, Stop};
+use connection::{Links, RunSpec, Stop, Timing};
+use sample::Event;
 
 /// Everything a finished run produced; what the reporters render.
 #[derive(Debug)]
@@ -40,6 +44,7 @@ pub struct RunResult {
 /// The `run` subcommand: run, write every report, return the outcome.
 pub async fn main(config: RunConfig) -> anyhow::Result<Outcome> {
     crate::report::check_writable(config.json.as_deref())?;
+    crate::report::check_writable(config.hdr_log.as_deref())?;
     let interrupt = CancellationToken::new();
     tokio::spawn(watch_signals(interrupt.clone()));
     let result = run(config, interrupt).await?;
@@ -131,6 +136,11 @@ async fn execute(
     run_id: &str,
     interrupt: CancellationToken,
 ) -> anyhow::Result<Summary> {
+    // The schedule covers warmup too: during warmup the rate is the schedule's starting rate.
+    let schedule = config
+        .schedule
+        .as_ref()
+        .map(|s| Arc::new(s.with_warmup(config.warmup)));
     let spec = Arc::new(RunSpec {
         url: url.url.clone(),
         host: url.host.clone(),
@@ -141,15 +151,16 @@ async fn execute(
         tool: config.tool.clone(),
         args: config.args.clone(),
         window: config.inflight as usize,
-        rate: None,
+        schedule: schedule.clone(),
         conns: config.conns,
         connect_timeout: config.connect_timeout,
         timeout: config.timeout,
         drain: config.drain,
         max_message_size: 16 << 20,
     });
+    let live = Arc::new(Mutex::new(Live::default()));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let recorder = tokio::spawn(Recorder::default().run(events_rx));
+    let recorder = tokio::spawn(Recorder::with_live(live.clone()).run(events_rx));
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (start_tx, start_rx) = watch::channel(None);
     let budget = config.requests.map(|n| Arc::new(AtomicU64::new(n)));
@@ -165,9 +176,16 @@ async fn execute(
             ready: ready_tx.clone(),
             start: start_rx.clone(),
         };
-        tasks.spawn(connection::run(spec.clone(), id, stop.clone(), links));
+        let delay = config.connect_spacing * id;
+        tasks.spawn(connection::run(
+            spec.clone(),
+            id,
+            delay,
+            stop.clone(),
+            links,
+        ));
     }
-    drop((events_tx, ready_tx, start_rx));
+    drop((ready_tx, start_rx));
 
     // Everyone connects first; load starts for all at once, so setup never counts as load.
     for _ in 0..config.conns {
@@ -176,32 +194,68 @@ async fn execute(
         }
     }
     let start = Instant::now();
-    let stop_at = start + config.duration;
-    let _ = start_tx.send(Some((start, stop_at)));
+    let timing = Timing {
+        start,
+        measure_from: start + config.warmup,
+        stop_at: start + config.warmup + config.duration,
+    };
+    let started_at = SystemTime::now() + config.warmup;
+    // Sent before the start is released, so the recorder knows the window before any sample.
+    let _ = events_tx.send(Event::Measure {
+        from: timing.measure_from,
+    });
+    drop(events_tx);
+    let _ = start_tx.send(Some(timing));
+    let progress_done = CancellationToken::new();
+    let progress = tokio::spawn(crate::progress::show(
+        config.progress,
+        live,
+        timing,
+        progress_done.clone(),
+    ));
 
     let mut reports = Vec::with_capacity(config.conns as usize);
     while let Some(joined) = tasks.join_next().await {
         reports.push(joined.context("a connection task failed")?);
     }
+    progress_done.cancel();
+    let _ = progress.await;
     let interrupted = interrupt.is_cancelled();
     let recorder = recorder.await.context("the recorder failed")?;
 
     // The measured window ends when sending stopped, or at the last success if later; in
     // count mode it ends at the last success (sending stopped when the budget ran out).
     let budget_spent = budget.is_some_and(|b| b.load(Ordering::Relaxed) == 0);
-    let last = recorder.last_received.unwrap_or(start);
+    let from = timing.measure_from;
+    let last = recorder.last_received.unwrap_or(from).max(from);
     let end = if budget_spent {
         last
     } else {
-        last.max(stop_at.min(Instant::now()))
+        last.max(timing.stop_at.min(Instant::now()))
+    };
+    let duration = end.saturating_duration_since(from);
+    let mode = match &config.schedule {
+        None => Mode::Closed,
+        Some(s) => Mode::Open {
+            target_rps: s.count_at(config.duration) / config.duration.as_secs_f64(),
+        },
     };
     let mut summary = Summary::build(
         url.url.clone(),
         matches!(config.target, Target::Embedded),
-        end.saturating_duration_since(start),
+        mode,
+        duration,
         &reports,
-        recorder.into_histograms(),
+        recorder,
     );
+    summary.warmup_duration = config.warmup;
+    if !budget_spent {
+        summary.send_window = timing
+            .stop_at
+            .min(Instant::now())
+            .saturating_duration_since(from);
+    }
+    summary.started_at = started_at;
     summary.interrupted = interrupted;
     Ok(summary)
 }

@@ -1,5 +1,5 @@
 //! What connection tasks record: time stamps and counts, no arithmetic on them. The recorder
-//! (`stats/recorder.rs`) turns stamps into histograms.
+//! (`stats/recorder.rs`) turns stamps into histograms and timelines.
 
 use std::collections::BTreeMap;
 use std::ops::AddAssign;
@@ -10,12 +10,34 @@ use serde::{Deserialize, Serialize};
 /// One successful request's stamps.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
-    /// When the request should have been sent (its pacer slot); equals `sent` in closed loop.
-    pub intended: Instant,
+    pub conn: u32,
+    /// Its slot in the pacer's schedule (closed loop: the send time).
+    pub scheduled: Instant,
+    /// When the connection could first have sent it: `scheduled`, or later if the window was
+    /// full or a write was still flushing then. `ready > scheduled` means the server held it up.
+    pub ready: Instant,
     /// When its frame was handed to the socket.
     pub sent: Instant,
     /// When its final reply was read.
     pub received: Instant,
+    /// First `call_tool_ack`, if any.
+    pub acked: Option<Instant>,
+    /// First `progress` or `stream_chunk`, if any.
+    pub first_chunk: Option<Instant>,
+}
+
+impl Sample {
+    /// Where response time starts. If the server held the request up (window full, socket
+    /// not draining), from its scheduled slot: that queueing is the server's. Otherwise from the
+    /// actual send, so the client's own timer lateness never leaks into server latency (it is
+    /// reported as schedule lag instead).
+    pub fn response_start(&self) -> Instant {
+        if self.ready > self.scheduled {
+            self.scheduled
+        } else {
+            self.sent
+        }
+    }
 }
 
 /// The stamps of one connection's setup.
@@ -30,11 +52,45 @@ pub struct SetupStamps {
     pub acked: Instant,
 }
 
-/// What flows from connection tasks to the recorder.
+/// Per-second counts of one connection, attributed to the second each event happened in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub sent: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub lost: u64,
+}
+
+impl AddAssign<&Tally> for Tally {
+    fn add_assign(&mut self, o: &Tally) {
+        self.sent += o.sent;
+        self.succeeded += o.succeeded;
+        self.failed += o.failed;
+        self.timed_out += o.timed_out;
+        self.lost += o.lost;
+    }
+}
+
+/// What flows from connection tasks (and the orchestrator) to the recorder.
 #[derive(Debug)]
 pub enum Event {
-    Samples(Vec<Sample>),
+    /// The measured window starts here (after warmup); sent before any sample.
+    Measure {
+        from: Instant,
+    },
     Setup(SetupStamps),
+    Samples(Vec<Sample>),
+    /// A connection's counts for second `sec` of the measured window.
+    Tally {
+        sec: u32,
+        tally: Tally,
+    },
+    /// A connection opened (hello done) or closed.
+    Conn {
+        at: Instant,
+        open: bool,
+    },
 }
 
 /// Request and frame counts. Every request sent ends in exactly one of succeeded, failed,
@@ -104,7 +160,7 @@ pub struct SetupFailure {
 }
 
 impl SetupFailure {
-    /// One line for reports, e.g. `hello rejected: unauthorized (close 4003)`.
+    /// One line for reports, e.g. `hello: rejected: unauthorized (close 4003)`.
     pub fn describe(&self) -> String {
         let mut s = format!("{}: {}", self.stage, self.reason);
         if let Some(code) = self.close_code {
@@ -119,7 +175,10 @@ impl SetupFailure {
 pub struct ConnReport {
     pub id: u32,
     pub setup_failure: Option<SetupFailure>,
+    /// Requests sent in the measured window, by outcome.
     pub counts: Counts,
+    /// Requests sent during warmup, by outcome (excluded from everything else).
+    pub warmup: Counts,
     /// Failed requests by error code.
     pub errors_by_code: BTreeMap<String, u64>,
     /// Connection-level error frames (no request id) by code.

@@ -3,7 +3,7 @@
 //! has no more frames ready, so a pipelining client gets batched writes.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use subtle::ConstantTimeEq as _;
@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::faults::ConnFaults;
 use super::stats::Reply;
 use crate::protocol::{self, Inbound};
 
@@ -64,8 +65,10 @@ pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: Cance
         shared.stats.connection_closed();
         return;
     }
-    if handshake(&mut ws, &shared).await {
-        Connection::new(ws, shared.clone()).serve(cancel).await;
+    if let Some(session) = handshake(&mut ws, &shared).await {
+        Connection::new(ws, shared.clone(), &session)
+            .serve(cancel)
+            .await;
     }
     shared.stats.connection_closed();
 }
@@ -83,8 +86,8 @@ async fn close(ws: &mut Ws, code: CloseCode, reason: &str) {
     .await;
 }
 
-/// Runs the hello exchange; `false` means the connection was closed.
-async fn handshake(ws: &mut Ws, shared: &Shared) -> bool {
+/// Runs the hello exchange; the session id, or `None` when the connection was closed.
+async fn handshake(ws: &mut Ws, shared: &Shared) -> Option<String> {
     let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
     let text = loop {
         match tokio::time::timeout_at(deadline, ws.next()).await {
@@ -96,9 +99,9 @@ async fn handshake(ws: &mut Ws, shared: &Shared) -> bool {
                     "hello timeout",
                 )
                 .await;
-                return false;
+                return None;
             }
-            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return false,
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return None,
             Ok(Some(Ok(Message::Text(text)))) => break Some(text),
             Ok(Some(Ok(Message::Binary(_)))) => break None,
             Ok(Some(Ok(_))) => continue, // pings are answered by tungstenite
@@ -120,7 +123,8 @@ async fn handshake(ws: &mut Ws, shared: &Shared) -> bool {
                     .unwrap_or_else(random_session_id);
                 let ack = serde_json::json!({"op": "hello_ack", "ok": true, "session_id": session});
                 shared.stats.hello(true);
-                return ws.send(Message::text(ack.to_string())).await.is_ok();
+                let sent = ws.send(Message::text(ack.to_string())).await;
+                return sent.is_ok().then_some(session);
             }
             (protocol::CLOSE_UNAUTHORIZED, "unauthorized")
         }
@@ -129,7 +133,7 @@ async fn handshake(ws: &mut Ws, shared: &Shared) -> bool {
     let nack = serde_json::json!({"op": "hello_ack", "ok": false, "error": error});
     let _ = ws.send(Message::text(nack.to_string())).await;
     close(ws, CloseCode::from(code), error).await;
-    false
+    None
 }
 
 fn token_ok(hello: &Inbound<'_>, shared: &Shared) -> bool {
@@ -161,12 +165,16 @@ struct Connection {
     delayed_tx: mpsc::UnboundedSender<Outgoing>,
     delayed_rx: mpsc::UnboundedReceiver<Outgoing>,
     unflushed: u64,
+    faults: ConnFaults,
 }
 
 impl Connection {
-    fn new(ws: Ws, shared: Arc<Shared>) -> Self {
+    fn new(ws: Ws, shared: Arc<Shared>, session: &str) -> Self {
         let (delayed_tx, delayed_rx) = mpsc::unbounded_channel();
+        let mut faults = shared.faults.connection();
+        faults.on_session(&shared.faults.config, session);
         Connection {
+            faults,
             ws,
             shared,
             delayed_tx,
@@ -177,6 +185,14 @@ impl Connection {
 
     async fn serve(mut self, cancel: CancellationToken) {
         loop {
+            if let Some(resume) = self.shared.faults.paused_until(Instant::now()) {
+                // An injected stall: read nothing, write nothing, until it ends.
+                let _ = self.flush().await;
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = tokio::time::sleep_until(resume.into()) => {}
+                }
+            }
             let alive = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => {
@@ -261,7 +277,7 @@ impl Connection {
     }
 
     /// The reply to one text frame, or `None` when it comes later (delayed call).
-    fn answer(&self, text: &str) -> Option<Outgoing> {
+    fn answer(&mut self, text: &str) -> Option<Outgoing> {
         let frame = match protocol::parse_inbound(text) {
             Ok(frame) => frame,
             Err(e) => {
@@ -271,7 +287,10 @@ impl Connection {
             }
         };
         match frame.op.as_deref() {
-            Some("call_tool") => self.call_tool(&frame),
+            Some("call_tool") => {
+                let out = self.call_tool(&frame)?;
+                self.maybe_delay(out)
+            }
             Some("hello") => Some(Outgoing::plain(
                 r#"{"op":"hello_ack","ok":true,"note":"already authenticated"}"#.to_owned(),
             )),
@@ -288,6 +307,19 @@ impl Connection {
             Some(op) => Some(self.connection_error("INVALID_REQUEST", &format!("Unknown op: {op}"))),
             None => Some(self.connection_error("INVALID_REQUEST", "missing op")),
         }
+    }
+
+    /// Holds a tool reply back for the configured delay (replays come from cache at once).
+    fn maybe_delay(&mut self, out: Outgoing) -> Option<Outgoing> {
+        let config = &self.shared.faults.config;
+        if !config.delays_replies() || matches!(out.counted, Counted::Reply(Reply::Replay)) {
+            return Some(out);
+        }
+        let due = Instant::now() + self.faults.reply_delay(config);
+        self.shared
+            .faults
+            .deliver_at(due, self.delayed_tx.clone(), out);
+        None
     }
 
     fn connection_error(&self, code: &str, message: &str) -> Outgoing {

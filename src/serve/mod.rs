@@ -5,6 +5,7 @@
 //! read [`Server::stats`], then [`Server::shutdown`].
 
 mod cache;
+pub mod faults;
 mod handler;
 mod stats;
 
@@ -29,6 +30,7 @@ pub(crate) struct Shared {
     pub stats: ServerStats,
     pub cache: cache::ReplayCache,
     pub in_flight: cache::InFlight,
+    pub faults: faults::Faults,
 }
 
 /// A running reference server.
@@ -56,6 +58,7 @@ impl Server {
         let shared = Arc::new(Shared {
             cache: cache::ReplayCache::new(config.cache_size),
             in_flight: cache::InFlight::default(),
+            faults: faults::Faults::new(config.faults.clone()),
             stats: ServerStats::default(),
             config,
         });

@@ -1,36 +1,61 @@
 //! WHERE LATENCY IS RECORDED. Connection tasks send stamps (`run/sample.rs`) over a channel in
-//! batches; this single recorder owns every histogram, so the hot path has no locks and no
-//! shared histograms. All values are microseconds.
+//! batches; this single recorder owns every histogram, the per-second timeline and the
+//! per-connection histograms, so the hot path has no locks and nothing shared. All values are
+//! microseconds.
 
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 
-use crate::run::sample::{Event, Sample, SetupStamps};
+use crate::run::sample::{Event, Sample, SetupStamps, Tally};
 
 /// Highest recordable value: one hour in microseconds. Longer values are clamped, not lost.
 const MAX_US: u64 = 3_600_000_000;
-/// Three significant figures: 0.1% value resolution.
+/// Three significant figures (0.1% resolution) for the run's histograms.
 const SIGFIG: u8 = 3;
+/// Two (1%) for per-second and per-connection ones: there are many, so they stay small.
+const SIGFIG_SMALL: u8 = 2;
+
+/// A histogram with wsbench's bounds (1 us to 1 h, 3 significant figures).
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_US, SIGFIG).expect("static bounds are valid")
+}
+
+/// A small, self-resizing histogram for per-second and per-connection figures.
+pub fn new_small_histogram() -> Histogram<u64> {
+    let mut h = Histogram::new_with_bounds(1, 2, SIGFIG_SMALL).expect("static bounds are valid");
+    h.auto(true);
+    h
+}
 
 /// The run's histograms.
 #[derive(Debug, Clone)]
 pub struct Histograms {
-    /// Response time: final reply received minus intended send time. This is what the gate
-    /// checks; in closed loop, intended = sent, so it equals service time.
+    /// Response time: final reply received minus the request's response start (its scheduled
+    /// slot when the server held it up, else its send). This is what the gate checks; in closed
+    /// loop it equals service time.
     pub latency: Histogram<u64>,
     /// Service time: final reply received minus actual send time.
     pub service: Histogram<u64>,
     /// Connection setup: TCP connect + WebSocket upgrade.
     pub connect: Histogram<u64>,
+    /// TCP connect alone.
+    pub tcp: Histogram<u64>,
+    /// WebSocket upgrade alone.
+    pub upgrade: Histogram<u64>,
     /// hello sent to hello_ack received.
     pub hello: Histogram<u64>,
-}
-
-/// A histogram with wsbench's bounds (1 us to 1 h, 3 significant figures).
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_US, SIGFIG).expect("static bounds are valid")
+    /// Send to first `call_tool_ack` (only requests that got one).
+    pub ack: Histogram<u64>,
+    /// Send to first `progress` / `stream_chunk` (only requests that got one).
+    pub first_chunk: Histogram<u64>,
+    /// Schedule lag: actual send minus scheduled slot (open loop).
+    pub schedule_lag: Histogram<u64>,
+    /// Client lag: actual send minus the moment it could have been sent. Large values mean the
+    /// client itself fell behind.
+    pub client_lag: Histogram<u64>,
 }
 
 impl Default for Histograms {
@@ -39,9 +64,44 @@ impl Default for Histograms {
             latency: new_histogram(),
             service: new_histogram(),
             connect: new_histogram(),
+            tcp: new_histogram(),
+            upgrade: new_histogram(),
             hello: new_histogram(),
+            ack: new_histogram(),
+            first_chunk: new_histogram(),
+            schedule_lag: new_histogram(),
+            client_lag: new_histogram(),
         }
     }
+}
+
+/// One second of the measured window.
+#[derive(Debug, Clone)]
+pub struct Second {
+    pub tally: Tally,
+    /// Response times of the successes received in this second.
+    pub latency: Histogram<u64>,
+    /// Connections open at the end of this second.
+    pub open_conns: u32,
+}
+
+impl Default for Second {
+    fn default() -> Self {
+        Second {
+            tally: Tally::default(),
+            latency: new_small_histogram(),
+            open_conns: 0,
+        }
+    }
+}
+
+/// Running totals for live progress, updated per event batch.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    pub totals: Tally,
+    pub open_conns: u32,
+    /// p99 (ms) and successes of the last complete second, if any.
+    pub last_second: Option<(f64, u64)>,
 }
 
 fn micros(later: Instant, earlier: Instant) -> u64 {
@@ -53,27 +113,89 @@ fn micros(later: Instant, earlier: Instant) -> u64 {
 /// Owns the histograms while the run goes on.
 #[derive(Debug, Default)]
 pub struct Recorder {
-    histograms: Histograms,
+    pub histograms: Histograms,
+    measure_from: Option<Instant>,
     /// When the last successful reply arrived; the measured window ends no earlier.
     pub last_received: Option<Instant>,
+    pub seconds: Vec<Second>,
+    /// Response-time histogram of each connection, by connection index.
+    pub per_conn: Vec<Histogram<u64>>,
+    /// Open/close stamps, replayed into `seconds` at the end.
+    conn_changes: Vec<(Instant, bool)>,
+    live: Option<Arc<Mutex<Live>>>,
 }
 
 impl Recorder {
-    pub fn record(&mut self, event: Event) {
-        match event {
-            Event::Samples(samples) => {
-                for s in samples {
-                    self.sample(&s);
-                }
-            }
-            Event::Setup(s) => self.setup(&s),
+    /// A recorder that also keeps `live` up to date for the progress display.
+    pub fn with_live(live: Arc<Mutex<Live>>) -> Self {
+        Recorder {
+            live: Some(live),
+            ..Recorder::default()
         }
     }
 
+    pub fn record(&mut self, event: Event) {
+        match event {
+            Event::Measure { from } => self.measure_from = Some(from),
+            Event::Setup(s) => self.setup(&s),
+            Event::Samples(samples) => {
+                for s in &samples {
+                    self.sample(s);
+                }
+            }
+            Event::Tally { sec, tally } => {
+                self.second(sec).tally += &tally;
+                if let Some(live) = &self.live {
+                    let mut l = live.lock().unwrap_or_else(|e| e.into_inner());
+                    l.totals += &tally;
+                }
+            }
+            Event::Conn { at, open } => {
+                self.conn_changes.push((at, open));
+                if let Some(live) = &self.live {
+                    let mut l = live.lock().unwrap_or_else(|e| e.into_inner());
+                    l.open_conns = if open {
+                        l.open_conns + 1
+                    } else {
+                        l.open_conns.saturating_sub(1)
+                    };
+                }
+            }
+        }
+    }
+
+    fn second(&mut self, sec: u32) -> &mut Second {
+        let i = sec as usize;
+        if self.seconds.len() <= i {
+            self.seconds.resize_with(i + 1, Second::default);
+        }
+        &mut self.seconds[i]
+    }
+
     fn sample(&mut self, s: &Sample) {
+        let response = micros(s.received, s.response_start());
         let h = &mut self.histograms;
-        h.latency.saturating_record(micros(s.received, s.intended));
+        h.latency.saturating_record(response);
         h.service.saturating_record(micros(s.received, s.sent));
+        h.schedule_lag
+            .saturating_record(micros(s.sent, s.scheduled));
+        h.client_lag.saturating_record(micros(s.sent, s.ready));
+        if let Some(acked) = s.acked {
+            h.ack.saturating_record(micros(acked, s.sent));
+        }
+        if let Some(chunk) = s.first_chunk {
+            h.first_chunk.saturating_record(micros(chunk, s.sent));
+        }
+        let conn = s.conn as usize;
+        if self.per_conn.len() <= conn {
+            self.per_conn.resize_with(conn + 1, new_small_histogram);
+        }
+        // Small histograms auto-resize on `record`; `saturating_record` would clamp instead.
+        let _ = self.per_conn[conn].record(response);
+        if let Some(from) = self.measure_from {
+            let sec = s.received.saturating_duration_since(from).as_secs() as u32;
+            let _ = self.second(sec).latency.record(response);
+        }
         if self.last_received.is_none_or(|t| s.received > t) {
             self.last_received = Some(s.received);
         }
@@ -82,42 +204,124 @@ impl Recorder {
     fn setup(&mut self, s: &SetupStamps) {
         let h = &mut self.histograms;
         h.connect.saturating_record(micros(s.upgraded, s.started));
+        h.tcp.saturating_record(micros(s.tcp, s.started));
+        h.upgrade.saturating_record(micros(s.upgraded, s.tcp));
         h.hello.saturating_record(micros(s.acked, s.upgraded));
     }
 
-    /// Records until every sender is gone, then hands back the histograms.
+    /// Publishes the last complete second to the live view.
+    fn publish(&mut self) {
+        let (Some(live), Some(from)) = (&self.live, self.measure_from) else {
+            return;
+        };
+        let now = Instant::now().saturating_duration_since(from).as_secs() as usize;
+        if now >= 1
+            && let Some(sec) = self.seconds.get(now - 1)
+        {
+            let p99 = if sec.latency.is_empty() {
+                f64::NAN
+            } else {
+                sec.latency.value_at_quantile(0.99) as f64 / 1e3
+            };
+            let mut l = live.lock().unwrap_or_else(|e| e.into_inner());
+            l.last_second = Some((p99, sec.latency.len()));
+        }
+    }
+
+    /// Records until every sender is gone, then closes the books.
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) -> Self {
         while let Some(event) = rx.recv().await {
             self.record(event);
+            self.publish();
         }
+        self.finish();
         self
     }
 
-    pub fn into_histograms(self) -> Histograms {
-        self.histograms
+    /// Replays connection opens and closes into the per-second open counts.
+    fn finish(&mut self) {
+        let Some(from) = self.measure_from else {
+            return;
+        };
+        self.conn_changes.sort_by_key(|(at, _)| *at);
+        let mut open: i64 = 0;
+        let mut changes = self.conn_changes.iter().peekable();
+        for (i, sec) in self.seconds.iter_mut().enumerate() {
+            let end = from + std::time::Duration::from_secs(i as u64 + 1);
+            while let Some((at, opened)) = changes.next_if(|(at, _)| *at < end) {
+                let _ = at;
+                open += if *opened { 1 } else { -1 };
+            }
+            sec.open_conns = open.max(0) as u32;
+        }
     }
-}
-
-/// Microseconds of a duration, as recorded.
-pub fn duration_us(d: Duration) -> u64 {
-    (d.as_micros() as u64).clamp(1, MAX_US)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn sample(t0: Instant, scheduled: u64, ready: u64, sent: u64, received: u64) -> Sample {
+        let at = |ms| t0 + Duration::from_millis(ms);
+        Sample {
+            conn: 0,
+            scheduled: at(scheduled),
+            ready: at(ready),
+            sent: at(sent),
+            received: at(received),
+            acked: None,
+            first_chunk: None,
+        }
+    }
 
     #[test]
-    fn response_time_counts_from_the_intended_send() {
+    fn response_time_counts_queueing_the_server_caused() {
         let t0 = Instant::now();
         let mut r = Recorder::default();
-        r.record(Event::Samples(vec![Sample {
-            intended: t0,
-            sent: t0 + Duration::from_millis(100),
-            received: t0 + Duration::from_millis(101),
-        }]));
-        let h = r.into_histograms();
+        // Held up by a full window from 0 to 100 ms, sent at 100, answered at 101.
+        r.record(Event::Samples(vec![sample(t0, 0, 100, 100, 101)]));
+        let h = &r.histograms;
         assert!(h.latency.equivalent(h.latency.max(), 101_000));
         assert!(h.service.equivalent(h.service.max(), 1_000));
+    }
+
+    #[test]
+    fn client_timer_lateness_is_lag_not_latency() {
+        let t0 = Instant::now();
+        let mut r = Recorder::default();
+        // Free to send at its slot (0), but the client's timer woke 1 ms late.
+        r.record(Event::Samples(vec![sample(t0, 0, 0, 1, 2)]));
+        let h = &r.histograms;
+        assert!(h.latency.equivalent(h.latency.max(), 1_000));
+        assert!(h.client_lag.equivalent(h.client_lag.max(), 1_000));
+    }
+
+    #[test]
+    fn small_histograms_grow_instead_of_clamping() {
+        let mut h = new_small_histogram();
+        h.record(5_000_000).unwrap();
+        assert!(h.equivalent(h.max(), 5_000_000));
+    }
+
+    #[test]
+    fn seconds_bucket_by_receive_time_and_track_open_connections() {
+        let t0 = Instant::now();
+        let mut r = Recorder::default();
+        r.record(Event::Measure { from: t0 });
+        r.record(Event::Conn { at: t0, open: true });
+        r.record(Event::Samples(vec![
+            sample(t0, 0, 0, 0, 10),
+            sample(t0, 1000, 1000, 1000, 1500),
+        ]));
+        r.record(Event::Conn {
+            at: t0 + Duration::from_millis(1200),
+            open: false,
+        });
+        r.finish();
+        assert_eq!(r.seconds.len(), 2);
+        assert_eq!(r.seconds[0].latency.len(), 1);
+        assert_eq!(r.seconds[1].latency.len(), 1);
+        assert_eq!((r.seconds[0].open_conns, r.seconds[1].open_conns), (1, 0));
     }
 }

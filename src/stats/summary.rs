@@ -1,13 +1,41 @@
 //! `Summary`: everything a run measured, merged from the connection reports and the
-//! recorder's histograms. Reporters and the gate read it; nothing here does I/O.
+//! recorder. Reporters and the gate read it; nothing here does I/O.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
+use serde::Serialize;
 
-use super::Histograms;
+use super::recorder::{Histograms, Recorder, Second};
 use crate::run::sample::{ConnReport, Counts};
+
+/// How requests were paced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// Send when a reply frees a slot; latency is service time.
+    Closed,
+    /// Follow a rate schedule; latency is response time from the intended send.
+    Open {
+        /// Requests the schedule asked for in the measured window, per second.
+        target_rps: f64,
+    },
+}
+
+/// One connection's share of the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnRow {
+    pub id: u32,
+    pub sent: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Succeeded per second of measured time.
+    pub rps: f64,
+    /// Response-time p99 in ms; null without successes.
+    pub p99_ms: Option<f64>,
+    /// Under 10% of the median connection's throughput.
+    pub starved: bool,
+}
 
 /// A finished run's measurements.
 #[derive(Debug, Clone)]
@@ -15,10 +43,16 @@ pub struct Summary {
     /// The URL loaded (for embedded runs, the ephemeral one).
     pub target: String,
     pub embedded: bool,
-    /// Measured time: from the synchronized start to the end of sending, or to the last
-    /// success if that came later.
+    pub mode: Mode,
+    /// Measured time: from the end of warmup to the end of sending, or to the last success
+    /// if that came later.
     pub duration: Duration,
+    /// How long sending went on within the measured window (the rate's denominator).
+    pub send_window: Duration,
     pub counts: Counts,
+    /// Requests sent during warmup, by outcome (not in `counts`).
+    pub warmup: Counts,
+    pub warmup_duration: Duration,
     pub errors_by_code: BTreeMap<String, u64>,
     pub conn_errors_by_code: BTreeMap<String, u64>,
     pub close_codes: BTreeMap<u16, u64>,
@@ -29,27 +63,36 @@ pub struct Summary {
     pub setup_failures: BTreeMap<String, u64>,
     /// Whether any server refused a hello (wrong token and the like).
     pub hello_rejected: bool,
-    /// Completed requests (succeeded + failed) of each opened connection.
-    pub per_conn_completed: Vec<u64>,
+    /// One row per opened connection.
+    pub per_conn: Vec<ConnRow>,
     pub histograms: Histograms,
+    /// Per-second intervals of the measured window.
+    pub seconds: Vec<Second>,
+    /// Wall-clock time the measured window started.
+    pub started_at: SystemTime,
     /// Whether the run was cut short by a signal.
     pub interrupted: bool,
 }
 
 impl Summary {
-    /// Folds connection reports and histograms into one summary.
+    /// Folds connection reports and the recorder into one summary.
     pub fn build(
         target: String,
         embedded: bool,
+        mode: Mode,
         duration: Duration,
         reports: &[ConnReport],
-        histograms: Histograms,
+        recorder: Recorder,
     ) -> Summary {
         let mut s = Summary {
             target,
             embedded,
+            mode,
             duration,
+            send_window: duration,
             counts: Counts::default(),
+            warmup: Counts::default(),
+            warmup_duration: Duration::ZERO,
             errors_by_code: BTreeMap::new(),
             conn_errors_by_code: BTreeMap::new(),
             close_codes: BTreeMap::new(),
@@ -57,12 +100,16 @@ impl Summary {
             connections_failed: 0,
             setup_failures: BTreeMap::new(),
             hello_rejected: false,
-            per_conn_completed: Vec::new(),
-            histograms,
+            per_conn: Vec::new(),
+            histograms: recorder.histograms,
+            seconds: recorder.seconds,
+            started_at: SystemTime::now(),
             interrupted: false,
         };
+        let secs = duration.as_secs_f64();
         for r in reports {
             s.counts += &r.counts;
+            s.warmup += &r.warmup;
             add_all(&mut s.errors_by_code, &r.errors_by_code);
             add_all(&mut s.conn_errors_by_code, &r.conn_errors_by_code);
             add_all(&mut s.close_codes, &r.close_codes);
@@ -74,9 +121,30 @@ impl Summary {
                 }
                 None => {
                     s.connections_opened += 1;
-                    s.per_conn_completed
-                        .push(r.counts.succeeded + r.counts.failed);
+                    let p99 = recorder
+                        .per_conn
+                        .get(r.id as usize)
+                        .filter(|h| !h.is_empty())
+                        .map(|h| h.value_at_quantile(0.99) as f64 / 1e3);
+                    s.per_conn.push(ConnRow {
+                        id: r.id,
+                        sent: r.counts.sent,
+                        succeeded: r.counts.succeeded,
+                        failed: r.counts.failed,
+                        rps: if secs > 0.0 {
+                            r.counts.succeeded as f64 / secs
+                        } else {
+                            0.0
+                        },
+                        p99_ms: p99,
+                        starved: false,
+                    });
                 }
+            }
+        }
+        if let Some((_, median, _)) = s.per_conn_spread() {
+            for row in &mut s.per_conn {
+                row.starved = (row.succeeded as f64) < 0.1 * median as f64;
             }
         }
         s
@@ -84,12 +152,12 @@ impl Summary {
 
     /// Succeeded requests per second of measured time.
     pub fn throughput(&self) -> f64 {
-        let secs = self.duration.as_secs_f64();
-        if secs > 0.0 {
-            self.counts.succeeded as f64 / secs
-        } else {
-            0.0
-        }
+        per_second(self.counts.succeeded, self.duration)
+    }
+
+    /// Requests sent per second of measured time.
+    pub fn send_rate(&self) -> f64 {
+        per_second(self.counts.sent, self.send_window)
     }
 
     /// (failed + timed_out + lost) / sent; 0 when nothing was sent.
@@ -111,12 +179,44 @@ impl Summary {
         percentile_ms(&self.histograms.connect, p)
     }
 
-    /// Per-connection completed requests: (min, median, max).
+    /// Per-connection completed requests (succeeded + failed): (min, median, max).
     pub fn per_conn_spread(&self) -> Option<(u64, u64, u64)> {
-        let mut v = self.per_conn_completed.clone();
+        let mut v: Vec<u64> = self
+            .per_conn
+            .iter()
+            .map(|c| c.succeeded + c.failed)
+            .collect();
         v.sort_unstable();
         Some((*v.first()?, v[v.len() / 2], *v.last()?))
     }
+
+    /// Jain's fairness index of per-connection throughput: 1 = perfectly even, 1/n = one
+    /// connection got everything.
+    pub fn jain_fairness(&self) -> Option<f64> {
+        let xs: Vec<f64> = self.per_conn.iter().map(|c| c.succeeded as f64).collect();
+        let sum: f64 = xs.iter().sum();
+        let sq: f64 = xs.iter().map(|x| x * x).sum();
+        (sq > 0.0).then(|| sum * sum / (xs.len() as f64 * sq))
+    }
+
+    /// Connections that starved (under 10% of the median's throughput).
+    pub fn starved(&self) -> Vec<u32> {
+        self.per_conn
+            .iter()
+            .filter(|c| c.starved)
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// Whether latency is response time (open loop) rather than service time.
+    pub fn is_open_loop(&self) -> bool {
+        matches!(self.mode, Mode::Open { .. })
+    }
+}
+
+fn per_second(n: u64, d: Duration) -> f64 {
+    let secs = d.as_secs_f64();
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
 
 /// Percentile `p` (0-100) of a microsecond histogram, in ms; NaN when empty.

@@ -5,9 +5,44 @@
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
+use clap::Parser as _;
 use tokio::sync::oneshot;
-use wsbench::config::{Secret, ServeConfig};
+use tokio_util::sync::CancellationToken;
+use wsbench::cli::{Cli, Command};
+use wsbench::config::{RunConfig, Secret, ServeConfig};
+use wsbench::run::RunResult;
 use wsbench::serve::{Server, StatsSnapshot};
+
+/// A `RunConfig` from `wsbench run` flags, through the real parser.
+pub fn run_config(args: &[&str]) -> RunConfig {
+    let argv = ["wsbench", "run"].iter().chain(args);
+    let Command::Run(run) = Cli::try_parse_from(argv).expect("flags parse").command else {
+        unreachable!()
+    };
+    RunConfig::from_args(&run).expect("valid config")
+}
+
+/// A `ServeConfig` from `wsbench serve` flags, through the real parser.
+pub fn serve_config(args: &[&str]) -> ServeConfig {
+    let argv = ["wsbench", "serve"].iter().chain(args);
+    let Command::Serve(serve) = Cli::try_parse_from(argv).expect("flags parse").command else {
+        unreachable!()
+    };
+    ServeConfig::from_args(&serve).expect("valid serve config")
+}
+
+/// The reference server in this test's runtime, on 127.0.0.1:0.
+pub async fn start_server(config: ServeConfig) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Server::start(listener, config).unwrap()
+}
+
+/// Runs `wsbench run` in-process with these flags.
+pub async fn run(args: &[&str]) -> RunResult {
+    wsbench::run::run(run_config(args), CancellationToken::new())
+        .await
+        .expect("run completes")
+}
 
 /// A reference server on 127.0.0.1:0 in a background thread; `stop()` returns its counters.
 pub struct TestServer {

@@ -1,0 +1,260 @@
+//! Everything the reference server does on purpose that a healthy server would not: reply
+//! delays and jitter, per-session slowness, read stalls. Kept in one place so the handler reads
+//! as the protocol, and every fault is seeded (`--seed`) for repeatable runs.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Mutex;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+/// Fault settings, validated (see `ServeConfig`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultConfig {
+    /// Added to every tool reply.
+    pub delay: Duration,
+    /// Uniform extra delay in [0, jitter) per reply.
+    pub jitter: Duration,
+    /// Stop reading every `pause_every` (from server start) for `pause_for`.
+    pub pause_every: Option<Duration>,
+    pub pause_for: Duration,
+    /// Extra reply delay for sessions whose id ends with the given suffix.
+    pub session_delays: Vec<(String, Duration)>,
+    /// Seed of the per-connection random generators.
+    pub seed: u64,
+}
+
+impl FaultConfig {
+    /// Whether any reply can be delayed (and the delay thread is needed).
+    pub fn delays_replies(&self) -> bool {
+        !self.delay.is_zero() || !self.jitter.is_zero() || !self.session_delays.is_empty()
+    }
+}
+
+/// The server-wide side of fault injection.
+#[derive(Debug)]
+pub struct Faults {
+    pub config: FaultConfig,
+    started: Instant,
+    scheduler: Option<Mutex<std_mpsc::Sender<Delayed>>>,
+    next_conn: std::sync::atomic::AtomicU64,
+}
+
+/// A reply to deliver to a connection at `due`.
+struct Delayed {
+    due: Instant,
+    deliver: Box<dyn FnOnce() + Send>,
+}
+
+impl std::fmt::Debug for Delayed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delayed").field("due", &self.due).finish()
+    }
+}
+
+impl Faults {
+    pub fn new(config: FaultConfig) -> Self {
+        let scheduler = config
+            .delays_replies()
+            .then(|| Mutex::new(spawn_scheduler()));
+        Faults {
+            config,
+            started: Instant::now(),
+            scheduler,
+            next_conn: Default::default(),
+        }
+    }
+
+    /// Per-connection state: its own seeded generator and its extra delay.
+    pub fn connection(&self) -> ConnFaults {
+        let n = self
+            .next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ConnFaults {
+            rng: fastrand::Rng::with_seed(
+                self.config
+                    .seed
+                    .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            ),
+            extra_delay: Duration::ZERO,
+        }
+    }
+
+    /// When a read stall in progress at `now` ends, if one is.
+    pub fn paused_until(&self, now: Instant) -> Option<Instant> {
+        let every = self.config.pause_every?;
+        let since = now.saturating_duration_since(self.started);
+        let cycles = since.as_nanos() / every.as_nanos().max(1);
+        if cycles == 0 {
+            return None;
+        }
+        let pause_start = self.started + every * cycles as u32;
+        let resume = pause_start + self.config.pause_for;
+        (now < resume).then_some(resume)
+    }
+
+    /// Delivers `item` through `tx` at `due`, precisely (not on tokio's 1 ms timer wheel).
+    pub fn deliver_at<T: Send + 'static>(
+        &self,
+        due: Instant,
+        tx: mpsc::UnboundedSender<T>,
+        item: T,
+    ) {
+        let deliver = Box::new(move || {
+            let _ = tx.send(item);
+        });
+        let mut item = Delayed { due, deliver };
+        if let Some(s) = &self.scheduler {
+            let sender = s.lock().unwrap_or_else(|e| e.into_inner());
+            match sender.send(item) {
+                Ok(()) => return,
+                // The scheduler is gone (shutting down): deliver now rather than never.
+                Err(e) => item = e.0,
+            }
+        }
+        (item.deliver)();
+    }
+}
+
+/// Per-connection fault state.
+#[derive(Debug)]
+pub struct ConnFaults {
+    rng: fastrand::Rng,
+    pub extra_delay: Duration,
+}
+
+impl ConnFaults {
+    /// Applies per-session settings once the session id is known.
+    pub fn on_session(&mut self, config: &FaultConfig, session_id: &str) {
+        self.extra_delay = config
+            .session_delays
+            .iter()
+            .filter(|(suffix, _)| session_id.ends_with(suffix.as_str()))
+            .map(|(_, d)| *d)
+            .sum();
+    }
+
+    /// This reply's delay: fixed + session extra + jitter.
+    pub fn reply_delay(&mut self, config: &FaultConfig) -> Duration {
+        let mut d = config.delay + self.extra_delay;
+        if !config.jitter.is_zero() {
+            d += config.jitter.mul_f64(self.rng.f64());
+        }
+        d
+    }
+}
+
+/// One thread for every delayed reply of the server: a min-heap of due times, woken by
+/// `recv_timeout`, which sleeps on a futex with sub-millisecond precision.
+fn spawn_scheduler() -> std_mpsc::Sender<Delayed> {
+    let (tx, rx) = std_mpsc::channel::<Delayed>();
+    std::thread::Builder::new()
+        .name("wsbench-delays".into())
+        .spawn(move || {
+            let mut heap: BinaryHeap<(Reverse<Instant>, Reverse<u64>)> = BinaryHeap::new();
+            let mut items: std::collections::HashMap<u64, Delayed> = Default::default();
+            let mut seq = 0u64;
+            loop {
+                let now = Instant::now();
+                while let Some((Reverse(due), Reverse(id))) = heap.peek().copied() {
+                    if due > now {
+                        break;
+                    }
+                    heap.pop();
+                    if let Some(item) = items.remove(&id) {
+                        (item.deliver)();
+                    }
+                }
+                let wait = heap
+                    .peek()
+                    .map(|(Reverse(due), _)| due.saturating_duration_since(now));
+                let got = match wait {
+                    Some(w) => rx.recv_timeout(w),
+                    None => rx
+                        .recv()
+                        .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected),
+                };
+                match got {
+                    Ok(item) => {
+                        heap.push((Reverse(item.due), Reverse(seq)));
+                        items.insert(seq, item);
+                        seq += 1;
+                    }
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                        // Server gone: deliver what is left, in order, and stop.
+                        while let Some((_, Reverse(id))) = heap.pop() {
+                            if let Some(item) = items.remove(&id) {
+                                (item.deliver)();
+                            }
+                        }
+                        return;
+                    }
+                }
+            }
+        })
+        .expect("spawn the delay thread");
+    tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_repeat_every_period_after_the_first() {
+        let f = Faults::new(FaultConfig {
+            pause_every: Some(Duration::from_millis(100)),
+            pause_for: Duration::from_millis(20),
+            ..FaultConfig::default()
+        });
+        let t0 = f.started;
+        assert_eq!(f.paused_until(t0 + Duration::from_millis(50)), None);
+        assert_eq!(
+            f.paused_until(t0 + Duration::from_millis(105)),
+            Some(t0 + Duration::from_millis(120))
+        );
+        assert_eq!(f.paused_until(t0 + Duration::from_millis(121)), None);
+        assert!(f.paused_until(t0 + Duration::from_millis(210)).is_some());
+    }
+
+    #[test]
+    fn delayed_items_arrive_in_due_order_and_on_time() {
+        let f = Faults::new(FaultConfig {
+            delay: Duration::from_millis(1),
+            ..FaultConfig::default()
+        });
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let t0 = Instant::now();
+        f.deliver_at(t0 + Duration::from_millis(30), tx.clone(), 2);
+        f.deliver_at(t0 + Duration::from_millis(10), tx.clone(), 1);
+        assert_eq!(rx.blocking_recv(), Some(1));
+        assert!(t0.elapsed() >= Duration::from_millis(10));
+        assert_eq!(rx.blocking_recv(), Some(2));
+        assert!(t0.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn jitter_is_seeded_and_bounded() {
+        let cfg = FaultConfig {
+            delay: Duration::from_millis(5),
+            jitter: Duration::from_millis(2),
+            session_delays: vec![("-3".into(), Duration::from_millis(40))],
+            seed: 7,
+            ..FaultConfig::default()
+        };
+        let f = Faults::new(cfg.clone());
+        let mut a = f.connection();
+        a.on_session(&cfg, "bench-x-3");
+        let d = a.reply_delay(&cfg);
+        assert!(
+            d >= Duration::from_millis(45) && d < Duration::from_millis(47),
+            "{d:?}"
+        );
+        let mut b = f.connection();
+        b.on_session(&cfg, "bench-x-13");
+        assert!(b.reply_delay(&cfg) < Duration::from_millis(7));
+    }
+}
