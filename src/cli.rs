@@ -111,6 +111,47 @@ pub struct RunArgs {
     /// Live progress on stderr: a bar on a terminal, plain lines otherwise (auto).
     #[arg(long, value_name = "auto|bar|lines|off")]
     pub progress: Option<String>,
+    /// Reconnect a connection that drops mid-run: on or off. Default on.
+    #[arg(long, value_name = "on|off")]
+    pub reconnect: Option<String>,
+    /// First reconnect backoff (doubling per attempt, full jitter). Default 100ms.
+    #[arg(long)]
+    pub backoff_base: Option<String>,
+    /// Longest reconnect backoff. Default 5s.
+    #[arg(long)]
+    pub backoff_max: Option<String>,
+    /// Circuit breaker shared by all connections: on or off. Default on.
+    #[arg(long, value_name = "on|off")]
+    pub breaker: Option<String>,
+    /// Consecutive failures that open the breaker. Default 5.
+    #[arg(long)]
+    pub breaker_failures: Option<String>,
+    /// Half-open successes that close it again. Default 2.
+    #[arg(long)]
+    pub breaker_successes: Option<String>,
+    /// How long the breaker stays open before probing. Default 5s.
+    #[arg(long)]
+    pub breaker_open_timeout: Option<String>,
+    /// Probes let through while half-open. Default 3.
+    #[arg(long)]
+    pub breaker_half_open_calls: Option<String>,
+    /// What counts as a breaker failure: connect (always), plus timeout and/or error.
+    /// Default connect.
+    #[arg(long, value_name = "connect[,timeout][,error]")]
+    pub breaker_count: Option<String>,
+    /// Send a WebSocket ping this often per connection and time the pong.
+    #[arg(long)]
+    pub ping_interval: Option<String>,
+    /// A ping unanswered this long means the connection is dead: close it, reconnect.
+    /// Default 5s.
+    #[arg(long)]
+    pub pong_timeout: Option<String>,
+    /// On an error carrying retry_after: honor (pause that connection) or ignore. Default ignore.
+    #[arg(long, value_name = "honor|ignore")]
+    pub retry_after: Option<String>,
+    /// Maximum time the target was unavailable (breaker open or no connection up), e.g. 1s.
+    #[arg(long)]
+    pub max_unavailable: Option<String>,
     /// Read settings from this TOML file (see config/default.toml).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -180,4 +221,47 @@ pub struct ServeArgs {
     /// Seed for every random fault, for repeatable runs.
     #[arg(long)]
     pub seed: Option<String>,
+    /// Share of calls answered with OVER_CAPACITY (e.g. 0.01 or 1%).
+    #[arg(long)]
+    pub error_rate: Option<String>,
+    /// retry_after (seconds) carried by injected OVER_CAPACITY errors. Default 1.
+    #[arg(long, value_name = "SECONDS")]
+    pub retry_after: Option<String>,
+    /// Share of calls never answered.
+    #[arg(long)]
+    pub drop_rate: Option<String>,
+    /// Share of calls preceded by a malformed frame.
+    #[arg(long)]
+    pub malformed_rate: Option<String>,
+    /// Share of calls whose final reply is sent twice.
+    #[arg(long)]
+    pub duplicate_rate: Option<String>,
+    /// Close each connection with 1011 after this many calls (the last one answered).
+    #[arg(long, value_name = "N")]
+    pub disconnect_after: Option<String>,
+    /// After this many calls, stop reading and writing a connection but keep it open
+    /// (a hung server: no replies, no pongs).
+    #[arg(long, value_name = "N")]
+    pub freeze_after: Option<String>,
+    /// Outage: this long after start, close every connection (1012) and refuse new ones...
+    #[arg(long, requires = "down_for")]
+    pub down_after: Option<String>,
+    /// ...for this long, then recover.
+    #[arg(long, requires = "down_after")]
+    pub down_for: Option<String>,
+    /// Send call_tool_ack before each reply.
+    #[arg(long)]
+    pub ack: bool,
+    /// Send a progress frame before each reply.
+    #[arg(long)]
+    pub progress: bool,
+    /// Answer with N stream_chunk frames and a stream_complete instead of call_tool_res.
+    #[arg(long, value_name = "N")]
+    pub stream: Option<String>,
+    /// Ping every connection this often (pongs are counted).
+    #[arg(long)]
+    pub ping_interval: Option<String>,
+    /// Read settings from this TOML file's [serve] table.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }

@@ -10,6 +10,8 @@ use crate::cli::{RunArgs, ServeArgs};
 use crate::error::ConfigError;
 use crate::gate::{Metric, Threshold};
 use crate::protocol;
+use crate::run::breaker::BreakerConfig;
+use crate::run::connection::Backoff;
 use crate::run::pacer::RateSchedule;
 use crate::serve::faults::FaultConfig;
 use crate::units;
@@ -109,6 +111,14 @@ pub struct RunConfig {
     /// `--hdr-log` target.
     pub hdr_log: Option<String>,
     pub progress: ProgressMode,
+    pub breaker: BreakerConfig,
+    /// Reconnect after drops, with this backoff; `None` = a dropped connection stays down.
+    pub reconnect: Option<Backoff>,
+    /// Client keepalive: (ping interval, pong timeout).
+    pub ping: Option<(Duration, Duration)>,
+    pub honor_retry_after: bool,
+    /// The embedded server's settings (the profile's `[serve]` table; the run's token).
+    pub embedded_server: ServeConfig,
     /// Empty when the gate is off.
     pub thresholds: Vec<Threshold>,
     pub gate: bool,
@@ -200,8 +210,55 @@ const THRESHOLD_KEYS: &[&str] = &[
     "max_p999",
     "max_connect_p99",
     "max_error_rate",
+    "max_unavailable",
 ];
-const SECTIONS: &[(&str, &[&str])] = &[("run", RUN_KEYS), ("thresholds", THRESHOLD_KEYS)];
+const RESILIENCE_KEYS: &[&str] = &[
+    "reconnect",
+    "backoff_base",
+    "backoff_max",
+    "breaker",
+    "breaker_failures",
+    "breaker_successes",
+    "breaker_open_timeout",
+    "breaker_half_open_calls",
+    "breaker_count",
+    "ping_interval",
+    "pong_timeout",
+    "retry_after",
+];
+/// The `[serve]` table: the reference server's flags, as keys. In a `run` profile it
+/// configures the embedded server.
+const SERVE_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "hello_timeout",
+    "max_conns",
+    "stats_file",
+    "delay",
+    "jitter",
+    "pause_every",
+    "pause_for",
+    "seed",
+    "error_rate",
+    "retry_after",
+    "drop_rate",
+    "malformed_rate",
+    "duplicate_rate",
+    "disconnect_after",
+    "freeze_after",
+    "down_after",
+    "down_for",
+    "ack",
+    "progress",
+    "stream",
+    "ping_interval",
+];
+const SECTIONS: &[(&str, &[&str])] = &[
+    ("run", RUN_KEYS),
+    ("resilience", RESILIENCE_KEYS),
+    ("serve", SERVE_KEYS),
+    ("thresholds", THRESHOLD_KEYS),
+];
 
 /// A loaded config file: its path (for messages) and its checked table.
 struct ConfigFile {
@@ -314,6 +371,28 @@ impl Resolver {
         }
         Ok(self.get(None, "", key, parse_bool)?.unwrap_or(false))
     }
+}
+
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err("expected on or off".into()),
+    }
+}
+
+/// `connect[,timeout][,error]` -> (count timeouts, count errors).
+fn breaker_count(s: &str) -> Result<(bool, bool), String> {
+    let (mut timeouts, mut errors) = (false, false);
+    for part in s.split(',').map(str::trim) {
+        match part {
+            "connect" => {}
+            "timeout" => timeouts = true,
+            "error" => errors = true,
+            other => return Err(format!("'{other}' is not connect, timeout or error")),
+        }
+    }
+    Ok((timeouts, errors))
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -518,6 +597,16 @@ impl RunConfig {
             Some(10.0),
         );
         add(
+            Metric::Unavailable,
+            r.get(
+                args.max_unavailable.as_deref(),
+                "--max-unavailable",
+                th("max_unavailable"),
+                |s| units::parse_duration(s).map(|d| d.as_secs_f64()),
+            )?,
+            None,
+        );
+        add(
             Metric::ErrorRate,
             r.get(
                 args.max_error_rate.as_deref(),
@@ -531,6 +620,107 @@ impl RunConfig {
             thresholds.clear();
         }
 
+        let res = |k| ("resilience", k);
+        let d = BreakerConfig::default();
+        let (count_timeouts, count_errors) = r
+            .get(
+                args.breaker_count.as_deref(),
+                "--breaker-count",
+                res("breaker_count"),
+                breaker_count,
+            )?
+            .unwrap_or((false, false));
+        let breaker = BreakerConfig {
+            enabled: r
+                .get(args.breaker.as_deref(), "--breaker", res("breaker"), on_off)?
+                .unwrap_or(true),
+            failure_threshold: r
+                .get(
+                    args.breaker_failures.as_deref(),
+                    "--breaker-failures",
+                    res("breaker_failures"),
+                    positive_u32,
+                )?
+                .unwrap_or(d.failure_threshold),
+            success_threshold: r
+                .get(
+                    args.breaker_successes.as_deref(),
+                    "--breaker-successes",
+                    res("breaker_successes"),
+                    positive_u32,
+                )?
+                .unwrap_or(d.success_threshold),
+            open_timeout: r
+                .get(
+                    args.breaker_open_timeout.as_deref(),
+                    "--breaker-open-timeout",
+                    res("breaker_open_timeout"),
+                    positive_duration,
+                )?
+                .unwrap_or(d.open_timeout),
+            half_open_max_calls: r
+                .get(
+                    args.breaker_half_open_calls.as_deref(),
+                    "--breaker-half-open-calls",
+                    res("breaker_half_open_calls"),
+                    positive_u32,
+                )?
+                .unwrap_or(d.half_open_max_calls),
+            count_timeouts,
+            count_errors,
+        };
+        let reconnect = r
+            .get(
+                args.reconnect.as_deref(),
+                "--reconnect",
+                res("reconnect"),
+                on_off,
+            )?
+            .unwrap_or(true);
+        let backoff = Backoff {
+            base: r
+                .get(
+                    args.backoff_base.as_deref(),
+                    "--backoff-base",
+                    res("backoff_base"),
+                    positive_duration,
+                )?
+                .unwrap_or(Duration::from_millis(100)),
+            max: r
+                .get(
+                    args.backoff_max.as_deref(),
+                    "--backoff-max",
+                    res("backoff_max"),
+                    positive_duration,
+                )?
+                .unwrap_or(Duration::from_secs(5)),
+        };
+        let ping_interval = r.get(
+            args.ping_interval.as_deref(),
+            "--ping-interval",
+            res("ping_interval"),
+            positive_duration,
+        )?;
+        let pong_timeout = r
+            .get(
+                args.pong_timeout.as_deref(),
+                "--pong-timeout",
+                res("pong_timeout"),
+                positive_duration,
+            )?
+            .unwrap_or(Duration::from_secs(5));
+        let honor_retry_after = r
+            .get(
+                args.retry_after.as_deref(),
+                "--retry-after",
+                res("retry_after"),
+                |s| match s {
+                    "honor" | "honour" => Ok(true),
+                    "ignore" => Ok(false),
+                    _ => Err("expected honor or ignore".into()),
+                },
+            )?
+            .unwrap_or(false);
         let conns = r
             .get(args.conns.as_deref(), "--conns", run("conns"), positive_u32)?
             .unwrap_or(64);
@@ -541,9 +731,19 @@ impl RunConfig {
         };
         // Open loop keeps a deep window so a slow reply never stops the schedule.
         let default_inflight = if schedule.is_some() { 1024 } else { 1 };
+        let token = Secret::new(args.token.clone().unwrap_or_default());
+        let embedded_server = ServeConfig {
+            token: token.clone(),
+            ..ServeConfig::resolve(&ServeArgs::default(), &r)?
+        };
         Ok(RunConfig {
             target,
             conns,
+            embedded_server,
+            breaker,
+            reconnect: reconnect.then_some(backoff),
+            ping: ping_interval.map(|i| (i, pong_timeout)),
+            honor_retry_after,
             warmup: r
                 .get(
                     args.warmup.as_deref(),
@@ -642,71 +842,88 @@ fn session_delay(s: &str) -> Result<(String, Duration), ConfigError> {
 }
 
 impl ServeConfig {
-    /// Validates `serve` flags.
+    /// Validates `serve` flags, reading `--config` (its `[serve]` table) if given.
     pub fn from_args(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
-        let r = Resolver { file: None };
+        let file = args.config.as_deref().map(ConfigFile::load).transpose()?;
+        ServeConfig::resolve(args, &Resolver { file })
+    }
+
+    /// Flags first, then the `[serve]` table of the resolver's file, then defaults. `run
+    /// --embedded` uses this with no flags, so a profile can configure its embedded server.
+    fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, ConfigError> {
         let d = ServeConfig::default();
-        let none = ("", "");
-        Ok(ServeConfig {
-            host: args.host.clone().unwrap_or(d.host),
-            port: r
-                .get(args.port.as_deref(), "--port", none, |s| {
-                    s.parse::<u16>()
-                        .map_err(|_| "not a port (0-65535)".to_owned())
-                })?
-                .unwrap_or(d.port),
-            token: Secret::new(args.token.clone().unwrap_or_default()),
-            hello_timeout: r
-                .get(
-                    args.hello_timeout.as_deref(),
-                    "--hello-timeout",
-                    none,
-                    positive_duration,
-                )?
-                .unwrap_or(d.hello_timeout),
-            max_conns: r.get(args.max_conns.as_deref(), "--max-conns", none, |s| {
+        // Every serve flag `--some-flag` is key `some_flag` of the `[serve]` table.
+        let get = |v: &Option<String>, flag: &str, parse: &dyn Fn(&str) -> Result<_, String>| {
+            let key = flag.trim_start_matches("--").replace('-', "_");
+            r.get(v.as_deref(), flag, ("serve", &key), parse)
+        };
+        let dur = |v: &Option<String>, flag: &str| get(v, flag, &|s| units::parse_duration(s));
+        let whole = |v: &Option<String>, flag: &str| {
+            let key = flag.trim_start_matches("--").replace('-', "_");
+            r.get(v.as_deref(), flag, ("serve", &key), units::parse_whole)
+        };
+        let ratio = |v: &Option<String>, flag: &str| {
+            let key = flag.trim_start_matches("--").replace('-', "_");
+            r.get(v.as_deref(), flag, ("serve", &key), units::parse_ratio)
+                .map(Option::unwrap_or_default)
+        };
+        let positive = |v: &Option<String>, flag: &str| {
+            let key = flag.trim_start_matches("--").replace('-', "_");
+            r.get(v.as_deref(), flag, ("serve", &key), |s| {
                 positive_u32(s).map(u64::from)
-            })?,
-            stats_file: args.stats_file.clone(),
+            })
+        };
+        let positive_dur = |v: &Option<String>, flag: &str| {
+            let key = flag.trim_start_matches("--").replace('-', "_");
+            r.get(v.as_deref(), flag, ("serve", &key), positive_duration)
+        };
+        let flag = |set: bool, key: &str| r.flag_or_file_bool(set, ("serve", key));
+        let port = {
+            let parse = |s: &str| {
+                s.parse::<u16>()
+                    .map_err(|_| "not a port (0-65535)".to_owned())
+            };
+            r.get(args.port.as_deref(), "--port", ("serve", "port"), parse)?
+        };
+        Ok(ServeConfig {
+            host: r
+                .get(args.host.as_deref(), "--host", ("serve", "host"), |s| {
+                    Ok(s.to_owned())
+                })?
+                .unwrap_or(d.host),
+            port: port.unwrap_or(d.port),
+            token: Secret::new(args.token.clone().unwrap_or_default()),
+            hello_timeout: positive_dur(&args.hello_timeout, "--hello-timeout")?
+                .unwrap_or(d.hello_timeout),
+            max_conns: positive(&args.max_conns, "--max-conns")?,
+            stats_file: match &args.stats_file {
+                Some(p) => Some(p.clone()),
+                None => r.get(None, "", ("serve", "stats_file"), |s| Ok(PathBuf::from(s)))?,
+            },
             faults: FaultConfig {
-                delay: r
-                    .get(
-                        args.delay.as_deref(),
-                        "--delay",
-                        none,
-                        units::parse_duration,
-                    )?
-                    .unwrap_or_default(),
-                jitter: r
-                    .get(
-                        args.jitter.as_deref(),
-                        "--jitter",
-                        none,
-                        units::parse_duration,
-                    )?
-                    .unwrap_or_default(),
-                pause_every: r.get(
-                    args.pause_every.as_deref(),
-                    "--pause-every",
-                    none,
-                    positive_duration,
-                )?,
-                pause_for: r
-                    .get(
-                        args.pause_for.as_deref(),
-                        "--pause-for",
-                        none,
-                        units::parse_duration,
-                    )?
-                    .unwrap_or_default(),
+                delay: dur(&args.delay, "--delay")?.unwrap_or_default(),
+                jitter: dur(&args.jitter, "--jitter")?.unwrap_or_default(),
+                pause_every: positive_dur(&args.pause_every, "--pause-every")?,
+                pause_for: dur(&args.pause_for, "--pause-for")?.unwrap_or_default(),
                 session_delays: args
                     .session_delay
                     .iter()
                     .map(|s| session_delay(s))
                     .collect::<Result<_, _>>()?,
-                seed: r
-                    .get(args.seed.as_deref(), "--seed", none, units::parse_whole)?
-                    .unwrap_or(0),
+                seed: whole(&args.seed, "--seed")?.unwrap_or(0),
+                error_rate: ratio(&args.error_rate, "--error-rate")?,
+                retry_after_s: whole(&args.retry_after, "--retry-after")?.unwrap_or(1),
+                drop_rate: ratio(&args.drop_rate, "--drop-rate")?,
+                malformed_rate: ratio(&args.malformed_rate, "--malformed-rate")?,
+                duplicate_rate: ratio(&args.duplicate_rate, "--duplicate-rate")?,
+                disconnect_after: positive(&args.disconnect_after, "--disconnect-after")?,
+                freeze_after: positive(&args.freeze_after, "--freeze-after")?,
+                down_after: dur(&args.down_after, "--down-after")?,
+                down_for: dur(&args.down_for, "--down-for")?.unwrap_or_default(),
+                ack: flag(args.ack, "ack")?,
+                progress: flag(args.progress, "progress")?,
+                stream: positive(&args.stream, "--stream")?.map_or(0, |n| n.min(10_000) as u32),
+                ping_interval: positive_dur(&args.ping_interval, "--ping-interval")?,
             },
             ..d
         })

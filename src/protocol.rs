@@ -83,13 +83,15 @@ impl Kind {
 }
 
 /// A classified server frame, borrowing from the frame text where it can.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Classified<'a> {
     pub kind: Kind,
     /// The `request_id`, when present (a number is kept as its JSON text, so it never matches).
     pub request_id: Option<Cow<'a, str>>,
     /// The error code: `error.code`, a top-level `code`, or an `error` given as a plain string.
     pub code: Option<Cow<'a, str>>,
+    /// `error.retry_after` in seconds, when an error carries one.
+    pub retry_after: Option<f64>,
 }
 
 impl Classified<'_> {
@@ -98,6 +100,7 @@ impl Classified<'_> {
             kind,
             request_id: None,
             code: None,
+            retry_after: None,
         }
     }
 }
@@ -120,6 +123,8 @@ struct Head<'a> {
 struct ErrorObject<'a> {
     #[serde(borrow)]
     code: Option<&'a RawValue>,
+    #[serde(borrow)]
+    retry_after: Option<&'a RawValue>,
 }
 
 /// A JSON string value, unescaped only when it has escapes.
@@ -140,6 +145,16 @@ fn raw_scalar(raw: &RawValue) -> Option<Cow<'_, str>> {
         Some(b'{') | Some(b'[') | None => None,
         _ => Some(Cow::Borrowed(text)),
     }
+}
+
+/// `error.retry_after` as seconds, when the error object carries a number there.
+fn retry_after(head: &Head<'_>) -> Option<f64> {
+    let obj = serde_json::from_str::<ErrorObject<'_>>(head.error?.get()).ok()?;
+    obj.retry_after?
+        .get()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
 }
 
 fn error_code(head: &Head<'_>) -> Option<Cow<'static, str>> {
@@ -194,10 +209,16 @@ pub fn classify(text: &str) -> Classified<'_> {
         }
         _ => None,
     };
+    let retry_after = if kind == Kind::ResultError {
+        retry_after(&head)
+    } else {
+        None
+    };
     Classified {
         kind,
         request_id,
         code,
+        retry_after,
     }
 }
 
@@ -430,6 +451,7 @@ mod tests {
         assert_eq!(err.kind, Kind::ResultError);
         assert!(err.kind.is_final() && !err.kind.is_success());
         assert_eq!(err.code.as_deref(), Some("OVER_CAPACITY"));
+        assert_eq!(err.retry_after, Some(5.0));
 
         let e1 = classify(r#"{"op":"error","request_id":"x","code":"TIMEOUT","message":"m"}"#);
         assert_eq!(

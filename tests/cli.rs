@@ -418,3 +418,85 @@ fn every_profile_in_config_parses() {
     }
     assert!(seen >= 1, "config/ holds profiles");
 }
+
+#[test]
+fn the_chaos_profile_passes_its_own_thresholds() {
+    let (_dir, json) = temp_path("chaos.json");
+    let profile = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/chaos.toml");
+    let out = wsbench()
+        .args(["run", "--config"])
+        .arg(&profile)
+        .args(["--duration", "4s", "--progress", "off", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let server = &v["server"]["injected"];
+    // The embedded server really injected faults, and the client counted them exactly.
+    assert!(server["errors"].as_u64().unwrap() > 0);
+    assert_eq!(v["counts"]["failed"], server["errors"]);
+    assert_eq!(v["counts"]["duplicates"], server["duplicates"]);
+    assert_eq!(v["counts"]["malformed"], server["malformed"]);
+    assert_eq!(v["resilience"]["disconnects"], server["forced_closes"]);
+    assert_eq!(v["identity_holds"], true);
+}
+
+#[test]
+fn serve_reads_its_settings_from_a_config_file() {
+    let (dir, stats) = temp_path("stats.json");
+    let profile = dir.path().join("serve.toml");
+    std::fs::write(&profile, "[serve]\nport = 0\nerror_rate = 1.0\n").unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[serve]\nerror_rate = 7\n").unwrap();
+    let out = wsbench()
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("serve.error_rate"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("wsbench"))
+        .args(["serve", "--config"])
+        .arg(&profile)
+        .args(["--stats-file", stats.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let out = wsbench()
+        .args([
+            "run",
+            "--url",
+            &url,
+            "-c",
+            "1",
+            "-n",
+            "50",
+            "--min-rps",
+            "1",
+            "--progress",
+            "off",
+        ])
+        .output()
+        .unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "every call fails: error_rate = 1.0 came from the file"
+    );
+    assert!(stdout_of(&out).contains("OVER_CAPACITY 50"));
+}

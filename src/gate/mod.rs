@@ -21,6 +21,8 @@ pub enum Metric {
     ConnectP99,
     /// (failed + timed out + lost) / sent.
     ErrorRate,
+    /// Seconds the target was unavailable: breaker open, or no connection up.
+    Unavailable,
 }
 
 impl Metric {
@@ -34,6 +36,7 @@ impl Metric {
             Metric::P999 => "p99.9",
             Metric::ConnectP99 => "connect_p99",
             Metric::ErrorRate => "error_rate",
+            Metric::Unavailable => "unavailable",
         }
     }
 
@@ -51,6 +54,7 @@ impl Metric {
             Metric::P999 => s.latency_ms(99.9),
             Metric::ConnectP99 => s.connect_ms(99.0),
             Metric::ErrorRate => s.error_rate(),
+            Metric::Unavailable => s.unavailable.as_secs_f64(),
         }
     }
 
@@ -58,6 +62,7 @@ impl Metric {
         match self {
             Metric::Rps => format!("{v:.0}/s"),
             Metric::ErrorRate => format!("{:.4}%", v * 100.0),
+            Metric::Unavailable => format!("{v:.2} s"),
             _ => format!("{} ms", fmt_ms(v)),
         }
     }
@@ -76,7 +81,7 @@ impl Threshold {
     pub fn describe(&self) -> String {
         let op = match self.metric {
             Metric::Rps => ">=",
-            Metric::ErrorRate => "<=",
+            Metric::ErrorRate | Metric::Unavailable => "<=",
             _ => "<",
         };
         format!(
@@ -92,7 +97,7 @@ impl Threshold {
         }
         match self.metric {
             m if m.is_floor() => measured >= self.limit,
-            Metric::ErrorRate => measured <= self.limit,
+            Metric::ErrorRate | Metric::Unavailable => measured <= self.limit,
             _ => measured < self.limit,
         }
     }

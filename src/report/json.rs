@@ -67,6 +67,7 @@ struct ResultFile<'a> {
     per_connection: PerConnection<'a>,
     /// One entry per second of the measured window.
     timeline: Vec<TimelineRow>,
+    resilience: ResilienceBlock<'a>,
     thresholds: &'a [Verdict],
     histograms: BTreeMap<&'static str, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -138,6 +139,22 @@ struct PerConnection<'a> {
     /// Connections under 10% of the median's throughput.
     starved: Vec<u32>,
     connections: &'a [crate::stats::summary::ConnRow],
+}
+
+#[derive(Serialize)]
+struct ResilienceBlock<'a> {
+    #[serde(flatten)]
+    counts: &'a crate::run::sample::Resilience,
+    /// Drop to hello_ack on the new connection.
+    reconnect_ms: Percentiles,
+    /// Client ping round trips.
+    pong_ms: Percentiles,
+    reconnect_failures: &'a BTreeMap<String, u64>,
+    breaker_enabled: bool,
+    /// Circuit breaker transitions with their offset from the measured window's start.
+    breaker_transitions: &'a [crate::stats::summary::BreakerEvent],
+    /// Seconds the target was unavailable: breaker open, or no connection up.
+    unavailable_s: f64,
 }
 
 #[derive(Serialize)]
@@ -294,6 +311,15 @@ impl Reporter for JsonReporter {
                 jain_fairness: s.jain_fairness(),
                 starved: s.starved(),
                 connections: &s.per_conn,
+            },
+            resilience: ResilienceBlock {
+                counts: &s.resilience,
+                reconnect_ms: Percentiles::of(&h.reconnect),
+                pong_ms: Percentiles::of(&h.pong),
+                reconnect_failures: &s.reconnect_failures,
+                breaker_enabled: c.breaker.enabled,
+                breaker_transitions: &s.transitions,
+                unavailable_s: s.unavailable.as_secs_f64(),
             },
             timeline: s
                 .seconds

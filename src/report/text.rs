@@ -191,6 +191,7 @@ impl Reporter for TextReporter {
                 )?;
             }
         }
+        self.resilience(&mut o, r)?;
         for (why, n) in &s.setup_failures {
             writeln!(o, "Conn failed {n} x {why}")?;
         }
@@ -249,6 +250,46 @@ impl Reporter for TextReporter {
 }
 
 impl TextReporter {
+    /// Drops, reconnects, the breaker's path and downtime; silent when nothing happened.
+    fn resilience(&self, o: &mut String, r: &RunResult) -> std::fmt::Result {
+        let s = &r.summary;
+        let x = &s.resilience;
+        let h = &s.histograms;
+        if x.disconnects + x.reconnect_attempts + x.blocked + x.pong_timeouts + x.retry_after_pauses
+            > 0
+        {
+            writeln!(
+                o,
+                "Resilience  disconnects {}, reconnects {}/{} attempts, blocked {}, pong timeouts {}, retry-after pauses {}; unavailable {:.2} s",
+                x.disconnects,
+                x.reconnects,
+                x.reconnect_attempts,
+                fmt_count(x.blocked),
+                x.pong_timeouts,
+                x.retry_after_pauses,
+                s.unavailable.as_secs_f64()
+            )?;
+        }
+        if !h.reconnect.is_empty() {
+            writeln!(o, "Reconnect   {} ms", brief(&h.reconnect))?;
+        }
+        if !h.pong.is_empty() {
+            writeln!(o, "Ping-pong   {} ms", brief(&h.pong))?;
+        }
+        if !s.transitions.is_empty() {
+            let path: Vec<_> = s
+                .transitions
+                .iter()
+                .map(|t| format!("{:?}->{:?} at {:+.2}s", t.from, t.to, t.at_s))
+                .collect();
+            writeln!(o, "Breaker     {}", path.join(", "))?;
+        }
+        for (why, n) in &s.reconnect_failures {
+            writeln!(o, "Reconn fail {n} x {why}")?;
+        }
+        Ok(())
+    }
+
     /// The timeline in two lines: the spread of per-second throughput and the slowest second.
     fn timeline(&self, o: &mut String, r: &RunResult) -> std::fmt::Result {
         let secs = &r.summary.seconds;

@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+use super::breaker::{Breaker, Call};
 use super::pacer::{Pacer, RateSchedule};
 use super::sample::{ConnReport, Counts, Event, Sample, SetupFailure, SetupStamps, Tally};
 use crate::protocol::{self, Kind, RequestTemplate};
@@ -46,6 +47,30 @@ pub struct RunSpec {
     pub timeout: Duration,
     pub drain: Duration,
     pub max_message_size: usize,
+    pub breaker: Arc<Breaker>,
+    /// Reconnect after a drop, with exponential backoff and full jitter.
+    pub reconnect: Option<Backoff>,
+    /// Client pings: (interval, pong timeout).
+    pub ping: Option<(Duration, Duration)>,
+    /// Pause a connection's sending for an error's `retry_after`.
+    pub honor_retry_after: bool,
+}
+
+/// Reconnect backoff: attempt n waits a uniform random time in [0, min(max, base * 2^n)].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    fn delay(&self, attempt: u32, rng: &mut fastrand::Rng) -> Duration {
+        let cap = self
+            .base
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.max);
+        cap.mul_f64(rng.f64())
+    }
 }
 
 /// When sending stops: at the end of the run, on interrupt, or when the request budget is spent.
@@ -103,7 +128,12 @@ pub async fn run(
     let setup = tokio::select! {
         s = async {
             tokio::time::sleep(setup_delay).await;
-            setup(&spec, id).await
+            if !spec.breaker.try_connect() {
+                return Err(fail("connect", "blocked: circuit breaker open".into(), None, false));
+            }
+            let s = setup(&spec, id).await;
+            spec.breaker.record(Call::Connect, s.is_ok(), false);
+            s
         } => s,
         _ = stop.interrupt.cancelled() => Err(fail("connect", "interrupted".into(), None, false)),
     };
@@ -127,7 +157,7 @@ pub async fn run(
         at: timing.start,
         open: true,
     });
-    let pacer = match &spec.schedule {
+    let mut pacer = match &spec.schedule {
         Some(schedule) => Pacer::open(schedule.clone(), timing.start, id, spec.conns),
         None => Pacer::Closed,
     };
@@ -154,8 +184,26 @@ pub async fn run(
         tally: Tally::default(),
         events: links.events,
         report,
+        sending: true,
+        deadline: timing.stop_at,
+        paused_until: None,
+        ping: spec
+            .ping
+            .map(|(every, timeout)| Pinger::new(every, timeout, timing.start)),
+        rng: fastrand::Rng::new(),
     };
-    load.run(pacer, &stop).await;
+    while let End::Dropped(at) = load.run(&mut pacer, &stop).await {
+        let _ = load.events.send(Event::Conn { at, open: false });
+        let Some(ws) = load.reconnect(&stop).await else {
+            load.report.resilience.reconnects_abandoned += 1;
+            break;
+        };
+        let up = Instant::now();
+        let _ = load.events.send(Event::Reconnect { dropped: at, up });
+        let _ = load.events.send(Event::Conn { at: up, open: true });
+        load.ws = ws;
+        load.resume(&mut pacer, up);
+    }
     let closed = Instant::now();
     load.flush_tally();
     let _ = load.events.send(Event::Conn {
@@ -389,59 +437,169 @@ struct Load<'a> {
     tally: Tally,
     events: mpsc::UnboundedSender<Event>,
     report: ConnReport,
+    /// Still in the sending phase (survives reconnects).
+    sending: bool,
+    /// End of the current phase: `stop_at` while sending, then the end of the drain.
+    deadline: Instant,
+    /// Sending paused until then (an honoured `retry_after`).
+    paused_until: Option<Instant>,
+    ping: Option<Pinger>,
+    rng: fastrand::Rng,
+}
+
+/// How a load phase ended.
+enum End {
+    /// Sending and draining are over.
+    Done,
+    /// The connection dropped while sending; reconnecting may continue the run.
+    Dropped(Instant),
+}
+
+/// Client keepalive: one ping at a time, every `every`; no pong within `timeout` = dead.
+#[derive(Debug)]
+struct Pinger {
+    every: Duration,
+    timeout: Duration,
+    next_at: Instant,
+    outstanding: Option<(u64, Instant)>,
+    seq: u64,
+}
+
+impl Pinger {
+    fn new(every: Duration, timeout: Duration, start: Instant) -> Self {
+        Pinger {
+            every,
+            timeout,
+            next_at: start + every,
+            outstanding: None,
+            seq: 0,
+        }
+    }
+
+    /// When the pinger next needs the loop awake.
+    fn wake_at(&self) -> Instant {
+        match self.outstanding {
+            Some((_, sent)) => sent + self.timeout,
+            None => self.next_at,
+        }
+    }
+
+    fn overdue(&self, now: Instant) -> bool {
+        self.outstanding
+            .is_some_and(|(_, sent)| now >= sent + self.timeout)
+    }
 }
 
 /// Whether the socket is still usable.
 type Alive = bool;
 
 impl Load<'_> {
-    async fn run(&mut self, mut pacer: Pacer, stop: &Stop) {
+    fn stop_sending(&mut self, now: Instant) {
+        if self.sending {
+            self.sending = false;
+            self.deadline = now + self.spec.drain;
+        }
+    }
+
+    /// Whether sending is held back right now: breaker open, or an honoured `retry_after`.
+    fn held(&mut self, now: Instant) -> bool {
+        if self.paused_until.is_some_and(|t| now < t) {
+            return true;
+        }
+        self.paused_until = None;
+        !self.spec.breaker.allows_request()
+    }
+
+    /// Open loop: slots that fall due while sending is held back are not made, but counted.
+    fn skip_due(&mut self, pacer: &mut Pacer, until: Instant) {
+        if matches!(pacer, Pacer::Open { .. }) {
+            while pacer.due(until).is_some() {
+                self.report.resilience.blocked += 1;
+            }
+        }
+    }
+
+    /// Back on a fresh connection after a reconnect.
+    fn resume(&mut self, pacer: &mut Pacer, now: Instant) {
+        self.skip_due(pacer, now.min(self.timing.stop_at));
+        self.blocked_until = now;
+        if let Some(p) = &mut self.ping {
+            *p = Pinger::new(p.every, p.timeout, now);
+        }
+    }
+
+    /// Runs the load until it is over or the connection drops.
+    async fn run(&mut self, pacer: &mut Pacer, stop: &Stop) -> End {
         let stop_at = self.timing.stop_at;
-        let mut sending = true;
-        let mut deadline = stop_at;
-        let wake = tokio::time::sleep_until(stop_at.into());
+        let wake = tokio::time::sleep_until(self.deadline.into());
         tokio::pin!(wake);
-        let mut wake_at = stop_at;
+        let mut wake_at = self.deadline;
         loop {
             let now = Instant::now();
-            if sending && stop.interrupt.is_cancelled() {
-                sending = false;
-                deadline = now + self.spec.drain;
+            if stop.interrupt.is_cancelled() {
+                self.stop_sending(now);
             }
             if let Some(cutoff) = now.checked_sub(self.spec.timeout) {
                 self.expire(cutoff, now);
             }
+            if self.ping.as_ref().is_some_and(|p| p.overdue(now)) {
+                // No pong in time: the peer is gone even if the socket says otherwise.
+                self.report.resilience.pong_timeouts += 1;
+                return self.dropped(now);
+            }
             // An open-loop schedule ends at `stop_at`, so slots that fell due just before it
             // still go out after the timer wakes late; a closed loop stops at once.
-            if sending && (now < stop_at || matches!(pacer, Pacer::Open { .. })) {
-                match self.fill(&mut pacer, stop, now.min(stop_at)).await {
-                    Ok(true) => {}
-                    Ok(false) => {
+            let held = self.sending && self.held(now);
+            if self.sending && (now < stop_at || matches!(pacer, Pacer::Open { .. })) {
+                if held {
+                    self.skip_due(pacer, now.min(stop_at));
+                } else {
+                    match self.fill(pacer, stop, now.min(stop_at)).await {
+                        Ok(true) => {}
                         // The budget is spent: what is in flight gets the drain.
-                        sending = false;
-                        deadline = Instant::now() + self.spec.drain;
+                        Ok(false) => self.stop_sending(Instant::now()),
+                        Err(()) => return self.dropped(Instant::now()),
                     }
-                    Err(()) => return self.lost(),
                 }
             }
-            if sending && (now >= stop_at || pacer.finished()) {
-                sending = false;
-                deadline = now + self.spec.drain;
+            if self.sending && (now >= stop_at || pacer.finished()) {
+                self.stop_sending(now);
             }
-            if !sending && (self.window.outstanding == 0 || now >= deadline) {
+            if !self.sending && (self.window.outstanding == 0 || now >= self.deadline) {
                 break;
             }
+            if let Some(p) = &mut self.ping
+                && p.outstanding.is_none()
+                && now >= p.next_at
+            {
+                p.seq += 1;
+                p.outstanding = Some((p.seq, now));
+                let payload = p.seq.to_be_bytes().to_vec();
+                if self.ws.send(Message::Ping(payload.into())).await.is_err() {
+                    return self.dropped(now);
+                }
+            }
 
-            // Wake for whichever comes first: end of phase, next timeout, next pacer slot.
-            let mut target = deadline;
+            // Wake for whichever comes first: end of phase, next timeout, next pacer slot,
+            // the keepalive, the end of a hold.
+            let mut target = self.deadline;
             if let Some(oldest) = self.window.oldest_sent() {
                 target = target.min(oldest + self.spec.timeout);
             }
-            if sending
+            if self.sending
                 && self.window.outstanding < self.spec.window
                 && let Some(due) = pacer.next_due()
             {
                 target = target.min(due);
+            }
+            if let Some(p) = &self.ping {
+                target = target.min(p.wake_at());
+            }
+            if held {
+                let until = self
+                    .paused_until
+                    .unwrap_or_else(|| self.spec.breaker.retry_at());
+                target = target.min(until);
             }
             if target < wake_at || wake.is_elapsed() {
                 wake.as_mut().reset(target.into());
@@ -452,11 +610,11 @@ impl Load<'_> {
                 biased;
                 msg = self.ws.next() => {
                     if !self.on_message(msg) || !self.read_ready() {
-                        return self.lost();
+                        return self.dropped(Instant::now());
                     }
                 }
                 _ = &mut wake => {}
-                _ = stop.interrupt.cancelled(), if sending => {}
+                _ = stop.interrupt.cancelled(), if self.sending => {}
             }
         }
         for slot in self.window.clear() {
@@ -464,11 +622,79 @@ impl Load<'_> {
         }
         self.flush_samples();
         let ws = &mut self.ws;
+        let close_codes = &mut self.report.close_codes;
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             let _ = ws.close(None).await;
-            while let Some(Ok(_)) = ws.next().await {}
+            // A close the server sent at the same moment is still its close: count it.
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Close(Some(frame)) = msg {
+                    *close_codes.entry(u16::from(frame.code)).or_default() += 1;
+                }
+            }
         })
         .await;
+        End::Done
+    }
+
+    /// The connection is gone: in-flight requests are lost; reconnect if still sending.
+    fn dropped(&mut self, at: Instant) -> End {
+        self.lost();
+        self.report.resilience.disconnects += 1;
+        if self.sending && self.spec.reconnect.is_some() {
+            End::Dropped(at)
+        } else {
+            if !self.sending {
+                self.report.resilience.disconnects_after_stop += 1;
+            }
+            End::Done
+        }
+    }
+
+    /// Connects again with backoff, through the breaker; `None` when the run ended first.
+    async fn reconnect(&mut self, stop: &Stop) -> Option<Ws> {
+        let backoff = self.spec.reconnect?;
+        let stop_at = self.timing.stop_at;
+        let mut attempt = 0;
+        let mut at = Instant::now() + backoff.delay(attempt, &mut self.rng);
+        loop {
+            if at >= stop_at {
+                return None;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => {}
+                _ = stop.interrupt.cancelled() => return None,
+            }
+            // Asked right before the attempt: the breaker may have opened during the backoff.
+            if !self.spec.breaker.try_connect() {
+                // Open: no attempt at all until the breaker says so.
+                at = self.spec.breaker.retry_at();
+                continue;
+            }
+            self.report.resilience.reconnect_attempts += 1;
+            let result = tokio::select! {
+                r = setup(self.spec, self.id) => r,
+                _ = stop.interrupt.cancelled() => return None,
+            };
+            self.spec
+                .breaker
+                .record(Call::Connect, result.is_ok(), false);
+            match result {
+                Ok((ws, stamps)) => {
+                    self.report.resilience.reconnects += 1;
+                    let _ = self.events.send(Event::Setup(stamps));
+                    return Some(ws);
+                }
+                Err(f) => {
+                    *self
+                        .report
+                        .reconnect_failures
+                        .entry(f.describe())
+                        .or_default() += 1;
+                    attempt += 1;
+                    at = Instant::now() + backoff.delay(attempt, &mut self.rng);
+                }
+            }
+        }
     }
 
     /// Sends while the window has room and the pacer allows. `Ok(false)`: budget spent.
@@ -525,6 +751,7 @@ impl Load<'_> {
         let mut expired = Vec::new();
         self.window.expire(cutoff, |slot| expired.push(slot.warm));
         for warm in expired {
+            self.spec.breaker.record(Call::Request, false, true);
             bucket(&mut self.report, warm).timed_out += 1;
             if !warm {
                 self.tally_at(now).timed_out += 1;
@@ -560,7 +787,21 @@ impl Load<'_> {
                 *self.report.close_codes.entry(code).or_default() += 1;
                 false
             }
-            Some(Ok(_)) => true, // ping/pong: tungstenite answers pings itself
+            Some(Ok(Message::Pong(payload))) => {
+                if let Some(p) = &mut self.ping
+                    && let Some((seq, sent)) = p.outstanding
+                    && payload.as_ref() == seq.to_be_bytes()
+                {
+                    p.outstanding = None;
+                    p.next_at = sent + p.every;
+                    let _ = self.events.send(Event::Pong {
+                        sent,
+                        received: Instant::now(),
+                    });
+                }
+                true
+            }
+            Some(Ok(_)) => true, // pings: tungstenite queues the pong, the next flush sends it
             Some(Err(_)) | None => {
                 *self.report.close_codes.entry(1006).or_default() += 1;
                 false
@@ -620,7 +861,16 @@ impl Load<'_> {
                 if was_full {
                     self.blocked_until = received;
                 }
-                self.complete(slot, received, c.kind.is_success(), c.code.as_deref());
+                let ok = c.kind.is_success();
+                self.spec.breaker.record(Call::Request, ok, false);
+                if !ok
+                    && self.spec.honor_retry_after
+                    && let Some(secs) = c.retry_after
+                {
+                    self.paused_until = Some(received + Duration::from_secs_f64(secs.min(3600.0)));
+                    self.report.resilience.retry_after_pauses += 1;
+                }
+                self.complete(slot, received, ok, c.code.as_deref());
             }
             Match::Late => self.frame_counts().late += 1,
             Match::Duplicate => self.frame_counts().duplicates += 1,

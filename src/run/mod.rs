@@ -2,6 +2,7 @@
 //! and the recorder, releases every connection at one synchronized start, collects their
 //! reports into a [`Summary`], applies the gate and picks the [`Outcome`].
 
+pub mod breaker;
 pub mod connection;
 pub mod pacer;
 pub mod sample;
@@ -17,13 +18,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{RunConfig, ServeConfig, Target, WsUrl};
+use crate::config::{RunConfig, Target, WsUrl};
 use crate::gate::{self, Verdict};
 use crate::outcome::Outcome;
 use crate::serve::{Server, StatsSnapshot};
 use crate::stats::recorder::Live;
-use crate::stats::summary::Mode;
+use crate::stats::summary::{BreakerEvent, Mode};
 use crate::stats::{Recorder, Summary};
+use breaker::Breaker;
 use connection::{Links, RunSpec, Stop, Timing};
 use sample::Event;
 
@@ -69,11 +71,7 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Res
             let listener = TcpListener::bind("127.0.0.1:0")
                 .await
                 .context("could not start the embedded server")?;
-            let serve = ServeConfig {
-                token: config.token.clone(),
-                ..ServeConfig::default()
-            };
-            let server = Server::start(listener, serve)?;
+            let server = Server::start(listener, config.embedded_server.clone())?;
             let url = WsUrl::parse(&server.url()).map_err(anyhow::Error::msg)?;
             (Some(server), url)
         }
@@ -141,6 +139,7 @@ async fn execute(
         .schedule
         .as_ref()
         .map(|s| Arc::new(s.with_warmup(config.warmup)));
+    let breaker = Arc::new(Breaker::new(config.breaker.clone()));
     let spec = Arc::new(RunSpec {
         url: url.url.clone(),
         host: url.host.clone(),
@@ -157,6 +156,10 @@ async fn execute(
         timeout: config.timeout,
         drain: config.drain,
         max_message_size: 16 << 20,
+        breaker: breaker.clone(),
+        reconnect: config.reconnect,
+        ping: config.ping,
+        honor_retry_after: config.honor_retry_after,
     });
     let live = Arc::new(Mutex::new(Live::default()));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -222,6 +225,7 @@ async fn execute(
     let _ = progress.await;
     let interrupted = interrupt.is_cancelled();
     let recorder = recorder.await.context("the recorder failed")?;
+    let conn_changes = recorder.conn_changes.clone();
 
     // The measured window ends when sending stopped, or at the last success if later; in
     // count mode it ends at the last success (sending stopped when the budget ran out).
@@ -249,6 +253,17 @@ async fn execute(
         recorder,
     );
     summary.warmup_duration = config.warmup;
+    summary.measured_from = from;
+    summary.transitions = breaker
+        .transitions()
+        .into_iter()
+        .map(|t| BreakerEvent {
+            at_s: signed_secs(t.at, from),
+            from: t.from,
+            to: t.to,
+        })
+        .collect();
+    summary.unavailable = unavailable(&breaker.transitions(), &conn_changes, from, end);
     if !budget_spent {
         summary.send_window = timing
             .stop_at
@@ -258,4 +273,53 @@ async fn execute(
     summary.started_at = started_at;
     summary.interrupted = interrupted;
     Ok(summary)
+}
+
+/// Seconds from `origin` to `at`, negative when `at` came first.
+fn signed_secs(at: Instant, origin: Instant) -> f64 {
+    if at >= origin {
+        at.duration_since(origin).as_secs_f64()
+    } else {
+        -origin.duration_since(at).as_secs_f64()
+    }
+}
+
+/// Time within [from, end] when the target was unavailable: the breaker was OPEN, or no
+/// connection was up.
+fn unavailable(
+    transitions: &[breaker::Transition],
+    conn_changes: &[(Instant, bool)],
+    from: Instant,
+    end: Instant,
+) -> std::time::Duration {
+    // Replay both event streams in time order and add up the time spent unavailable.
+    let mut events: Vec<(Instant, Option<breaker::State>, i64)> = transitions
+        .iter()
+        .map(|t| (t.at, Some(t.to), 0))
+        .chain(
+            conn_changes
+                .iter()
+                .map(|(at, open)| (*at, None, if *open { 1 } else { -1 })),
+        )
+        .collect();
+    events.sort_by_key(|e| e.0);
+    let (mut open_conns, mut state) = (0i64, breaker::State::Closed);
+    let mut total = std::time::Duration::ZERO;
+    let mut last = from;
+    let down = |state, conns| state == breaker::State::Open || conns <= 0;
+    for (at, to, delta) in events {
+        let at = at.clamp(from, end);
+        if down(state, open_conns) {
+            total += at.saturating_duration_since(last);
+        }
+        last = at;
+        if let Some(to) = to {
+            state = to;
+        }
+        open_conns += delta;
+    }
+    if down(state, open_conns) {
+        total += end.saturating_duration_since(last);
+    }
+    total
 }

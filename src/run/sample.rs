@@ -91,6 +91,51 @@ pub enum Event {
         at: Instant,
         open: bool,
     },
+    /// A dropped connection came back: dropped at `dropped`, hello done at `up`.
+    Reconnect {
+        dropped: Instant,
+        up: Instant,
+    },
+    /// A client ping answered.
+    Pong {
+        sent: Instant,
+        received: Instant,
+    },
+}
+
+/// What a connection went through besides requests: drops, reconnects, the breaker, pings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resilience {
+    /// Times the server closed or dropped the connection during load.
+    pub disconnects: u64,
+    /// Reconnect attempts made (each a full connect + upgrade + hello).
+    pub reconnect_attempts: u64,
+    /// Reconnect attempts that succeeded.
+    pub reconnects: u64,
+    /// Drops after sending had stopped (nothing to reconnect for).
+    pub disconnects_after_stop: u64,
+    /// Drops whose reconnect was given up because the run ended first.
+    pub reconnects_abandoned: u64,
+    /// Requests not made because the breaker was open or the connection was down
+    /// (open loop: their slots passed; closed loop: never counted).
+    pub blocked: u64,
+    /// Pings that got no pong within `--pong-timeout` (the connection was then closed).
+    pub pong_timeouts: u64,
+    /// Times sending paused to honour an error's `retry_after`.
+    pub retry_after_pauses: u64,
+}
+
+impl AddAssign<&Resilience> for Resilience {
+    fn add_assign(&mut self, o: &Resilience) {
+        self.disconnects += o.disconnects;
+        self.reconnect_attempts += o.reconnect_attempts;
+        self.reconnects += o.reconnects;
+        self.disconnects_after_stop += o.disconnects_after_stop;
+        self.reconnects_abandoned += o.reconnects_abandoned;
+        self.blocked += o.blocked;
+        self.pong_timeouts += o.pong_timeouts;
+        self.retry_after_pauses += o.retry_after_pauses;
+    }
 }
 
 /// Request and frame counts. Every request sent ends in exactly one of succeeded, failed,
@@ -185,4 +230,7 @@ pub struct ConnReport {
     pub conn_errors_by_code: BTreeMap<String, u64>,
     /// Close codes received from the server during load (1006 = closed without a close frame).
     pub close_codes: BTreeMap<u16, u64>,
+    pub resilience: Resilience,
+    /// Failed reconnect attempts, by description.
+    pub reconnect_failures: BTreeMap<String, u64>,
 }

@@ -24,6 +24,32 @@ pub struct FaultConfig {
     pub session_delays: Vec<(String, Duration)>,
     /// Seed of the per-connection random generators.
     pub seed: u64,
+    /// Share of calls answered with `OVER_CAPACITY` (and `retry_after_s`).
+    pub error_rate: f64,
+    pub retry_after_s: u64,
+    /// Share of calls never answered.
+    pub drop_rate: f64,
+    /// Share of calls preceded by a malformed frame.
+    pub malformed_rate: f64,
+    /// Share of calls whose final reply is sent twice.
+    pub duplicate_rate: f64,
+    /// Close a connection with 1011 after this many calls (the last one answered first).
+    pub disconnect_after: Option<u64>,
+    /// Stop reading and writing a connection after this many calls, leaving it open (a hung
+    /// server: no replies, no pongs).
+    pub freeze_after: Option<u64>,
+    /// Outage: from `down_after` after start, for `down_for`, close every connection (1012)
+    /// and refuse new ones.
+    pub down_after: Option<Duration>,
+    pub down_for: Duration,
+    /// Send `call_tool_ack` before each reply.
+    pub ack: bool,
+    /// Send a `progress` frame before each reply.
+    pub progress: bool,
+    /// Answer with this many `stream_chunk` frames and a `stream_complete`.
+    pub stream: u32,
+    /// Ping every connection this often.
+    pub ping_interval: Option<Duration>,
 }
 
 impl FaultConfig {
@@ -79,7 +105,20 @@ impl Faults {
                     .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             ),
             extra_delay: Duration::ZERO,
+            calls: 0,
         }
+    }
+
+    /// The outage window, if one is configured: (start, end).
+    pub fn down_window(&self) -> Option<(Instant, Instant)> {
+        let after = self.config.down_after?;
+        let start = self.started + after;
+        Some((start, start + self.config.down_for))
+    }
+
+    /// Whether the server is in its outage window at `now`.
+    pub fn is_down(&self, now: Instant) -> bool {
+        self.down_window().is_some_and(|(a, b)| a <= now && now < b)
     }
 
     /// When a read stall in progress at `now` ends, if one is.
@@ -123,6 +162,21 @@ impl Faults {
 pub struct ConnFaults {
     rng: fastrand::Rng,
     pub extra_delay: Duration,
+    /// Calls seen on this connection.
+    pub calls: u64,
+}
+
+/// What to do to one call's reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallFaults {
+    pub drop: bool,
+    pub error: bool,
+    pub malformed: bool,
+    pub duplicate: bool,
+    /// Close (1011) once this call's reply is out.
+    pub disconnect: bool,
+    /// Stop serving this connection after this call.
+    pub freeze: bool,
 }
 
 impl ConnFaults {
@@ -134,6 +188,24 @@ impl ConnFaults {
             .filter(|(suffix, _)| session_id.ends_with(suffix.as_str()))
             .map(|(_, d)| *d)
             .sum();
+    }
+
+    /// Draws this call's faults. Every draw happens in a fixed order, so a seed repeats a run.
+    pub fn on_call(&mut self, config: &FaultConfig) -> CallFaults {
+        self.calls += 1;
+        let mut roll = |p: f64| p > 0.0 && self.rng.f64() < p;
+        let drop = roll(config.drop_rate);
+        let error = roll(config.error_rate);
+        let malformed = roll(config.malformed_rate);
+        let duplicate = roll(config.duplicate_rate);
+        CallFaults {
+            drop,
+            error: error && !drop,
+            malformed,
+            duplicate: duplicate && !drop,
+            disconnect: config.disconnect_after == Some(self.calls),
+            freeze: config.freeze_after == Some(self.calls),
+        }
     }
 
     /// This reply's delay: fixed + session extra + jitter.

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::faults::ConnFaults;
-use super::stats::Reply;
+use super::stats::{Fault, Reply};
 use crate::protocol::{self, Inbound};
 
 type Ws = WebSocketStream<TcpStream>;
@@ -25,10 +25,9 @@ type Ws = WebSocketStream<TcpStream>;
 /// Longest `sleep` the server agrees to, so a hostile client cannot park tasks forever.
 const MAX_SLEEP_MS: u64 = 60_000;
 
-/// A reply on its way out, with the outcome it is counted under once written.
+/// Frames on their way out for one event: each is counted under its outcome once written.
 struct Outgoing {
-    text: Utf8Bytes,
-    counted: Counted,
+    frames: Vec<(Utf8Bytes, Counted)>,
 }
 
 enum Counted {
@@ -36,14 +35,23 @@ enum Counted {
     Nothing,
     Reply(Reply<'static>),
     ReplyError(String),
+    /// An injected extra frame (ack, progress, chunk, malformed, duplicate).
+    Injected(Fault),
 }
 
 impl Outgoing {
     fn plain(text: String) -> Self {
+        Outgoing::one(text.into(), Counted::Nothing)
+    }
+
+    fn one(text: Utf8Bytes, counted: Counted) -> Self {
         Outgoing {
-            text: text.into(),
-            counted: Counted::Nothing,
+            frames: vec![(text, counted)],
         }
+    }
+
+    fn is_replay(&self) -> bool {
+        matches!(self.frames.as_slice(), [(_, Counted::Reply(Reply::Replay))])
     }
 }
 
@@ -166,6 +174,9 @@ struct Connection {
     delayed_rx: mpsc::UnboundedReceiver<Outgoing>,
     unflushed: u64,
     faults: ConnFaults,
+    /// Set by a call's faults: close with 1011, or freeze, once the current batch is out.
+    disconnect: bool,
+    frozen: bool,
 }
 
 impl Connection {
@@ -175,6 +186,8 @@ impl Connection {
         faults.on_session(&shared.faults.config, session);
         Connection {
             faults,
+            disconnect: false,
+            frozen: false,
             ws,
             shared,
             delayed_tx,
@@ -184,6 +197,21 @@ impl Connection {
     }
 
     async fn serve(mut self, cancel: CancellationToken) {
+        let faults = &self.shared.faults;
+        let down_at = faults
+            .down_window()
+            .map(|(start, _)| start)
+            .filter(|s| *s > Instant::now());
+        let down = async move {
+            match down_at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(down);
+        let ping_every = faults.config.ping_interval;
+        let mut ping = tokio::time::interval(ping_every.unwrap_or(Duration::from_secs(3600)));
+        ping.reset();
         loop {
             if let Some(resume) = self.shared.faults.paused_until(Instant::now()) {
                 // An injected stall: read nothing, write nothing, until it ends.
@@ -200,6 +228,17 @@ impl Connection {
                     close(&mut self.ws, CloseCode::Away, "server shutting down").await;
                     return;
                 }
+                _ = &mut down => {
+                    self.shared.stats.injected(Fault::DownClose);
+                    let _ = self.flush().await;
+                    close(&mut self.ws, CloseCode::Restart, "outage").await;
+                    return;
+                }
+                _ = ping.tick(), if ping_every.is_some() => {
+                    self.shared.stats.injected(Fault::PingSent);
+                    self.unflushed += 1;
+                    self.ws.feed(Message::Ping(Vec::new().into())).await.is_ok()
+                }
                 Some(out) = self.delayed_rx.recv() => self.write(out).await,
                 msg = self.ws.next() => match msg {
                     Some(Ok(msg)) => self.on_message(msg).await,
@@ -207,6 +246,17 @@ impl Connection {
                 },
             };
             if !alive || !self.drain_ready().await || self.flush().await.is_err() {
+                return;
+            }
+            if self.disconnect {
+                self.shared.stats.injected(Fault::ForcedClose);
+                close(&mut self.ws, CloseCode::Error, "disconnect-after").await;
+                return;
+            }
+            if self.frozen {
+                // A hung server: the socket stays open, nothing is read or written again.
+                self.shared.stats.injected(Fault::Frozen);
+                cancel.cancelled().await;
                 return;
             }
         }
@@ -219,7 +269,7 @@ impl Connection {
                 return false;
             }
         }
-        loop {
+        while !self.disconnect && !self.frozen {
             match self.ws.next().now_or_never() {
                 Some(Some(Ok(msg))) => {
                     if !self.on_message(msg).await {
@@ -230,6 +280,7 @@ impl Connection {
                 None => return true,
             }
         }
+        true
     }
 
     async fn flush(&mut self) -> Result<(), tokio_tungstenite::tungstenite::Error> {
@@ -241,16 +292,20 @@ impl Connection {
         Ok(())
     }
 
-    /// Queues one frame; the outcome is counted only once the socket took it.
+    /// Queues frames; each outcome is counted only once the socket took its frame.
     async fn write(&mut self, out: Outgoing) -> bool {
-        if self.ws.feed(Message::Text(out.text)).await.is_err() {
-            return false;
-        }
-        self.unflushed += 1;
-        match out.counted {
-            Counted::Nothing => {}
-            Counted::Reply(r) => self.shared.stats.reply(r),
-            Counted::ReplyError(code) => self.shared.stats.reply(Reply::Error(&code)),
+        for (text, counted) in out.frames {
+            if self.ws.feed(Message::Text(text)).await.is_err() {
+                return false;
+            }
+            self.unflushed += 1;
+            let stats = &self.shared.stats;
+            match counted {
+                Counted::Nothing => {}
+                Counted::Reply(r) => stats.reply(r),
+                Counted::ReplyError(code) => stats.reply(Reply::Error(&code)),
+                Counted::Injected(f) => stats.injected(f),
+            }
         }
         true
     }
@@ -272,6 +327,10 @@ impl Connection {
                 self.write(Outgoing::plain(frame)).await
             }
             Message::Close(_) => false,
+            Message::Pong(_) => {
+                self.shared.stats.injected(Fault::PongReceived);
+                true
+            }
             _ => true,
         }
     }
@@ -289,6 +348,7 @@ impl Connection {
         match frame.op.as_deref() {
             Some("call_tool") => {
                 let out = self.call_tool(&frame)?;
+                let out = self.inject(out, frame.request_id.as_deref().unwrap_or(""))?;
                 self.maybe_delay(out)
             }
             Some("hello") => Some(Outgoing::plain(
@@ -309,10 +369,81 @@ impl Connection {
         }
     }
 
+    /// Applies this call's injected faults to its reply: drop it, turn it into an error, add
+    /// ack/progress/malformed frames before it, stream it, or send it twice.
+    fn inject(&mut self, mut out: Outgoing, id: &str) -> Option<Outgoing> {
+        let config = &self.shared.faults.config;
+        let f = self.faults.on_call(config);
+        self.disconnect |= f.disconnect;
+        self.frozen |= f.freeze;
+        if out.is_replay() {
+            return Some(out);
+        }
+        if f.drop {
+            self.shared.stats.injected(Fault::Dropped);
+            return None;
+        }
+        if f.error {
+            let reply = serde_json::json!({
+                "op": "call_tool_res",
+                "request_id": id,
+                "error": {"code": "OVER_CAPACITY", "message": "injected", "retry_after": config.retry_after_s},
+            });
+            out = Outgoing::one(
+                reply.to_string().into(),
+                Counted::ReplyError("OVER_CAPACITY".into()),
+            );
+            self.shared.stats.injected(Fault::Error);
+        } else if config.stream > 0
+            && let Some((_, counted)) = out.frames.pop()
+        {
+            let quoted = serde_json::to_string(id).unwrap_or_default();
+            for i in 0..config.stream {
+                let chunk =
+                    format!(r#"{{"op":"stream_chunk","request_id":{quoted},"chunk":"part {i}"}}"#);
+                out.frames
+                    .push((chunk.into(), Counted::Injected(Fault::NonFinal)));
+            }
+            let done = format!(
+                r#"{{"op":"stream_complete","request_id":{quoted},"metadata":{{"chunks":{}}}}}"#,
+                config.stream
+            );
+            out.frames.push((done.into(), counted));
+        }
+        let mut before = Vec::new();
+        let quoted = serde_json::to_string(id).unwrap_or_default();
+        if config.ack {
+            let ack = format!(
+                r#"{{"op":"call_tool_ack","request_id":{quoted},"accepted":true,"timeout":300}}"#
+            );
+            before.push((ack.into(), Counted::Injected(Fault::NonFinal)));
+        }
+        if config.progress {
+            let p = format!(r#"{{"op":"progress","request_id":{quoted},"note":"accepted"}}"#);
+            before.push((p.into(), Counted::Injected(Fault::NonFinal)));
+        }
+        if f.malformed {
+            let bad = format!(r#"{{"op":"call_tool_res","request_id":{quoted},"outp"#);
+            before.push((bad.into(), Counted::Injected(Fault::Malformed)));
+        }
+        if f.duplicate
+            && let Some((last, _)) = out.frames.last()
+        {
+            let again = last.clone();
+            out.frames
+                .push((again, Counted::Injected(Fault::Duplicate)));
+        }
+        if !before.is_empty() {
+            before.append(&mut out.frames);
+            out.frames = before;
+        }
+        Some(out)
+    }
+
     /// Holds a tool reply back for the configured delay (replays come from cache at once).
     fn maybe_delay(&mut self, out: Outgoing) -> Option<Outgoing> {
         let config = &self.shared.faults.config;
-        if !config.delays_replies() || matches!(out.counted, Counted::Reply(Reply::Replay)) {
+        if !config.delays_replies() || out.is_replay() {
             return Some(out);
         }
         let due = Instant::now() + self.faults.reply_delay(config);
@@ -332,17 +463,14 @@ impl Connection {
         stats.call_tool();
         let Some(id) = frame.request_id.as_deref() else {
             // Without an id nothing can be answered per request: a connection-level error.
-            let out = Outgoing {
-                text: protocol::error_frame(None, "INVALID_REQUEST", "missing request_id").into(),
-                counted: Counted::ReplyError("INVALID_REQUEST".into()),
-            };
-            return Some(out);
+            let frame = protocol::error_frame(None, "INVALID_REQUEST", "missing request_id");
+            return Some(Outgoing::one(
+                frame.into(),
+                Counted::ReplyError("INVALID_REQUEST".into()),
+            ));
         };
         if let Some(cached) = self.shared.cache.get(id) {
-            return Some(Outgoing {
-                text: cached,
-                counted: Counted::Reply(Reply::Replay),
-            });
+            return Some(Outgoing::one(cached, Counted::Reply(Reply::Replay)));
         }
         let name = frame.name.as_deref().unwrap_or("");
         let args = frame.arguments.map(|a| a.get()).unwrap_or("{}");
@@ -370,19 +498,13 @@ impl Connection {
     fn ok_reply(&self, id: &str, text: &str) -> Outgoing {
         let reply: Utf8Bytes = protocol::result_frame(id, text).into();
         self.shared.cache.insert(id, reply.clone());
-        Outgoing {
-            text: reply,
-            counted: Counted::Reply(Reply::Ok),
-        }
+        Outgoing::one(reply, Counted::Reply(Reply::Ok))
     }
 
     fn error_reply(&self, id: &str, code: &str, message: &str) -> Outgoing {
         let reply: Utf8Bytes = protocol::result_error_frame(id, code, message).into();
         self.shared.cache.insert(id, reply.clone());
-        Outgoing {
-            text: reply,
-            counted: Counted::ReplyError(code.to_owned()),
-        }
+        Outgoing::one(reply, Counted::ReplyError(code.to_owned()))
     }
 
     /// `sleep {"ms": N}`: answered later from a timer task, deduplicated while in flight.
@@ -405,10 +527,8 @@ impl Connection {
                 "request_id": id,
                 "error": {"code": "DUPLICATE", "message": "identical call in flight", "original_request_id": original},
             });
-            return Some(Outgoing {
-                text: reply.to_string().into(),
-                counted: Counted::ReplyError("DUPLICATE".into()),
-            });
+            let counted = Counted::ReplyError("DUPLICATE".into());
+            return Some(Outgoing::one(reply.to_string().into(), counted));
         }
         let shared = self.shared.clone();
         let tx = self.delayed_tx.clone();
@@ -419,10 +539,7 @@ impl Connection {
                 protocol::result_frame(&id, &format!("{{\"slept_ms\":{ms}}}")).into();
             shared.cache.insert(&id, reply.clone());
             shared.in_flight.end(&id, &content);
-            let _ = tx.send(Outgoing {
-                text: reply,
-                counted: Counted::Reply(Reply::Ok),
-            });
+            let _ = tx.send(Outgoing::one(reply, Counted::Reply(Reply::Ok)));
         });
         None
     }

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use stats::{ServerStats, StatsSnapshot};
+pub use stats::{InjectedSnapshot, ServerStats, StatsSnapshot};
 
 use crate::config::ServeConfig;
 use crate::outcome::Outcome;
@@ -82,6 +82,11 @@ impl Server {
         format!("ws://{}", self.addr)
     }
 
+    /// When TCP connections were accepted (tests line these up with client-side events).
+    pub fn accept_times(&self) -> Vec<std::time::Instant> {
+        self.shared.stats.accept_times()
+    }
+
     /// The counters as they are now.
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
@@ -110,6 +115,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: Cancell
         };
         match accepted {
             Ok((stream, _peer)) => {
+                let now = std::time::Instant::now();
+                shared.stats.accepted_at(now);
+                if shared.faults.is_down(now) {
+                    // The outage: the connection is dropped before the upgrade.
+                    shared.stats.injected(stats::Fault::DownRefused);
+                    drop(stream);
+                    continue;
+                }
                 tracker.spawn(handler::handle(stream, shared.clone(), cancel.clone()));
             }
             Err(err) => {

@@ -25,6 +25,66 @@ pub struct ServerStats {
     frames_in: AtomicU64,
     frames_out: AtomicU64,
     errors_by_code: Mutex<BTreeMap<String, u64>>,
+    injected: Injected,
+    /// When each TCP connection was accepted (bounded), for tests that line events up in time.
+    accept_times: Mutex<Vec<std::time::Instant>>,
+}
+
+/// Counters of injected faults, one per kind.
+#[derive(Debug, Default)]
+struct Injected {
+    dropped: AtomicU64,
+    errors: AtomicU64,
+    malformed: AtomicU64,
+    duplicates: AtomicU64,
+    non_final: AtomicU64,
+    forced_closes: AtomicU64,
+    frozen: AtomicU64,
+    down_closes: AtomicU64,
+    down_refused: AtomicU64,
+    pings_sent: AtomicU64,
+    pongs_received: AtomicU64,
+}
+
+/// A kind of injected fault, for [`ServerStats::injected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Dropped,
+    Error,
+    Malformed,
+    Duplicate,
+    NonFinal,
+    ForcedClose,
+    Frozen,
+    DownClose,
+    DownRefused,
+    PingSent,
+    PongReceived,
+}
+
+/// Injected-fault counters in a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct InjectedSnapshot {
+    /// Calls never answered (`--drop-rate`).
+    pub dropped: u64,
+    /// `OVER_CAPACITY` replies (`--error-rate`).
+    pub errors: u64,
+    /// Malformed frames sent (`--malformed-rate`).
+    pub malformed: u64,
+    /// Final replies sent a second time (`--duplicate-rate`).
+    pub duplicates: u64,
+    /// `call_tool_ack`, `progress` and `stream_chunk` frames sent.
+    pub non_final: u64,
+    /// Connections closed with 1011 (`--disconnect-after`).
+    pub forced_closes: u64,
+    /// Connections frozen (`--freeze-after`).
+    pub frozen: u64,
+    /// Connections closed (1012) when the outage began.
+    pub down_closes: u64,
+    /// TCP connections refused during the outage.
+    pub down_refused: u64,
+    pub pings_sent: u64,
+    pub pongs_received: u64,
 }
 
 /// A point-in-time copy of [`ServerStats`]; the `--stats-file` and `stats_res` format.
@@ -54,6 +114,8 @@ pub struct StatsSnapshot {
     pub frames_out: u64,
     /// Error replies by code.
     pub errors_by_code: BTreeMap<String, u64>,
+    /// What fault injection did.
+    pub injected: InjectedSnapshot,
 }
 
 /// Outcome of a final reply, for [`ServerStats::reply`].
@@ -124,6 +186,39 @@ impl ServerStats {
         *map.entry(code.to_owned()).or_default() += 1;
     }
 
+    pub(crate) fn injected(&self, fault: Fault) {
+        let i = &self.injected;
+        let c = match fault {
+            Fault::Dropped => &i.dropped,
+            Fault::Error => &i.errors,
+            Fault::Malformed => &i.malformed,
+            Fault::Duplicate => &i.duplicates,
+            Fault::NonFinal => &i.non_final,
+            Fault::ForcedClose => &i.forced_closes,
+            Fault::Frozen => &i.frozen,
+            Fault::DownClose => &i.down_closes,
+            Fault::DownRefused => &i.down_refused,
+            Fault::PingSent => &i.pings_sent,
+            Fault::PongReceived => &i.pongs_received,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn accepted_at(&self, at: std::time::Instant) {
+        let mut log = self.accept_times.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() < 100_000 {
+            log.push(at);
+        }
+    }
+
+    /// When TCP connections were accepted (the first 100,000).
+    pub fn accept_times(&self) -> Vec<std::time::Instant> {
+        self.accept_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Copies the counters.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
@@ -143,6 +238,22 @@ impl ServerStats {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            injected: {
+                let i = &self.injected;
+                InjectedSnapshot {
+                    dropped: i.dropped.load(Relaxed),
+                    errors: i.errors.load(Relaxed),
+                    malformed: i.malformed.load(Relaxed),
+                    duplicates: i.duplicates.load(Relaxed),
+                    non_final: i.non_final.load(Relaxed),
+                    forced_closes: i.forced_closes.load(Relaxed),
+                    frozen: i.frozen.load(Relaxed),
+                    down_closes: i.down_closes.load(Relaxed),
+                    down_refused: i.down_refused.load(Relaxed),
+                    pings_sent: i.pings_sent.load(Relaxed),
+                    pongs_received: i.pongs_received.load(Relaxed),
+                }
+            },
         }
     }
 }

@@ -56,6 +56,10 @@ pub struct Histograms {
     /// Client lag: actual send minus the moment it could have been sent. Large values mean the
     /// client itself fell behind.
     pub client_lag: Histogram<u64>,
+    /// Drop to hello_ack on the new connection.
+    pub reconnect: Histogram<u64>,
+    /// Client ping to pong.
+    pub pong: Histogram<u64>,
 }
 
 impl Default for Histograms {
@@ -71,6 +75,8 @@ impl Default for Histograms {
             first_chunk: new_histogram(),
             schedule_lag: new_histogram(),
             client_lag: new_histogram(),
+            reconnect: new_histogram(),
+            pong: new_histogram(),
         }
     }
 }
@@ -121,7 +127,7 @@ pub struct Recorder {
     /// Response-time histogram of each connection, by connection index.
     pub per_conn: Vec<Histogram<u64>>,
     /// Open/close stamps, replayed into `seconds` at the end.
-    conn_changes: Vec<(Instant, bool)>,
+    pub conn_changes: Vec<(Instant, bool)>,
     live: Option<Arc<Mutex<Live>>>,
 }
 
@@ -149,6 +155,16 @@ impl Recorder {
                     let mut l = live.lock().unwrap_or_else(|e| e.into_inner());
                     l.totals += &tally;
                 }
+            }
+            Event::Reconnect { dropped, up } => {
+                self.histograms
+                    .reconnect
+                    .saturating_record(micros(up, dropped));
+            }
+            Event::Pong { sent, received } => {
+                self.histograms
+                    .pong
+                    .saturating_record(micros(received, sent));
             }
             Event::Conn { at, open } => {
                 self.conn_changes.push((at, open));

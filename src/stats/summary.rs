@@ -8,7 +8,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::recorder::{Histograms, Recorder, Second};
-use crate::run::sample::{ConnReport, Counts};
+use crate::run::breaker::State;
+use crate::run::sample::{ConnReport, Counts, Resilience};
 
 /// How requests were paced.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,14 @@ pub enum Mode {
         /// Requests the schedule asked for in the measured window, per second.
         target_rps: f64,
     },
+}
+
+/// A circuit breaker transition, `at_s` seconds after the measured window began.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BreakerEvent {
+    pub at_s: f64,
+    pub from: State,
+    pub to: State,
 }
 
 /// One connection's share of the run.
@@ -68,6 +77,15 @@ pub struct Summary {
     pub histograms: Histograms,
     /// Per-second intervals of the measured window.
     pub seconds: Vec<Second>,
+    pub resilience: Resilience,
+    /// Failed reconnect attempts, by description.
+    pub reconnect_failures: BTreeMap<String, u64>,
+    /// Circuit breaker state changes, in order.
+    pub transitions: Vec<BreakerEvent>,
+    /// Time the target was unavailable (breaker open, or no connection up) while measuring.
+    pub unavailable: Duration,
+    /// When the measured window started (transitions' `at_s` count from here).
+    pub measured_from: std::time::Instant,
     /// Wall-clock time the measured window started.
     pub started_at: SystemTime,
     /// Whether the run was cut short by a signal.
@@ -104,6 +122,11 @@ impl Summary {
             histograms: recorder.histograms,
             seconds: recorder.seconds,
             started_at: SystemTime::now(),
+            measured_from: std::time::Instant::now(),
+            resilience: Resilience::default(),
+            reconnect_failures: BTreeMap::new(),
+            transitions: Vec::new(),
+            unavailable: Duration::ZERO,
             interrupted: false,
         };
         let secs = duration.as_secs_f64();
@@ -113,6 +136,8 @@ impl Summary {
             add_all(&mut s.errors_by_code, &r.errors_by_code);
             add_all(&mut s.conn_errors_by_code, &r.conn_errors_by_code);
             add_all(&mut s.close_codes, &r.close_codes);
+            add_all(&mut s.reconnect_failures, &r.reconnect_failures);
+            s.resilience += &r.resilience;
             match &r.setup_failure {
                 Some(f) => {
                     s.connections_failed += 1;
