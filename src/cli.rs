@@ -42,6 +42,16 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Run the reference server.
     Serve(Box<ServeArgs>),
+    /// Inspect configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script: source it, or save it where your shell looks.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
 }
 
 /// `wsbench run` flags. Every value is optional here so that a config file can fill it.
@@ -152,6 +162,34 @@ pub struct RunArgs {
     /// Maximum time the target was unavailable (breaker open or no connection up), e.g. 1s.
     #[arg(long)]
     pub max_unavailable: Option<String>,
+    /// Extra upgrade request header, repeatable: --header 'Authorization: Bearer ...'.
+    #[arg(long, value_name = "NAME: VALUE")]
+    pub header: Vec<String>,
+    /// WebSocket subprotocol to request (Sec-WebSocket-Protocol).
+    #[arg(long)]
+    pub subprotocol: Option<String>,
+    /// Trust this CA (PEM) for wss://, on top of the built-in roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<String>,
+    /// Accept any server certificate for wss:// (prints a warning; never in production).
+    #[arg(long)]
+    pub insecure: bool,
+    /// A threshold expression, repeatable: 'p99<5ms', 'rps>=50k', 'error_rate<0.1%',
+    /// 'connect_p99<10ms', 'p99.9<20ms', 'unavailable<=1s'. Replaces the default for its metric.
+    #[arg(long, value_name = "EXPR")]
+    pub threshold: Vec<String>,
+    /// What stdout shows: text (the report), json (the result), quiet (one verdict line).
+    #[arg(long, value_name = "text|json|quiet")]
+    pub output: Option<String>,
+    /// Write JUnit XML: one test case per threshold ('-' = stdout).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<String>,
+    /// Write a self-contained HTML report with SVG charts.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<String>,
+    /// Write the latency percentile spectrum as an SVG chart.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<String>,
     /// Read settings from this TOML file (see config/default.toml).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -261,7 +299,30 @@ pub struct ServeArgs {
     /// Ping every connection this often (pongs are counted).
     #[arg(long)]
     pub ping_interval: Option<String>,
+    /// Serve wss:// with this certificate chain (PEM)...
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<String>,
+    /// ...and this private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<String>,
     /// Read settings from this TOML file's [serve] table.
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+/// `wsbench config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective run configuration and where each value came from.
+    Show(Box<RunArgs>),
+}
+
+/// Shells `wsbench completions` writes scripts for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
 }

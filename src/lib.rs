@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gate;
+pub mod meta;
 pub mod outcome;
 pub mod progress;
 pub mod protocol;
@@ -17,6 +18,7 @@ pub mod run;
 pub mod serve;
 pub mod signal;
 pub mod stats;
+pub mod tls;
 pub mod units;
 
 use cli::{Cli, Command};
@@ -28,5 +30,8 @@ pub async fn main(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Run(args) => run::main(RunConfig::from_args(&args)?).await,
         Command::Serve(args) => serve::main(ServeConfig::from_args(&args)?).await,
+        Command::Config(cli::ConfigCommand::Show(args)) => meta::config_show(&args),
+        Command::Completions { shell } => meta::completions(shell),
+        Command::Man => meta::man(),
     }
 }

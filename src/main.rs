@@ -8,6 +8,9 @@ use wsbench::cli::Cli;
 use wsbench::error::ConfigError;
 
 fn main() -> ExitCode {
+    // A `.env` in the working directory may hold WSBENCH_TOKEN, EXAI_WS_TOKEN or any
+    // WSBENCH_* setting; variables already set win over it.
+    let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     init_tracing(cli.verbose, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -2,6 +2,8 @@
 //! giving one [`Verdict`] per threshold. The exit code that follows is picked in `run/mod.rs`
 //! via [`crate::outcome::Outcome`].
 
+pub mod threshold;
+
 use serde::Serialize;
 
 use crate::stats::Summary;
@@ -17,8 +19,12 @@ pub enum Metric {
     P90,
     P99,
     P999,
+    /// Slowest request, in milliseconds.
+    Max,
     /// Connection setup (TCP connect + WebSocket upgrade) p99, in milliseconds.
     ConnectP99,
+    /// hello to hello_ack p99, in milliseconds.
+    HelloP99,
     /// (failed + timed out + lost) / sent.
     ErrorRate,
     /// Seconds the target was unavailable: breaker open, or no connection up.
@@ -34,15 +40,22 @@ impl Metric {
             Metric::P90 => "p90",
             Metric::P99 => "p99",
             Metric::P999 => "p99.9",
+            Metric::Max => "max",
             Metric::ConnectP99 => "connect_p99",
+            Metric::HelloP99 => "hello_p99",
             Metric::ErrorRate => "error_rate",
             Metric::Unavailable => "unavailable",
         }
     }
 
-    /// Whether the limit is a floor (`>=`) rather than a ceiling.
-    fn is_floor(self) -> bool {
-        matches!(self, Metric::Rps)
+    /// The comparison a bare limit on this metric means: a floor for throughput, a strict
+    /// ceiling for latencies, an inclusive one for error rate and downtime (0 = none at all).
+    pub fn default_cmp(self) -> Cmp {
+        match self {
+            Metric::Rps => Cmp::Ge,
+            Metric::ErrorRate | Metric::Unavailable => Cmp::Le,
+            _ => Cmp::Lt,
+        }
     }
 
     fn measure(self, s: &Summary) -> f64 {
@@ -52,6 +65,8 @@ impl Metric {
             Metric::P90 => s.latency_ms(90.0),
             Metric::P99 => s.latency_ms(99.0),
             Metric::P999 => s.latency_ms(99.9),
+            Metric::Max => s.latency_ms(100.0),
+            Metric::HelloP99 => crate::stats::summary::percentile_ms(&s.histograms.hello, 99.0),
             Metric::ConnectP99 => s.connect_ms(99.0),
             Metric::ErrorRate => s.error_rate(),
             Metric::Unavailable => s.unavailable.as_secs_f64(),
@@ -68,22 +83,48 @@ impl Metric {
     }
 }
 
+/// How a measured value must compare with its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Cmp {
+    fn symbol(self) -> &'static str {
+        match self {
+            Cmp::Lt => "<",
+            Cmp::Le => "<=",
+            Cmp::Gt => ">",
+            Cmp::Ge => ">=",
+        }
+    }
+}
+
 /// One limit on one metric.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Threshold {
     pub metric: Metric,
-    /// In the metric's unit: per second, milliseconds, or a ratio.
+    pub op: Cmp,
+    /// In the metric's unit: per second, milliseconds, a ratio, or seconds (unavailable).
     pub limit: f64,
 }
 
 impl Threshold {
+    /// A limit with the metric's usual comparison (what the dedicated flags mean).
+    pub fn new(metric: Metric, limit: f64) -> Self {
+        Threshold {
+            metric,
+            op: metric.default_cmp(),
+            limit,
+        }
+    }
+
     /// The comparison as users write it: `rps >= 50000/s`, `p99 < 5.00 ms`, `error_rate <= 0%`.
     pub fn describe(&self) -> String {
-        let op = match self.metric {
-            Metric::Rps => ">=",
-            Metric::ErrorRate | Metric::Unavailable => "<=",
-            _ => "<",
-        };
+        let op = self.op.symbol();
         format!(
             "{} {op} {}",
             self.metric.name(),
@@ -95,10 +136,11 @@ impl Threshold {
         if measured.is_nan() {
             return false;
         }
-        match self.metric {
-            m if m.is_floor() => measured >= self.limit,
-            Metric::ErrorRate | Metric::Unavailable => measured <= self.limit,
-            _ => measured < self.limit,
+        match self.op {
+            Cmp::Lt => measured < self.limit,
+            Cmp::Le => measured <= self.limit,
+            Cmp::Gt => measured > self.limit,
+            Cmp::Ge => measured >= self.limit,
         }
     }
 }
@@ -147,20 +189,11 @@ mod tests {
 
     #[test]
     fn limits_compare_the_way_they_read() {
-        let rps = Threshold {
-            metric: Metric::Rps,
-            limit: 100.0,
-        };
+        let rps = Threshold::new(Metric::Rps, 100.0);
         assert!(rps.holds(100.0) && !rps.holds(99.9));
-        let p99 = Threshold {
-            metric: Metric::P99,
-            limit: 5.0,
-        };
+        let p99 = Threshold::new(Metric::P99, 5.0);
         assert!(p99.holds(4.99) && !p99.holds(5.0));
-        let err = Threshold {
-            metric: Metric::ErrorRate,
-            limit: 0.0,
-        };
+        let err = Threshold::new(Metric::ErrorRate, 0.0);
         assert!(err.holds(0.0) && !err.holds(1e-9));
         assert!(!p99.holds(f64::NAN), "nothing measured never passes");
         assert_eq!(p99.describe(), "p99 < 5.00 ms");

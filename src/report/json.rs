@@ -286,10 +286,12 @@ impl Reporter for JsonReporter {
             hello_ms: Percentiles::of(&h.hello),
             handshake_ms: [
                 ("tcp", &h.tcp),
+                ("tls", &h.tls),
                 ("upgrade", &h.upgrade),
                 ("hello", &h.hello),
             ]
             .into_iter()
+            .filter(|(k, v)| *k != "tls" || !v.is_empty())
             .map(|(k, v)| (k, Percentiles::of(v)))
             .collect(),
             phases_ms: [("ack", &h.ack), ("first_chunk", &h.first_chunk)]

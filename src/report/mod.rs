@@ -3,7 +3,10 @@
 //! rename) or not at all. One file per format: `text.rs`, `json.rs`.
 
 pub mod hdrlog;
+pub mod html;
 pub mod json;
+pub mod junit;
+pub mod svg;
 pub mod text;
 
 use std::io::Write as _;
@@ -11,6 +14,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
+use crate::config::StdoutMode;
 use crate::run::RunResult;
 
 /// Renders a finished run in one format.
@@ -18,23 +22,56 @@ pub trait Reporter {
     fn render(&self, result: &RunResult) -> anyhow::Result<Vec<u8>>;
 }
 
-/// Prints the text report and writes every requested file.
+/// Prints what stdout should show and writes every requested file.
 pub fn emit_all(result: &RunResult) -> anyhow::Result<()> {
-    let json_to_stdout = result.config.json.as_deref() == Some("-");
-    let text = text::TextReporter.render(result)?;
-    if json_to_stdout {
-        // stdout carries the JSON, so the human report moves out of its way.
-        std::io::stderr().write_all(&text)?;
-    } else {
-        write_stdout(&text)?;
+    let o = &result.config.outputs;
+    // A file target of `-` takes stdout; the human report then moves to stderr.
+    let claimed = o.targets().any(|t| t == "-");
+    match result.config.stdout {
+        StdoutMode::Text if claimed => write_stderr(&text::TextReporter.render(result)?),
+        StdoutMode::Text => write_stdout(&text::TextReporter.render(result)?)?,
+        StdoutMode::Json => {
+            write_stderr(&text::TextReporter.render(result)?);
+            write_stdout(&json::JsonReporter.render(result)?)?;
+        }
+        StdoutMode::Quiet if claimed => write_stderr(verdict_line(result).as_bytes()),
+        StdoutMode::Quiet => write_stdout(verdict_line(result).as_bytes())?,
     }
-    if let Some(target) = &result.config.json {
-        emit(target, &json::JsonReporter.render(result)?)?;
-    }
-    if let Some(target) = &result.config.hdr_log {
-        emit(target, &hdrlog::HdrLogReporter.render(result)?)?;
+    let reporters: [(&Option<String>, &dyn Reporter); 5] = [
+        (&o.json, &json::JsonReporter),
+        (&o.junit, &junit::JunitReporter),
+        (&o.html, &html::HtmlReporter),
+        (&o.plot, &html::PlotReporter),
+        (&o.hdr_log, &hdrlog::HdrLogReporter),
+    ];
+    for (target, reporter) in reporters {
+        if let Some(target) = target {
+            emit(target, &reporter.render(result)?)?;
+        }
     }
     Ok(())
+}
+
+/// `--output quiet`: one line a script can grep.
+pub fn verdict_line(r: &RunResult) -> String {
+    let s = &r.summary;
+    format!(
+        "{} {} rps={:.0} p99_ms={:.3} error_rate={:.6} exit={}{}\n",
+        r.outcome.verdict().to_uppercase(),
+        s.target,
+        s.throughput(),
+        s.latency_ms(99.0),
+        s.error_rate(),
+        r.outcome.code(),
+        r.reason
+            .as_ref()
+            .map(|x| format!(" reason=\"{x}\""))
+            .unwrap_or_default()
+    )
+}
+
+fn write_stderr(bytes: &[u8]) {
+    let _ = std::io::stderr().lock().write_all(bytes);
 }
 
 /// Writes to `target`: stdout for `-`, else the file, whole.

@@ -164,9 +164,14 @@ impl Reporter for TextReporter {
             s.connections_opened,
             s.connections_failed
         )?;
+        let tls = if h.tls.is_empty() {
+            String::new()
+        } else {
+            format!(" / tls {}", ms(&h.tls, 99.0))
+        };
         writeln!(
             o,
-            "  phases    tcp {} / upgrade {} / hello {} ms (p99)",
+            "  phases    tcp {}{tls} / upgrade {} / hello {} ms (p99)",
             ms(&h.tcp, 99.0),
             ms(&h.upgrade, 99.0),
             ms(&h.hello, 99.0)

@@ -10,16 +10,19 @@ use std::time::{Duration, Instant};
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use super::breaker::{Breaker, Call};
 use super::pacer::{Pacer, RateSchedule};
 use super::sample::{ConnReport, Counts, Event, Sample, SetupFailure, SetupStamps, Tally};
 use crate::protocol::{self, Kind, RequestTemplate};
+use crate::tls::{self, Stream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<Stream>;
 
 /// Samples go to the recorder when this many have gathered...
 const BATCH: usize = 512;
@@ -54,6 +57,29 @@ pub struct RunSpec {
     pub ping: Option<(Duration, Duration)>,
     /// Pause a connection's sending for an error's `retry_after`.
     pub honor_retry_after: bool,
+    /// wss://: the TLS client settings.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Extra upgrade request headers (validated when the config was read).
+    pub headers: Vec<(String, String)>,
+    pub subprotocol: Option<String>,
+}
+
+impl RunSpec {
+    /// The upgrade request: the URL, plus `--header`s and `--subprotocol`.
+    fn request(&self) -> Result<http::Request<()>, tungstenite::Error> {
+        let mut req = self.url.as_str().into_client_request()?;
+        let headers = req.headers_mut();
+        for (name, value) in &self.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(http::Error::from)?;
+            let value = http::HeaderValue::from_str(value).map_err(http::Error::from)?;
+            headers.append(name, value);
+        }
+        if let Some(p) = &self.subprotocol {
+            let value = http::HeaderValue::from_str(p).map_err(http::Error::from)?;
+            headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, value);
+        }
+        Ok(req)
+    }
 }
 
 /// Reconnect backoff: attempt n waits a uniform random time in [0, min(max, base * 2^n)].
@@ -242,9 +268,24 @@ async fn setup(spec: &RunSpec, id: u32) -> Result<(Ws, SetupStamps), SetupFailur
     let _ = tcp.set_nodelay(true);
     let tcp_at = Instant::now();
 
+    let (stream, tls_at) = match &spec.tls {
+        None => (Stream::Plain(tcp), None),
+        Some(config) => {
+            match tokio::time::timeout_at(deadline, tls::connect(config.clone(), &spec.host, tcp))
+                .await
+            {
+                Ok(Ok(stream)) => (stream, Some(Instant::now())),
+                Ok(Err(e)) => return Err(fail("tls", e.to_string(), None, false)),
+                Err(_) => return Err(fail("tls", timed_out(), None, false)),
+            }
+        }
+    };
+    let request = spec
+        .request()
+        .map_err(|e| fail("upgrade", e.to_string(), None, false))?;
     let upgrade = tokio_tungstenite::client_async_with_config(
-        spec.url.as_str(),
-        MaybeTlsStream::Plain(tcp),
+        request,
+        stream,
         Some(protocol::ws_config(spec.max_message_size)),
     );
     let mut ws = match tokio::time::timeout_at(deadline, upgrade).await {
@@ -301,6 +342,7 @@ async fn setup(spec: &RunSpec, id: u32) -> Result<(Ws, SetupStamps), SetupFailur
     let stamps = SetupStamps {
         started,
         tcp: tcp_at,
+        tls: tls_at,
         upgraded,
         acked,
     };

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{RunConfig, Target, WsUrl};
+use crate::error::ConfigError;
 use crate::gate::{self, Verdict};
 use crate::outcome::Outcome;
 use crate::serve::{Server, StatsSnapshot};
@@ -45,8 +46,14 @@ pub struct RunResult {
 
 /// The `run` subcommand: run, write every report, return the outcome.
 pub async fn main(config: RunConfig) -> anyhow::Result<Outcome> {
-    crate::report::check_writable(config.json.as_deref())?;
-    crate::report::check_writable(config.hdr_log.as_deref())?;
+    for target in config.outputs.targets() {
+        crate::report::check_writable(Some(target))?;
+    }
+    if config.tls.insecure {
+        eprintln!(
+            "wsbench: WARNING: --insecure: server certificates are NOT verified; anyone on the path can impersonate the server"
+        );
+    }
     let interrupt = CancellationToken::new();
     tokio::spawn(watch_signals(interrupt.clone()));
     let result = run(config, interrupt).await?;
@@ -140,6 +147,17 @@ async fn execute(
         .as_ref()
         .map(|s| Arc::new(s.with_warmup(config.warmup)));
     let breaker = Arc::new(Breaker::new(config.breaker.clone()));
+    let tls = match url.tls {
+        true => {
+            Some(
+                crate::tls::client_config(&config.tls).map_err(|e| ConfigError::Rejected {
+                    name: "--ca-file".into(),
+                    reason: format!("{e:#}"),
+                })?,
+            )
+        }
+        false => None,
+    };
     let spec = Arc::new(RunSpec {
         url: url.url.clone(),
         host: url.host.clone(),
@@ -160,6 +178,9 @@ async fn execute(
         reconnect: config.reconnect,
         ping: config.ping,
         honor_retry_after: config.honor_retry_after,
+        tls: tls.clone(),
+        headers: config.headers.clone(),
+        subprotocol: config.subprotocol.clone(),
     });
     let live = Arc::new(Mutex::new(Live::default()));
     let (events_tx, events_rx) = mpsc::unbounded_channel();

@@ -46,6 +46,8 @@ pub struct SetupStamps {
     pub started: Instant,
     /// TCP connected.
     pub tcp: Instant,
+    /// TLS handshake done (wss:// only).
+    pub tls: Option<Instant>,
     /// WebSocket upgrade answered.
     pub upgraded: Instant,
     /// hello_ack received.

@@ -19,8 +19,11 @@ use super::Shared;
 use super::faults::ConnFaults;
 use super::stats::{Fault, Reply};
 use crate::protocol::{self, Inbound};
+use crate::tls::Stream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http;
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<Stream>;
 
 /// Longest `sleep` the server agrees to, so a hostile client cannot park tasks forever.
 const MAX_SLEEP_MS: u64 = 60_000;
@@ -57,11 +60,19 @@ impl Outgoing {
 
 pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: CancellationToken) {
     let _ = stream.set_nodelay(true);
-    let limit = shared.config.max_message_size;
-    let ws_config = protocol::ws_config(limit);
-    let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config));
-    let mut ws = match tokio::time::timeout(shared.config.hello_timeout, upgrade).await {
-        Ok(Ok(ws)) => ws,
+    let ws_config = protocol::ws_config(shared.config.max_message_size);
+    let accept = async {
+        let stream = match &shared.tls {
+            Some(acceptor) => Stream::Server(Box::new(acceptor.accept(stream).await.ok()?)),
+            None => Stream::Plain(stream),
+        };
+        tokio_tungstenite::accept_hdr_async_with_config(stream, echo_subprotocol, Some(ws_config))
+            .await
+            .ok()
+    };
+    // TLS and the upgrade share the hello timeout: a peer that stalls before hello is cut off.
+    let mut ws = match tokio::time::timeout(shared.config.hello_timeout, accept).await {
+        Ok(Some(ws)) => ws,
         _ => return,
     };
     shared.stats.connection_opened();
@@ -79,6 +90,26 @@ pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: Cance
             .await;
     }
     shared.stats.connection_closed();
+}
+
+/// Agrees to the first subprotocol a client asks for (a tungstenite client rejects an upgrade
+/// that ignores the one it requested).
+#[allow(
+    clippy::result_large_err,
+    reason = "the signature is tungstenite's Callback trait"
+)]
+fn echo_subprotocol(req: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
+    let first = req
+        .headers()
+        .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|p| http::HeaderValue::from_str(p.trim()).ok());
+    if let Some(p) = first {
+        resp.headers_mut()
+            .insert(http::header::SEC_WEBSOCKET_PROTOCOL, p);
+    }
+    Ok(resp)
 }
 
 /// Sends a close frame and waits briefly for the peer's, so the code reaches the client.

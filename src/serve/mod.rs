@@ -21,16 +21,27 @@ use tokio_util::task::TaskTracker;
 pub use stats::{InjectedSnapshot, ServerStats, StatsSnapshot};
 
 use crate::config::ServeConfig;
+use crate::error::ConfigError;
 use crate::outcome::Outcome;
 
 /// Everything the connection handlers share.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub config: ServeConfig,
     pub stats: ServerStats,
     pub cache: cache::ReplayCache,
     pub in_flight: cache::InFlight,
     pub faults: faults::Faults,
+    /// wss: the TLS acceptor (`--tls-cert`/`--tls-key`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A running reference server.
@@ -55,7 +66,19 @@ impl Server {
     /// Serves on an already bound listener (tests bind `127.0.0.1:0`).
     pub fn start(listener: TcpListener, config: ServeConfig) -> anyhow::Result<Server> {
         let addr = listener.local_addr()?;
+        let tls = match &config.tls {
+            Some((cert, key)) => {
+                Some(
+                    crate::tls::acceptor(cert, key).map_err(|e| ConfigError::Rejected {
+                        name: "--tls-cert".into(),
+                        reason: format!("{e:#}"),
+                    })?,
+                )
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            tls,
             cache: cache::ReplayCache::new(config.cache_size),
             in_flight: cache::InFlight::default(),
             faults: faults::Faults::new(config.faults.clone()),
@@ -77,9 +100,14 @@ impl Server {
         self.addr
     }
 
-    /// `ws://` URL of this server.
+    /// `ws://` (or `wss://`) URL of this server.
     pub fn url(&self) -> String {
-        format!("ws://{}", self.addr)
+        let scheme = if self.shared.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// When TCP connections were accepted (tests line these up with client-side events).

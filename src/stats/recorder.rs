@@ -39,10 +39,12 @@ pub struct Histograms {
     pub latency: Histogram<u64>,
     /// Service time: final reply received minus actual send time.
     pub service: Histogram<u64>,
-    /// Connection setup: TCP connect + WebSocket upgrade.
+    /// Connection setup: TCP connect (+ TLS) + WebSocket upgrade.
     pub connect: Histogram<u64>,
     /// TCP connect alone.
     pub tcp: Histogram<u64>,
+    /// TLS handshake (wss:// only).
+    pub tls: Histogram<u64>,
     /// WebSocket upgrade alone.
     pub upgrade: Histogram<u64>,
     /// hello sent to hello_ack received.
@@ -69,6 +71,7 @@ impl Default for Histograms {
             service: new_histogram(),
             connect: new_histogram(),
             tcp: new_histogram(),
+            tls: new_histogram(),
             upgrade: new_histogram(),
             hello: new_histogram(),
             ack: new_histogram(),
@@ -221,7 +224,11 @@ impl Recorder {
         let h = &mut self.histograms;
         h.connect.saturating_record(micros(s.upgraded, s.started));
         h.tcp.saturating_record(micros(s.tcp, s.started));
-        h.upgrade.saturating_record(micros(s.upgraded, s.tcp));
+        if let Some(tls) = s.tls {
+            h.tls.saturating_record(micros(tls, s.tcp));
+        }
+        h.upgrade
+            .saturating_record(micros(s.upgraded, s.tls.unwrap_or(s.tcp)));
         h.hello.saturating_record(micros(s.acked, s.upgraded));
     }
 

@@ -1,0 +1,236 @@
+//! The one place where raw flags (`cli.rs`), the environment (`WSBENCH_*`, `.env`) and the
+//! `--config` TOML file become validated, typed configs. Precedence: flag > environment >
+//! config file > built-in default. Every error names the flag, variable or file key at fault,
+//! and every value remembers where it came from (`wsbench config show`).
+//!
+//! Types live here; `source.rs` finds raw values, `values.rs` parses them, `run.rs` and
+//! `serve.rs` assemble the configs.
+
+mod run;
+mod serve;
+mod source;
+mod values;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use source::{Setting, Source};
+
+use crate::gate::Threshold;
+use crate::run::breaker::BreakerConfig;
+use crate::run::connection::Backoff;
+use crate::run::pacer::RateSchedule;
+use crate::serve::faults::FaultConfig;
+
+/// A secret (auth token): never shown by `Debug` or `Display`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself; only the wire may see it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"<redacted>\""
+        })
+    }
+}
+
+/// Where `run` sends its load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A server at a ws:// or wss:// URL.
+    Url(WsUrl),
+    /// The reference server, started in-process on an ephemeral loopback port.
+    Embedded,
+}
+
+/// A validated ws:// or wss:// URL, split for connecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsUrl {
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    /// wss://: TLS before the upgrade.
+    pub tls: bool,
+}
+
+impl WsUrl {
+    /// Accepts `ws://host[:port][/path]` and `wss://...`; any other scheme is a usage error.
+    pub fn parse(url: &str) -> Result<WsUrl, String> {
+        use tokio_tungstenite::tungstenite::http::Uri;
+        let uri: Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
+        let tls = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") => true,
+            Some(other) => return Err(format!("scheme '{other}' is not ws:// or wss://")),
+            None => return Err("missing scheme; write ws://host:port".into()),
+        };
+        let host = uri.host().filter(|h| !h.is_empty()).ok_or("missing host")?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        Ok(WsUrl {
+            url: url.to_owned(),
+            host,
+            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            tls,
+        })
+    }
+}
+
+/// How live progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, plain lines otherwise.
+    Auto,
+    Bar,
+    Lines,
+    Off,
+}
+
+/// What the run prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdoutMode {
+    /// The human report.
+    Text,
+    /// The JSON result.
+    Json,
+    /// One verdict line, for scripts.
+    Quiet,
+}
+
+/// Files the run writes, each whole or not at all (`-` = stdout).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outputs {
+    pub json: Option<String>,
+    pub junit: Option<String>,
+    pub html: Option<String>,
+    pub plot: Option<String>,
+    pub hdr_log: Option<String>,
+}
+
+impl Outputs {
+    /// Every file target, for the up-front writability check.
+    pub fn targets(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.json,
+            &self.junit,
+            &self.html,
+            &self.plot,
+            &self.hdr_log,
+        ]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+    }
+}
+
+/// TLS settings for wss:// targets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// Extra trusted roots (PEM), on top of the built-in Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate (a loud warning is printed).
+    pub insecure: bool,
+}
+
+/// Everything `run` needs, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    pub target: Target,
+    pub conns: u32,
+    /// Sending stops after this long (the count, if any, may stop it sooner).
+    pub duration: Duration,
+    /// Stop after this many requests have been sent and answered.
+    pub requests: Option<u64>,
+    pub inflight: u32,
+    pub tool: String,
+    /// Arguments JSON text with placeholders; `None` = the varying default.
+    pub args: Option<String>,
+    pub token: Secret,
+    pub session_prefix: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub drain: Duration,
+    /// Extra upgrade request headers.
+    pub headers: Vec<(String, String)>,
+    pub subprotocol: Option<String>,
+    pub tls: ClientTls,
+    /// Open loop: the measured window's rate schedule. `None` = closed loop.
+    pub schedule: Option<RateSchedule>,
+    /// Traffic before the measured window, excluded from everything but its own counts.
+    pub warmup: Duration,
+    /// Delay between starting one connection's setup and the next.
+    pub connect_spacing: Duration,
+    pub progress: ProgressMode,
+    pub stdout: StdoutMode,
+    pub outputs: Outputs,
+    pub breaker: BreakerConfig,
+    /// Reconnect after drops, with this backoff; `None` = a dropped connection stays down.
+    pub reconnect: Option<Backoff>,
+    /// Client keepalive: (ping interval, pong timeout).
+    pub ping: Option<(Duration, Duration)>,
+    pub honor_retry_after: bool,
+    /// The embedded server's settings (the profile's `[serve]` table; the run's token).
+    pub embedded_server: ServeConfig,
+    /// Empty when the gate is off.
+    pub thresholds: Vec<Threshold>,
+    pub gate: bool,
+}
+
+/// Everything `serve` needs, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    pub host: String,
+    pub port: u16,
+    pub token: Secret,
+    pub hello_timeout: Duration,
+    pub max_conns: Option<u64>,
+    pub stats_file: Option<PathBuf>,
+    /// Largest frame or message accepted, in bytes.
+    pub max_message_size: usize,
+    /// Request ids remembered for replay.
+    pub cache_size: usize,
+    /// wss: certificate chain and private key (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Injected delays, stalls and faults.
+    pub faults: FaultConfig,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            host: "127.0.0.1".into(),
+            port: 8079,
+            token: Secret::default(),
+            hello_timeout: Duration::from_secs(10),
+            max_conns: None,
+            stats_file: None,
+            max_message_size: 16 << 20,
+            cache_size: 200_000,
+            tls: None,
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+/// The effective `run` configuration with the source of every value (token redacted).
+pub fn explain_run(args: &crate::cli::RunArgs) -> Result<Vec<Setting>, crate::error::ConfigError> {
+    run::explain(args)
+}

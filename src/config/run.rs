@@ -1,0 +1,544 @@
+//! Assembles `RunConfig` from `wsbench run` flags, environment, profile and defaults.
+
+use std::time::Duration;
+
+use super::source::Resolver;
+use super::values::*;
+use super::{ClientTls, Outputs, RunConfig, Secret, ServeConfig, Setting, Target, WsUrl};
+use crate::cli::{RunArgs, ServeArgs};
+use crate::error::ConfigError;
+use crate::gate::{Metric, Threshold, threshold};
+use crate::run::breaker::BreakerConfig;
+use crate::run::connection::Backoff;
+use crate::run::pacer::RateSchedule;
+use crate::units;
+
+impl RunConfig {
+    /// Validates `run` flags, reading `--config` if given. Reads files but writes nothing.
+    pub fn from_args(args: &RunArgs) -> Result<RunConfig, ConfigError> {
+        let r = Resolver::new(args.config.as_deref())?;
+        resolve(args, &r)
+    }
+}
+
+/// The effective configuration with the source of every value.
+pub fn explain(args: &RunArgs) -> Result<Vec<Setting>, ConfigError> {
+    let r = Resolver::new(args.config.as_deref())?;
+    resolve(args, &r)?;
+    Ok(r.records())
+}
+
+/// The token: `--token` or `WSBENCH_TOKEN` (both through clap), then `EXAI_WS_TOKEN`, which
+/// existing deployments use. A `.env` file in the working directory feeds both variables.
+fn token(args: &RunArgs) -> Secret {
+    let t = args
+        .token
+        .clone()
+        .or_else(|| std::env::var("EXAI_WS_TOKEN").ok());
+    Secret::new(t.unwrap_or_default())
+}
+
+fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
+    let run = |k| ("run", k);
+    let res = |k| ("resilience", k);
+    let th = |k| ("thresholds", k);
+    let a = |v: &Option<String>| v.clone();
+
+    let embedded = r.switch(args.embedded, "--embedded", run("embedded"))?;
+    let url = r.get_or(
+        a(&args.url).as_deref(),
+        "--url",
+        run("url"),
+        "ws://127.0.0.1:8079",
+        WsUrl::parse,
+    )?;
+    // A --url flag beats `embedded = true` in a file; the --embedded flag beats a file's url.
+    let target = if embedded && (args.url.is_none() || args.embedded) {
+        Target::Embedded
+    } else {
+        Target::Url(url)
+    };
+
+    let requests = r.get(
+        args.requests.as_deref(),
+        "--requests",
+        run("requests"),
+        positive_whole,
+    )?;
+    let stages = r.get(
+        args.stages.as_deref(),
+        "--stages",
+        run("stages"),
+        RateSchedule::parse_stages,
+    )?;
+    let rate = r.get(args.rate.as_deref(), "--rate", run("rate"), positive_rate)?;
+    // With -n the duration is only a cap; stages set their own length.
+    let default_duration = if requests.is_some() { "10m" } else { "30s" };
+    let duration = match &stages {
+        Some(s) => s.duration(),
+        None => r.get_or(
+            args.duration.as_deref(),
+            "--duration",
+            run("duration"),
+            default_duration,
+            positive_duration,
+        )?,
+    };
+    let schedule = match (stages, rate) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Rejected {
+                name: "--rate".into(),
+                reason: "cannot be combined with --stages".into(),
+            });
+        }
+        (Some(s), None) => Some(s),
+        (None, Some(rate)) => Some(RateSchedule::constant(rate, duration)),
+        (None, None) => None,
+    };
+    let conns = r.get_or(
+        args.conns.as_deref(),
+        "--conns",
+        run("conns"),
+        "64",
+        positive_u32,
+    )?;
+    // Open loop keeps a deep window so a slow reply never stops the schedule.
+    let default_inflight = if schedule.is_some() { "1024" } else { "1" };
+    let inflight = r.get_or(
+        args.inflight.as_deref(),
+        "--inflight",
+        run("inflight"),
+        default_inflight,
+        positive_u32,
+    )?;
+    let ramp_up = r.get(
+        args.ramp_up.as_deref(),
+        "--ramp-up",
+        run("ramp_up"),
+        units::parse_duration,
+    )?;
+    let connect_rate = r.get(
+        args.connect_rate.as_deref(),
+        "--connect-rate",
+        run("connect_rate"),
+        positive_rate,
+    )?;
+    let connect_spacing = match (ramp_up, connect_rate) {
+        (Some(d), _) => d / conns,
+        (None, Some(rate)) => Duration::from_secs_f64(1.0 / rate),
+        (None, None) => Duration::ZERO,
+    };
+
+    let headers = if args.header.is_empty() {
+        None
+    } else {
+        Some(args.header.join(","))
+    };
+    let tls = ClientTls {
+        ca_file: r.get(
+            args.ca_file.as_deref(),
+            "--ca-file",
+            run("ca_file"),
+            existing_file,
+        )?,
+        insecure: r.switch(args.insecure, "--insecure", run("insecure"))?,
+    };
+
+    let outputs = Outputs {
+        json: r.get(args.json.as_deref(), "--json", run("json"), output_target)?,
+        junit: r.get(
+            args.junit.as_deref(),
+            "--junit",
+            run("junit"),
+            output_target,
+        )?,
+        html: r.get(args.html.as_deref(), "--html", run("html"), output_target)?,
+        plot: r.get(args.plot.as_deref(), "--plot", run("plot"), output_target)?,
+        hdr_log: r.get(
+            args.hdr_log.as_deref(),
+            "--hdr-log",
+            run("hdr_log"),
+            output_target,
+        )?,
+    };
+    let stdout = r.get_or(
+        args.output.as_deref(),
+        "--output",
+        run("output"),
+        "text",
+        stdout_mode,
+    )?;
+    let to_stdout: Vec<_> = outputs.targets().filter(|t| *t == "-").collect();
+    if to_stdout.len() > 1 || (!to_stdout.is_empty() && stdout == super::StdoutMode::Json) {
+        return Err(ConfigError::Rejected {
+            name: "-".into(),
+            reason:
+                "only one output can go to stdout: give the others file names, or --output quiet"
+                    .into(),
+        });
+    }
+
+    let (count_timeouts, count_errors) = r.get_or(
+        args.breaker_count.as_deref(),
+        "--breaker-count",
+        res("breaker_count"),
+        "connect",
+        breaker_count,
+    )?;
+    let breaker = BreakerConfig {
+        enabled: r.get_or(
+            args.breaker.as_deref(),
+            "--breaker",
+            res("breaker"),
+            "on",
+            on_off,
+        )?,
+        failure_threshold: r.get_or(
+            args.breaker_failures.as_deref(),
+            "--breaker-failures",
+            res("breaker_failures"),
+            "5",
+            positive_u32,
+        )?,
+        success_threshold: r.get_or(
+            args.breaker_successes.as_deref(),
+            "--breaker-successes",
+            res("breaker_successes"),
+            "2",
+            positive_u32,
+        )?,
+        open_timeout: r.get_or(
+            args.breaker_open_timeout.as_deref(),
+            "--breaker-open-timeout",
+            res("breaker_open_timeout"),
+            "5s",
+            positive_duration,
+        )?,
+        half_open_max_calls: r.get_or(
+            args.breaker_half_open_calls.as_deref(),
+            "--breaker-half-open-calls",
+            res("breaker_half_open_calls"),
+            "3",
+            positive_u32,
+        )?,
+        count_timeouts,
+        count_errors,
+    };
+    let reconnect = r.get_or(
+        args.reconnect.as_deref(),
+        "--reconnect",
+        res("reconnect"),
+        "on",
+        on_off,
+    )?;
+    let backoff = Backoff {
+        base: r.get_or(
+            args.backoff_base.as_deref(),
+            "--backoff-base",
+            res("backoff_base"),
+            "100ms",
+            positive_duration,
+        )?,
+        max: r.get_or(
+            args.backoff_max.as_deref(),
+            "--backoff-max",
+            res("backoff_max"),
+            "5s",
+            positive_duration,
+        )?,
+    };
+    let ping_interval = r.get(
+        args.ping_interval.as_deref(),
+        "--ping-interval",
+        res("ping_interval"),
+        positive_duration,
+    )?;
+    let pong_timeout = r.get_or(
+        args.pong_timeout.as_deref(),
+        "--pong-timeout",
+        res("pong_timeout"),
+        "5s",
+        positive_duration,
+    )?;
+    let honor_retry_after = r.get_or(
+        args.retry_after.as_deref(),
+        "--retry-after",
+        res("retry_after"),
+        "ignore",
+        |s| match s {
+            "honor" | "honour" => Ok(true),
+            "ignore" => Ok(false),
+            _ => Err("expected honor or ignore".into()),
+        },
+    )?;
+
+    let token = token(args);
+    let embedded_server = ServeConfig {
+        token: token.clone(),
+        ..super::serve::resolve(&ServeArgs::default(), r)?
+    };
+
+    let gate = !args.no_gate && r.get_or(None, "--no-gate", th("gate"), "true", parse_bool)?;
+    let thresholds = thresholds(args, r)?;
+
+    Ok(RunConfig {
+        target,
+        conns,
+        duration,
+        requests,
+        inflight,
+        tool: r.get_or(
+            args.tool.as_deref(),
+            "--tool",
+            run("tool"),
+            "echo",
+            tool_name,
+        )?,
+        args: r.get(args.args.as_deref(), "--args", run("args"), load_args)?,
+        token,
+        session_prefix: r.get_or(
+            args.session_prefix.as_deref(),
+            "--session-prefix",
+            run("session_prefix"),
+            "bench",
+            session_prefix,
+        )?,
+        connect_timeout: r.get_or(
+            args.connect_timeout.as_deref(),
+            "--connect-timeout",
+            run("connect_timeout"),
+            "5s",
+            positive_duration,
+        )?,
+        timeout: r.get_or(
+            args.timeout.as_deref(),
+            "--timeout",
+            run("timeout"),
+            "10s",
+            positive_duration,
+        )?,
+        drain: r.get_or(
+            args.drain.as_deref(),
+            "--drain",
+            run("drain"),
+            "2s",
+            units::parse_duration,
+        )?,
+        headers: r
+            .get(
+                headers.as_deref(),
+                "--header",
+                run("headers"),
+                self::headers,
+            )?
+            .unwrap_or_default(),
+        subprotocol: r.get(
+            args.subprotocol.as_deref(),
+            "--subprotocol",
+            run("subprotocol"),
+            tool_name,
+        )?,
+        tls,
+        schedule,
+        warmup: r.get_or(
+            args.warmup.as_deref(),
+            "--warmup",
+            run("warmup"),
+            "0s",
+            units::parse_duration,
+        )?,
+        connect_spacing,
+        progress: r.get_or(
+            args.progress.as_deref(),
+            "--progress",
+            run("progress"),
+            "auto",
+            progress_mode,
+        )?,
+        stdout,
+        outputs,
+        breaker,
+        reconnect: reconnect.then_some(backoff),
+        ping: ping_interval.map(|i| (i, pong_timeout)),
+        honor_retry_after,
+        embedded_server,
+        thresholds: if gate { thresholds } else { Vec::new() },
+        gate,
+    })
+}
+
+/// The gate: built-in targets, replaced metric by metric by the dedicated flags (shorthands)
+/// and by threshold expressions.
+fn thresholds(args: &RunArgs, r: &Resolver) -> Result<Vec<Threshold>, ConfigError> {
+    let th = |k| ("thresholds", k);
+    let ms = duration_ms;
+    let secs = |s: &str| units::parse_duration(s).map(|d| d.as_secs_f64());
+    let mut list = vec![
+        (
+            Metric::Rps,
+            r.get_or(
+                args.min_rps.as_deref(),
+                "--min-rps",
+                th("min_rps"),
+                "50000",
+                |s| units::parse_count(s.trim_end_matches("/s")),
+            )?,
+        ),
+        (
+            Metric::P99,
+            r.get_or(
+                args.max_p99.as_deref(),
+                "--max-p99",
+                th("max_p99"),
+                "5ms",
+                ms,
+            )?,
+        ),
+        (
+            Metric::ConnectP99,
+            r.get_or(
+                args.max_connect_p99.as_deref(),
+                "--max-connect-p99",
+                th("max_connect_p99"),
+                "10ms",
+                ms,
+            )?,
+        ),
+        (
+            Metric::ErrorRate,
+            r.get_or(
+                args.max_error_rate.as_deref(),
+                "--max-error-rate",
+                th("max_error_rate"),
+                "0",
+                units::parse_ratio,
+            )?,
+        ),
+    ];
+    for (metric, value) in [
+        (
+            Metric::P50,
+            r.get(args.max_p50.as_deref(), "--max-p50", th("max_p50"), ms)?,
+        ),
+        (
+            Metric::P999,
+            r.get(args.max_p999.as_deref(), "--max-p999", th("max_p999"), ms)?,
+        ),
+        (
+            Metric::Unavailable,
+            r.get(
+                args.max_unavailable.as_deref(),
+                "--max-unavailable",
+                th("max_unavailable"),
+                secs,
+            )?,
+        ),
+    ] {
+        if let Some(v) = value {
+            list.push((metric, v));
+        }
+    }
+    let mut thresholds: Vec<Threshold> = list
+        .into_iter()
+        .map(|(m, v)| Threshold::new(m, v))
+        .collect();
+    let exprs = if args.threshold.is_empty() {
+        None
+    } else {
+        Some(args.threshold.join(","))
+    };
+    if let Some(extra) = r.get(
+        exprs.as_deref(),
+        "--threshold",
+        th("threshold"),
+        threshold::parse_list,
+    )? {
+        // An expression on a metric replaces that metric's shorthand or default.
+        thresholds.retain(|t| !extra.iter().any(|e| e.metric == t.metric));
+        thresholds.extend(extra);
+    }
+    Ok(thresholds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn args(f: impl FnOnce(&mut RunArgs)) -> RunArgs {
+        let mut a = RunArgs::default();
+        f(&mut a);
+        a
+    }
+
+    #[test]
+    fn defaults_are_the_documented_targets() {
+        let c = RunConfig::from_args(&RunArgs::default()).unwrap();
+        assert_eq!(c.conns, 64);
+        assert_eq!(c.duration, Duration::from_secs(30));
+        assert_eq!(c.inflight, 1);
+        let names: Vec<_> = c
+            .thresholds
+            .iter()
+            .map(|t| (t.metric.name(), t.limit))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("rps", 50_000.0),
+                ("p99", 5.0),
+                ("connect_p99", 10.0),
+                ("error_rate", 0.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        for (a, flag) in [
+            (args(|a| a.conns = Some("0".into())), "--conns"),
+            (args(|a| a.duration = Some("0s".into())), "--duration"),
+            (args(|a| a.url = Some("http://x".into())), "--url"),
+            (args(|a| a.args = Some("{bad".into())), "--args"),
+            (args(|a| a.max_p99 = Some("soon".into())), "--max-p99"),
+            (
+                args(|a| a.max_error_rate = Some("2".into())),
+                "--max-error-rate",
+            ),
+        ] {
+            let err = RunConfig::from_args(&a).unwrap_err().to_string();
+            assert!(err.contains(flag), "{err}");
+        }
+    }
+
+    #[test]
+    fn file_values_apply_below_flags_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            "[run]\nconns = 8\ninflight = \"4\"\n[thresholds]\nmax_p99 = \"7ms\"\n",
+        )
+        .unwrap();
+        let c = RunConfig::from_args(&args(|a| {
+            a.config = Some(path.clone());
+            a.inflight = Some("2".into());
+        }))
+        .unwrap();
+        assert_eq!((c.conns, c.inflight), (8, 2));
+        assert!(
+            c.thresholds
+                .iter()
+                .any(|t| t.metric == Metric::P99 && t.limit == 7.0)
+        );
+
+        std::fs::write(&path, "[run]\nconnz = 8\n").unwrap();
+        let err = RunConfig::from_args(&args(|a| a.config = Some(path.clone()))).unwrap_err();
+        assert!(err.to_string().contains("run.connz"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "\"<redacted>\"");
+    }
+}

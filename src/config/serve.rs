@@ -1,0 +1,139 @@
+//! Assembles `ServeConfig` from `wsbench serve` flags, environment and a profile's `[serve]`
+//! table. `run --embedded` uses the same with no flags, so a profile configures its server.
+
+use super::source::Resolver;
+use super::values::*;
+use super::{Secret, ServeConfig};
+use crate::cli::ServeArgs;
+use crate::error::ConfigError;
+use crate::serve::faults::FaultConfig;
+use crate::units;
+
+impl ServeConfig {
+    /// Validates `serve` flags, reading `--config` (its `[serve]` table) if given.
+    pub fn from_args(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
+        let r = Resolver::new(args.config.as_deref())?;
+        resolve(args, &r)
+    }
+}
+
+/// Every serve flag `--some-flag` is key `some_flag` of the `[serve]` table.
+fn key_of(flag: &str) -> String {
+    flag.trim_start_matches("--").replace('-', "_")
+}
+
+fn get<T>(
+    r: &Resolver,
+    v: &Option<String>,
+    flag: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, ConfigError> {
+    r.get(v.as_deref(), flag, ("serve", &key_of(flag)), parse)
+}
+
+fn or<T>(
+    r: &Resolver,
+    v: &Option<String>,
+    flag: &str,
+    default: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    r.get_or(v.as_deref(), flag, ("serve", &key_of(flag)), default, parse)
+}
+
+pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, ConfigError> {
+    let ratio = |v: &Option<String>, flag: &str| or(r, v, flag, "0", units::parse_ratio);
+    let count = |v: &Option<String>, flag: &str| get(r, v, flag, positive_whole);
+    let switch = |set: bool, flag: &str| r.switch(set, flag, ("serve", &key_of(flag)));
+    let dur = |v: &Option<String>, flag: &str| or(r, v, flag, "0s", units::parse_duration);
+
+    let tls_cert = r.get(
+        args.tls_cert.as_deref(),
+        "--tls-cert",
+        ("serve", "tls_cert"),
+        existing_file,
+    )?;
+    let tls_key = r.get(
+        args.tls_key.as_deref(),
+        "--tls-key",
+        ("serve", "tls_key"),
+        existing_file,
+    )?;
+    let tls = match (tls_cert, tls_key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError::Rejected {
+                name: "--tls-cert".into(),
+                reason: "--tls-cert and --tls-key go together".into(),
+            });
+        }
+    };
+    let d = ServeConfig::default();
+    Ok(ServeConfig {
+        host: or(r, &args.host, "--host", "127.0.0.1", |s| Ok(s.to_owned()))?,
+        port: or(r, &args.port, "--port", "8079", |s| {
+            s.parse::<u16>()
+                .map_err(|_| "not a port (0-65535)".to_owned())
+        })?,
+        token: Secret::new(
+            args.token
+                .clone()
+                .or_else(|| std::env::var("EXAI_WS_TOKEN").ok())
+                .unwrap_or_default(),
+        ),
+        hello_timeout: or(
+            r,
+            &args.hello_timeout,
+            "--hello-timeout",
+            "10s",
+            positive_duration,
+        )?,
+        max_conns: count(&args.max_conns, "--max-conns")?,
+        stats_file: get(
+            r,
+            &args.stats_file.as_ref().map(|p| p.display().to_string()),
+            "--stats-file",
+            |s| Ok(std::path::PathBuf::from(s)),
+        )?,
+        tls,
+        faults: FaultConfig {
+            delay: dur(&args.delay, "--delay")?,
+            jitter: dur(&args.jitter, "--jitter")?,
+            pause_every: get(r, &args.pause_every, "--pause-every", positive_duration)?,
+            pause_for: dur(&args.pause_for, "--pause-for")?,
+            session_delays: args
+                .session_delay
+                .iter()
+                .map(|s| {
+                    session_delay(s).map_err(|reason| ConfigError::Invalid {
+                        name: "--session-delay".into(),
+                        value: s.clone(),
+                        reason,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            seed: or(r, &args.seed, "--seed", "0", units::parse_whole)?,
+            error_rate: ratio(&args.error_rate, "--error-rate")?,
+            retry_after_s: or(
+                r,
+                &args.retry_after,
+                "--retry-after",
+                "1",
+                units::parse_whole,
+            )?,
+            drop_rate: ratio(&args.drop_rate, "--drop-rate")?,
+            malformed_rate: ratio(&args.malformed_rate, "--malformed-rate")?,
+            duplicate_rate: ratio(&args.duplicate_rate, "--duplicate-rate")?,
+            disconnect_after: count(&args.disconnect_after, "--disconnect-after")?,
+            freeze_after: count(&args.freeze_after, "--freeze-after")?,
+            down_after: get(r, &args.down_after, "--down-after", units::parse_duration)?,
+            down_for: dur(&args.down_for, "--down-for")?,
+            ack: switch(args.ack, "--ack")?,
+            progress: switch(args.progress, "--progress")?,
+            stream: count(&args.stream, "--stream")?.map_or(0, |n| n.min(10_000) as u32),
+            ping_interval: get(r, &args.ping_interval, "--ping-interval", positive_duration)?,
+        },
+        ..d
+    })
+}

@@ -1,0 +1,174 @@
+//! Value parsers shared by flags, environment and config file: each takes the text a user
+//! typed and says in a few words what is wrong with it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{ProgressMode, StdoutMode};
+use crate::protocol;
+use crate::units;
+
+pub fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err("expected on or off".into()),
+    }
+}
+
+/// `connect[,timeout][,error]` -> (count timeouts, count errors).
+pub fn breaker_count(s: &str) -> Result<(bool, bool), String> {
+    let (mut timeouts, mut errors) = (false, false);
+    for part in s.split(',').map(str::trim) {
+        match part {
+            "connect" => {}
+            "timeout" => timeouts = true,
+            "error" => errors = true,
+            other => return Err(format!("'{other}' is not connect, timeout or error")),
+        }
+    }
+    Ok((timeouts, errors))
+}
+
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    s.parse().map_err(|_| "expected true or false".into())
+}
+
+pub fn positive_u32(s: &str) -> Result<u32, String> {
+    match units::parse_whole(s)? {
+        0 => Err("must be at least 1".into()),
+        n => u32::try_from(n).map_err(|_| "too large".into()),
+    }
+}
+
+pub fn positive_duration(s: &str) -> Result<Duration, String> {
+    match units::parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than 0".into()),
+        d => Ok(d),
+    }
+}
+
+pub fn duration_ms(s: &str) -> Result<f64, String> {
+    positive_duration(s).map(|d| d.as_secs_f64() * 1e3)
+}
+
+pub fn tool_name(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// `--args`: inline JSON, or `@file`; checked to be a JSON object (after `{{seq}}`).
+pub fn load_args(s: &str) -> Result<String, String> {
+    let text = match s.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read '{path}': {e}"))?
+        }
+        None => s.to_owned(),
+    };
+    protocol::validate_args(&text)?;
+    Ok(text.trim().to_owned())
+}
+
+pub fn session_prefix(s: &str) -> Result<String, String> {
+    // The session id is `<prefix>-<run>-<conn>`; keep it within the protocol's 64 characters.
+    if !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(s.to_owned())
+    } else {
+        Err("1-32 characters of [A-Za-z0-9_-]".into())
+    }
+}
+
+pub fn output_target(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("must be a file path or '-'".into());
+    }
+    if s != "-" {
+        let p = Path::new(s);
+        if p.is_dir() {
+            return Err("is a directory".into());
+        }
+    }
+    Ok(s.to_owned())
+}
+
+pub fn progress_mode(s: &str) -> Result<ProgressMode, String> {
+    match s {
+        "auto" => Ok(ProgressMode::Auto),
+        "bar" => Ok(ProgressMode::Bar),
+        "lines" => Ok(ProgressMode::Lines),
+        "off" => Ok(ProgressMode::Off),
+        _ => Err("expected auto, bar, lines or off".into()),
+    }
+}
+
+pub fn stdout_mode(s: &str) -> Result<StdoutMode, String> {
+    match s {
+        "text" => Ok(StdoutMode::Text),
+        "json" => Ok(StdoutMode::Json),
+        "quiet" => Ok(StdoutMode::Quiet),
+        _ => Err("expected text, json or quiet".into()),
+    }
+}
+
+/// A positive rate, optionally with `/s` and k/M suffixes.
+pub fn positive_rate(s: &str) -> Result<f64, String> {
+    match units::parse_count(s.trim_end_matches("/s"))? {
+        r if r > 0.0 => Ok(r),
+        _ => Err("must be above 0".into()),
+    }
+}
+
+pub fn positive_whole(s: &str) -> Result<u64, String> {
+    match units::parse_whole(s)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+/// A file that must exist (read later, e.g. a CA bundle or a key).
+pub fn existing_file(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err("no such file".into())
+    }
+}
+
+/// `Name: value` headers, comma-separated when they come joined from an array or repeated flag
+/// (a header value containing a comma must then be given alone).
+pub fn headers(s: &str) -> Result<Vec<(String, String)>, String> {
+    s.split(',')
+        .filter(|h| !h.trim().is_empty())
+        .map(|h| {
+            let (name, value) = h
+                .split_once(':')
+                .ok_or_else(|| format!("'{h}' is not 'Name: value'"))?;
+            use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+            let (name, value) = (name.trim(), value.trim());
+            HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("'{name}' is not a header name"))?;
+            HeaderValue::from_str(value)
+                .map_err(|_| format!("the value of '{name}' is not a valid header value"))?;
+            Ok((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// `--session-delay SUFFIX=DURATION`: extra reply delay for sessions ending in SUFFIX.
+pub fn session_delay(s: &str) -> Result<(String, Duration), String> {
+    let (suffix, d) = s
+        .split_once('=')
+        .ok_or("expected SUFFIX=DURATION, e.g. -3=20ms")?;
+    if suffix.is_empty() {
+        return Err("empty session suffix".into());
+    }
+    Ok((suffix.to_owned(), units::parse_duration(d)?))
+}

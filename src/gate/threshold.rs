@@ -1,0 +1,103 @@
+//! Threshold expressions as users write them, k6-style: `p99<5ms`, `rps>=50k`,
+//! `error_rate<0.1%`, `connect_p99<10ms`, `p99.9<20ms`, `unavailable<=1s`. A metric the gate
+//! does not know is an error, never a silent pass.
+
+use super::{Cmp, Metric, Threshold};
+use crate::units;
+
+/// Every metric name an expression may use, with its aliases.
+pub const METRIC_NAMES: &[(&str, Metric)] = &[
+    ("rps", Metric::Rps),
+    ("p50", Metric::P50),
+    ("p90", Metric::P90),
+    ("p99", Metric::P99),
+    ("p99.9", Metric::P999),
+    ("p999", Metric::P999),
+    ("max", Metric::Max),
+    ("connect_p99", Metric::ConnectP99),
+    ("hello_p99", Metric::HelloP99),
+    ("error_rate", Metric::ErrorRate),
+    ("unavailable", Metric::Unavailable),
+];
+
+/// Parses one expression.
+pub fn parse(expr: &str) -> Result<Threshold, String> {
+    let expr = expr.trim();
+    let at = expr
+        .find(['<', '>'])
+        .ok_or_else(|| format!("'{expr}' has no comparison; write e.g. p99<5ms or rps>=50k"))?;
+    let (name, rest) = expr.split_at(at);
+    let (op, value) = if let Some(v) = rest.strip_prefix("<=") {
+        (Cmp::Le, v)
+    } else if let Some(v) = rest.strip_prefix(">=") {
+        (Cmp::Ge, v)
+    } else if let Some(v) = rest.strip_prefix('<') {
+        (Cmp::Lt, v)
+    } else {
+        (Cmp::Gt, &rest[1..])
+    };
+    let name = name.trim();
+    let metric = METRIC_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, m)| *m)
+        .ok_or_else(|| {
+            let known: Vec<_> = METRIC_NAMES.iter().map(|(n, _)| *n).collect();
+            format!("unknown metric '{name}' (known: {})", known.join(", "))
+        })?;
+    let value = value.trim();
+    let limit = match metric {
+        Metric::Rps => units::parse_count(value.trim_end_matches("/s"))?,
+        Metric::ErrorRate => units::parse_ratio(value)?,
+        Metric::Unavailable => units::parse_duration(value)?.as_secs_f64(),
+        _ => {
+            if value.parse::<f64>().is_ok() {
+                return Err(format!("'{value}' needs a unit, e.g. 5ms or 250us"));
+            }
+            units::parse_duration(value)?.as_secs_f64() * 1e3
+        }
+    };
+    Ok(Threshold { metric, op, limit })
+}
+
+/// Parses a comma-separated list (repeated flags and TOML arrays arrive joined by commas).
+pub fn parse_list(list: &str) -> Result<Vec<Threshold>, String> {
+    list.split(',')
+        .filter(|e| !e.trim().is_empty())
+        .map(parse)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_k6_users_write() {
+        let t = parse("p99<5ms").unwrap();
+        assert_eq!((t.metric, t.op, t.limit), (Metric::P99, Cmp::Lt, 5.0));
+        let t = parse("rps>=50k").unwrap();
+        assert_eq!((t.metric, t.op, t.limit), (Metric::Rps, Cmp::Ge, 50_000.0));
+        let t = parse("error_rate<0.1%").unwrap();
+        assert_eq!((t.metric, t.op), (Metric::ErrorRate, Cmp::Lt));
+        assert!((t.limit - 0.001).abs() < 1e-12);
+        assert_eq!(parse("p99.9 < 20ms").unwrap().metric, Metric::P999);
+        assert_eq!(parse("connect_p99<=10ms").unwrap().op, Cmp::Le);
+        assert_eq!(parse("p50<250us").unwrap().limit, 0.25);
+        assert_eq!(parse("unavailable<=1s").unwrap().limit, 1.0);
+        assert_eq!(parse_list("p99<5ms, rps>=1k").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn unknown_metrics_and_bad_values_are_errors() {
+        assert!(
+            parse("p98<5ms")
+                .unwrap_err()
+                .contains("unknown metric 'p98'")
+        );
+        assert!(parse("p99<5").unwrap_err().contains("needs a unit"));
+        assert!(parse("p99=5ms").is_err());
+        assert!(parse("rps>=lots").is_err());
+        assert!(parse("error_rate<200%").is_err());
+    }
+}

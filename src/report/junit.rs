@@ -1,0 +1,49 @@
+//! `--junit`: JUnit XML for CI test tabs, one test case per threshold; a failure element says
+//! measured vs limit. Built with quick-junit (the crate nextest uses).
+
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::Reporter;
+use crate::run::RunResult;
+
+pub struct JunitReporter;
+
+impl Reporter for JunitReporter {
+    fn render(&self, r: &RunResult) -> anyhow::Result<Vec<u8>> {
+        let s = &r.summary;
+        let mut suite = TestSuite::new(format!("wsbench {}", s.target));
+        suite.set_time(s.duration);
+        suite.add_properties([
+            Property::new("run_id", r.run_id.as_str()),
+            Property::new("verdict", r.outcome.verdict()),
+            Property::new("exit_code", r.outcome.code().to_string()),
+            Property::new("throughput_rps", format!("{:.1}", s.throughput())),
+            Property::new("sent", s.counts.sent.to_string()),
+            Property::new("succeeded", s.counts.succeeded.to_string()),
+        ]);
+        for v in &r.verdicts {
+            let status = if v.passed {
+                TestCaseStatus::success()
+            } else {
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                st.set_message(format!(
+                    "measured {}, limit {}",
+                    v.measured_text, v.condition
+                ))
+                .set_type("threshold");
+                if let Some(reason) = &r.reason {
+                    st.set_description(reason.as_str());
+                }
+                st
+            };
+            let mut case = TestCase::new(v.condition.as_str(), status);
+            case.set_classname(format!("wsbench.thresholds.{}", v.metric));
+            suite.add_test_case(case);
+        }
+        let mut report = Report::new("wsbench");
+        report.add_test_suite(suite);
+        let mut out = Vec::new();
+        report.serialize(&mut out)?;
+        Ok(out)
+    }
+}
