@@ -190,6 +190,10 @@ pub struct RunArgs {
     /// Write the latency percentile spectrum as an SVG chart.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<String>,
+    /// Source addresses to connect from, round-robin (e.g. 127.0.0.2,127.0.0.3): each
+    /// gives another range of ephemeral ports when one address runs out.
+    #[arg(long, value_name = "IP,...")]
+    pub bind_ip: Option<String>,
     /// Read settings from this TOML file (see config/default.toml).
     #[arg(long)]
     pub config: Option<PathBuf>,

@@ -14,6 +14,7 @@ pub mod outcome;
 pub mod progress;
 pub mod protocol;
 pub mod report;
+pub mod resources;
 pub mod run;
 pub mod serve;
 pub mod signal;

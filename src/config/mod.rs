@@ -171,6 +171,8 @@ pub struct RunConfig {
     /// Extra upgrade request headers.
     pub headers: Vec<(String, String)>,
     pub subprotocol: Option<String>,
+    /// Source addresses to connect from, round-robin; empty = the OS picks.
+    pub bind_ips: Vec<std::net::IpAddr>,
     pub tls: ClientTls,
     /// Open loop: the measured window's rate schedule. `None` = closed loop.
     pub schedule: Option<RateSchedule>,

@@ -338,6 +338,13 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
             run("subprotocol"),
             tool_name,
         )?,
+        bind_ips: r
+            .get(args.bind_ip.as_deref(), "--bind-ip", run("bind_ip"), |s| {
+                s.split(',')
+                    .map(|ip| ip.trim().parse().map_err(|_| format!("'{ip}' is not an IP address")))
+                    .collect()
+            })?
+            .unwrap_or_default(),
         tls,
         schedule,
         warmup: r.get_or(

@@ -73,6 +73,22 @@ impl Metric {
         }
     }
 
+    /// The histogram a percentile metric reads, its quantile, and so the samples it needs:
+    /// at least 1/(1-q) (p99.9 needs 1,000 requests to mean anything).
+    fn samples(self, s: &Summary) -> Option<(u64, u64)> {
+        let h = &s.histograms;
+        let (hist, q) = match self {
+            Metric::P50 => (&h.latency, 0.5),
+            Metric::P90 => (&h.latency, 0.9),
+            Metric::P99 => (&h.latency, 0.99),
+            Metric::P999 => (&h.latency, 0.999),
+            Metric::ConnectP99 => (&h.connect, 0.99),
+            Metric::HelloP99 => (&h.hello, 0.99),
+            _ => return None,
+        };
+        Some((hist.len(), (1.0 / (1.0 - q as f64)).round() as u64))
+    }
+
     fn format(self, v: f64) -> String {
         match self {
             Metric::Rps => format!("{v:.0}/s"),
@@ -158,6 +174,9 @@ pub struct Verdict {
     pub condition: String,
     /// Human form of the measured value.
     pub measured_text: String,
+    /// Why this verdict proves nothing (too few samples for the percentile), if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inconclusive: Option<String>,
 }
 
 /// Checks every threshold against the summary.
@@ -167,6 +186,11 @@ pub fn evaluate(summary: &Summary, thresholds: &[Threshold]) -> Vec<Verdict> {
         .map(|t| {
             let measured = t.metric.measure(summary);
             let known = measured.is_finite();
+            let inconclusive = t.metric.samples(summary).and_then(|(n, need)| {
+                (n > 0 && n < need).then(|| {
+                    format!("{} from {n} samples proves little (needs {need})", t.metric.name())
+                })
+            });
             Verdict {
                 metric: t.metric.name(),
                 limit: t.limit,
@@ -178,6 +202,7 @@ pub fn evaluate(summary: &Summary, thresholds: &[Threshold]) -> Vec<Verdict> {
                 } else {
                     "n/a".into()
                 },
+                inconclusive,
             }
         })
         .collect()

@@ -68,6 +68,8 @@ struct ResultFile<'a> {
     /// One entry per second of the measured window.
     timeline: Vec<TimelineRow>,
     resilience: ResilienceBlock<'a>,
+    /// The load generator's own CPU and memory, and whether it was the bottleneck.
+    client: &'a crate::run::selfcheck::ClientCheck,
     thresholds: &'a [Verdict],
     histograms: BTreeMap<&'static str, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -314,6 +316,7 @@ impl Reporter for JsonReporter {
                 starved: s.starved(),
                 connections: &s.per_conn,
             },
+            client: &s.client,
             resilience: ResilienceBlock {
                 counts: &s.resilience,
                 reconnect_ms: Percentiles::of(&h.reconnect),

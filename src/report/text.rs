@@ -223,6 +223,20 @@ impl Reporter for TextReporter {
             let list = join(&mut s.close_codes.iter().map(|(c, n)| format!("{c} x{n}")));
             writeln!(o, "Closed by   {list}")?;
         }
+        let cl = &s.client;
+        writeln!(
+            o,
+            "Client      CPU {:.0} ms = {:.0}% of {} cores; {} us/request; peak RSS {:.1} MiB{}",
+            cl.cpu_ms,
+            cl.cpu_share * 100.0,
+            cl.cores,
+            cl.cpu_us_per_request.map_or("-".into(), |u| format!("{u:.2}")),
+            cl.peak_rss_mb,
+            cl.rss_per_conn_kb.map_or(String::new(), |k| format!(", {k:.1} KiB/connection"))
+        )?;
+        if cl.saturated {
+            writeln!(o, "  ! the client may have been the bottleneck: {}", cl.reasons.join("; "))?;
+        }
         if let Some(srv) = &r.server {
             writeln!(
                 o,

@@ -57,6 +57,8 @@ pub struct RunSpec {
     pub ping: Option<(Duration, Duration)>,
     /// Pause a connection's sending for an error's `retry_after`.
     pub honor_retry_after: bool,
+    /// Source addresses to connect from, round-robin by connection.
+    pub bind_ips: Vec<std::net::IpAddr>,
     /// wss://: the TLS client settings.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Extra upgrade request headers (validated when the config was read).
@@ -259,8 +261,7 @@ async fn setup(spec: &RunSpec, id: u32) -> Result<(Ws, SetupStamps), SetupFailur
     let deadline = tokio::time::Instant::from_std(started + spec.connect_timeout);
     let timed_out = || format!("timed out after {:?}", spec.connect_timeout);
 
-    let connect = TcpStream::connect((spec.host.as_str(), spec.port));
-    let tcp = match tokio::time::timeout_at(deadline, connect).await {
+    let tcp = match tokio::time::timeout_at(deadline, tcp_connect(spec, id)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => return Err(fail("connect", e.to_string(), None, false)),
         Err(_) => return Err(fail("connect", timed_out(), None, false)),
@@ -347,6 +348,33 @@ async fn setup(spec: &RunSpec, id: u32) -> Result<(Ws, SetupStamps), SetupFailur
         acked,
     };
     Ok((ws, stamps))
+}
+
+/// TCP connect, from the connection's `--bind-ip` address when there are some.
+async fn tcp_connect(spec: &RunSpec, id: u32) -> std::io::Result<TcpStream> {
+    if spec.bind_ips.is_empty() {
+        return TcpStream::connect((spec.host.as_str(), spec.port)).await;
+    }
+    let local = spec.bind_ips[id as usize % spec.bind_ips.len()];
+    let mut last = None;
+    for addr in tokio::net::lookup_host((spec.host.as_str(), spec.port)).await? {
+        if addr.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(local, 0))?;
+        match socket.connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, format!("no address of the target matches {local}"))
+    }))
 }
 
 /// After a refused hello the server closes; its close code says why.

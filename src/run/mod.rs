@@ -6,6 +6,7 @@ pub mod breaker;
 pub mod connection;
 pub mod pacer;
 pub mod sample;
+pub mod selfcheck;
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -28,6 +29,7 @@ use crate::stats::summary::{BreakerEvent, Mode};
 use crate::stats::{Recorder, Summary};
 use breaker::Breaker;
 use connection::{Links, RunSpec, Stop, Timing};
+use selfcheck::{ClientCheck, CpuMark, ThreadSet};
 use sample::Event;
 
 /// Everything a finished run produced; what the reporters render.
@@ -46,6 +48,8 @@ pub struct RunResult {
 
 /// The `run` subcommand: run, write every report, return the outcome.
 pub async fn main(config: RunConfig) -> anyhow::Result<Outcome> {
+    let per_conn = if config.target == Target::Embedded { 2 } else { 1 };
+    crate::resources::ensure_sockets(u64::from(config.conns) * per_conn)?;
     for target in config.outputs.targets() {
         crate::report::check_writable(Some(target))?;
     }
@@ -70,23 +74,58 @@ async fn watch_signals(interrupt: CancellationToken) {
     std::process::exit(i32::from(Outcome::Interrupted.code()));
 }
 
+/// The reference server for `--embedded`, on a runtime of its own so that its CPU time can be
+/// told apart from the client's.
+struct Embedded {
+    runtime: tokio::runtime::Runtime,
+    server: Server,
+    threads: ThreadSet,
+}
+
+impl Embedded {
+    fn start(config: crate::config::ServeConfig) -> anyhow::Result<Embedded> {
+        let threads = ThreadSet::default();
+        let register = threads.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .thread_name("wsbench-embedded")
+            .on_thread_start(move || register.register_current())
+            .enable_all()
+            .build()
+            .context("could not start the embedded server's runtime")?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("could not start the embedded server")?;
+        listener.set_nonblocking(true)?;
+        let server = {
+            let _inside = runtime.enter();
+            Server::start(TcpListener::from_std(listener)?, config)?
+        };
+        Ok(Embedded { runtime, server, threads })
+    }
+
+    async fn shutdown(self) -> anyhow::Result<StatsSnapshot> {
+        let stats = self.runtime.spawn(self.server.shutdown()).await??;
+        // Dropping a runtime may block; from async code it must be let go in the background.
+        self.runtime.shutdown_background();
+        Ok(stats)
+    }
+}
+
 /// Runs the load described by `config` and judges it. Writes nothing.
 pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Result<RunResult> {
-    let (server, url) = match &config.target {
-        Target::Url(url) => (None, url.clone()),
-        Target::Embedded => {
-            let listener = TcpListener::bind("127.0.0.1:0")
-                .await
-                .context("could not start the embedded server")?;
-            let server = Server::start(listener, config.embedded_server.clone())?;
-            let url = WsUrl::parse(&server.url()).map_err(anyhow::Error::msg)?;
-            (Some(server), url)
-        }
+    let embedded = match &config.target {
+        Target::Url(_) => None,
+        Target::Embedded => Some(Embedded::start(config.embedded_server.clone())?),
+    };
+    let url = match (&config.target, &embedded) {
+        (Target::Url(url), _) => url.clone(),
+        (_, Some(e)) => WsUrl::parse(&e.server.url()).map_err(anyhow::Error::msg)?,
+        (Target::Embedded, None) => unreachable!("embedded target without a server"),
     };
     let run_id = new_run_id();
-    let summary = execute(&config, &url, &run_id, interrupt).await?;
-    let server = match server {
-        Some(s) => Some(s.shutdown().await?),
+    let excluded = embedded.as_ref().map(|e| e.threads.clone());
+    let summary = execute(&config, &url, &run_id, interrupt, excluded).await?;
+    let server = match embedded {
+        Some(e) => Some(e.shutdown().await?),
         None => None,
     };
     let verdicts = gate::evaluate(&summary, &config.thresholds);
@@ -121,10 +160,20 @@ fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
             Outcome::CouldNotRun,
             Some(format!("the server rejected a hello: {why}")),
         )
-    } else if verdicts.iter().any(|v| !v.passed) {
-        (Outcome::ThresholdFailed, None)
     } else {
-        (Outcome::Passed, None)
+        let failed: Vec<_> = verdicts.iter().filter(|v| !v.passed).collect();
+        let unsure: Vec<_> = failed.iter().filter_map(|v| v.inconclusive.clone()).collect();
+        if failed.is_empty() {
+            (Outcome::Passed, None)
+        } else if s.client.saturated {
+            // A failure the client may have caused proves nothing about the server.
+            let why = format!("the client was the bottleneck ({})", s.client.reasons.join("; "));
+            (Outcome::Inconclusive, Some(why))
+        } else if unsure.len() == failed.len() {
+            (Outcome::Inconclusive, Some(unsure.join("; ")))
+        } else {
+            (Outcome::ThresholdFailed, None)
+        }
     }
 }
 
@@ -140,7 +189,9 @@ async fn execute(
     url: &WsUrl,
     run_id: &str,
     interrupt: CancellationToken,
+    excluded: Option<ThreadSet>,
 ) -> anyhow::Result<Summary> {
+    let rss_before = selfcheck::current_rss_kb();
     // The schedule covers warmup too: during warmup the rate is the schedule's starting rate.
     let schedule = config
         .schedule
@@ -179,6 +230,7 @@ async fn execute(
         ping: config.ping,
         honor_retry_after: config.honor_retry_after,
         tls: tls.clone(),
+        bind_ips: config.bind_ips.clone(),
         headers: config.headers.clone(),
         subprotocol: config.subprotocol.clone(),
     });
@@ -218,6 +270,8 @@ async fn execute(
         }
     }
     let start = Instant::now();
+    let cpu_start = CpuMark::now(excluded.as_ref());
+    let rss_connected = selfcheck::current_rss_kb();
     let timing = Timing {
         start,
         measure_from: start + config.warmup,
@@ -242,6 +296,8 @@ async fn execute(
     while let Some(joined) = tasks.join_next().await {
         reports.push(joined.context("a connection task failed")?);
     }
+    let cpu = cpu_start.until(&CpuMark::now(excluded.as_ref()));
+    let load_wall = start.elapsed();
     progress_done.cancel();
     let _ = progress.await;
     let interrupted = interrupt.is_cancelled();
@@ -293,6 +349,21 @@ async fn execute(
     }
     summary.started_at = started_at;
     summary.interrupted = interrupted;
+    let opened = summary.connections_opened.max(1) as f64;
+    let rss_per_conn = match (rss_before, rss_connected) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / opened),
+        _ => None,
+    };
+    let open_loop = match summary.mode {
+        Mode::Open { target_rps } => Some((
+            crate::stats::summary::percentile_ms(&summary.histograms.client_lag, 99.0),
+            target_rps,
+            summary.send_rate(),
+        )),
+        Mode::Closed => None,
+    };
+    let completed = summary.counts.succeeded + summary.counts.failed + summary.warmup.succeeded + summary.warmup.failed;
+    summary.client = ClientCheck::judge(cpu, load_wall, completed, rss_per_conn, open_loop);
     Ok(summary)
 }
 

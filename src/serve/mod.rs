@@ -167,6 +167,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: Cancell
 
 /// The `serve` subcommand: serve until SIGINT or SIGTERM, then shut down gracefully.
 pub async fn main(config: ServeConfig) -> anyhow::Result<Outcome> {
+    crate::resources::raise_to_hard();
     let server = Server::bind(config).await?;
     println!("wsbench serve listening on {}", server.url());
     crate::signal::terminated().await;

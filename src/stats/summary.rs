@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::recorder::{Histograms, Recorder, Second};
 use crate::run::breaker::State;
+use crate::run::selfcheck::ClientCheck;
 use crate::run::sample::{ConnReport, Counts, Resilience};
 
 /// How requests were paced.
@@ -90,6 +91,8 @@ pub struct Summary {
     pub started_at: SystemTime,
     /// Whether the run was cut short by a signal.
     pub interrupted: bool,
+    /// The client's own CPU, memory, and whether it was the bottleneck.
+    pub client: ClientCheck,
 }
 
 impl Summary {
@@ -128,6 +131,7 @@ impl Summary {
             transitions: Vec::new(),
             unavailable: Duration::ZERO,
             interrupted: false,
+            client: ClientCheck::default(),
         };
         let secs = duration.as_secs_f64();
         for r in reports {

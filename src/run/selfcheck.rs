@@ -1,0 +1,205 @@
+//! The client measuring itself: CPU time (getrusage), memory (peak and current RSS), and
+//! whether it was the bottleneck. An embedded server runs on threads of its own whose CPU is
+//! read per thread and subtracted, so the figures are the load generator's alone.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// CPU time (user + system) of the whole process so far.
+pub fn process_cpu() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct we pass; RUSAGE_SELF is always valid.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Peak resident set size of the process, in KiB.
+pub fn peak_rss_kb() -> u64 {
+    // SAFETY: as above.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    ru.ru_maxrss.max(0) as u64
+}
+
+/// Current resident set size in KiB (Linux), for per-connection memory.
+pub fn current_rss_kb() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page.max(0) as u64 / 1024)
+}
+
+/// Threads whose CPU time is not the client's (the embedded server's runtime).
+#[derive(Debug, Clone, Default)]
+pub struct ThreadSet(Arc<Mutex<Vec<libc::pthread_t>>>);
+
+impl ThreadSet {
+    /// Called on each such thread as it starts.
+    pub fn register_current(&self) {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(me);
+    }
+
+    /// Total CPU time of the registered threads that are still alive.
+    pub fn cpu(&self) -> Duration {
+        let threads = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        threads
+            .iter()
+            .map(|t| {
+                let mut clock: libc::clockid_t = 0;
+                let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                // SAFETY: the threads belong to a runtime that is still running (the server is
+                // shut down only after the last reading); both calls only write to our locals.
+                let ok = unsafe {
+                    libc::pthread_getcpuclockid(*t, &mut clock) == 0 && libc::clock_gettime(clock, &mut ts) == 0
+                };
+                if ok {
+                    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+                } else {
+                    Duration::ZERO
+                }
+            })
+            .sum()
+    }
+}
+
+/// A CPU reading of the client alone: process CPU minus the excluded threads.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMark {
+    process: Duration,
+    excluded: Duration,
+}
+
+impl CpuMark {
+    pub fn now(excluded: Option<&ThreadSet>) -> Self {
+        CpuMark {
+            process: process_cpu(),
+            excluded: excluded.map(ThreadSet::cpu).unwrap_or_default(),
+        }
+    }
+
+    /// The client's CPU time from `self` to `later`.
+    pub fn until(&self, later: &CpuMark) -> Duration {
+        let process = later.process.saturating_sub(self.process);
+        let excluded = later.excluded.saturating_sub(self.excluded);
+        process.saturating_sub(excluded)
+    }
+}
+
+/// The load generator's own figures, and whether it was the bottleneck.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ClientCheck {
+    /// CPU time (user + system) over the load, in ms.
+    pub cpu_ms: f64,
+    /// Cores the process could use.
+    pub cores: usize,
+    /// CPU time as a share of those cores over the load (1.0 = all of them, all the time).
+    pub cpu_share: f64,
+    /// CPU microseconds per completed request.
+    pub cpu_us_per_request: Option<f64>,
+    /// Peak resident memory, MiB.
+    pub peak_rss_mb: f64,
+    /// Resident memory per open connection, KiB (setup growth / connections).
+    pub rss_per_conn_kb: Option<f64>,
+    /// Whether the client was near saturation, and why.
+    pub saturated: bool,
+    pub reasons: Vec<String>,
+}
+
+/// Above this share of its cores the client may have been the bottleneck.
+pub const CPU_SATURATION: f64 = 0.90;
+/// Open loop: a client-lag p99 above this means the pacer could not keep its schedule.
+pub const LAG_LIMIT_MS: f64 = 10.0;
+
+impl ClientCheck {
+    /// Judges the figures. `lag_p99_ms` and the rates are for open loop only.
+    pub fn judge(
+        cpu: Duration,
+        wall: Duration,
+        completed: u64,
+        rss_per_conn_kb: Option<f64>,
+        open_loop: Option<(f64, f64, f64)>,
+    ) -> ClientCheck {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let wall_s = wall.as_secs_f64().max(1e-9);
+        let cpu_share = cpu.as_secs_f64() / (wall_s * cores as f64);
+        let mut reasons = Vec::new();
+        if cpu_share > CPU_SATURATION {
+            reasons.push(format!(
+                "client CPU at {:.0}% of its {cores} cores",
+                cpu_share * 100.0
+            ));
+        }
+        if let Some((lag_p99_ms, target, achieved)) = open_loop {
+            if lag_p99_ms > LAG_LIMIT_MS {
+                reasons.push(format!("the pacer lagged its schedule (client lag p99 {lag_p99_ms:.1} ms)"));
+            }
+            if target > 0.0 && achieved < 0.95 * target {
+                reasons.push(format!("sent {achieved:.0}/s of the {target:.0}/s asked for"));
+            }
+        }
+        ClientCheck {
+            cpu_ms: cpu.as_secs_f64() * 1e3,
+            cores,
+            cpu_share,
+            cpu_us_per_request: (completed > 0).then(|| cpu.as_secs_f64() * 1e6 / completed as f64),
+            peak_rss_mb: peak_rss_kb() as f64 / 1024.0,
+            rss_per_conn_kb,
+            saturated: !reasons.is_empty(),
+            reasons,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_of_busy_work_is_seen() {
+        let before = CpuMark::now(None);
+        let t0 = std::time::Instant::now();
+        let mut x = 0u64;
+        while t0.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_mul(31).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let spent = before.until(&CpuMark::now(None));
+        assert!(spent >= Duration::from_millis(30), "{spent:?}");
+        assert!(peak_rss_kb() > 0);
+    }
+
+    #[test]
+    fn excluded_threads_are_subtracted() {
+        let set = ThreadSet::default();
+        let s2 = set.clone();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::spawn(move || {
+            s2.register_current();
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < Duration::from_millis(60) {}
+            rx.recv().ok();
+        });
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(set.cpu() >= Duration::from_millis(40), "{:?}", set.cpu());
+        tx.send(()).unwrap();
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn saturation_has_reasons() {
+        let c = ClientCheck::judge(Duration::from_secs(19), Duration::from_secs(10), 1000, None, None);
+        assert!(c.cpu_share > 0.0);
+        let lagging = ClientCheck::judge(Duration::ZERO, Duration::from_secs(1), 10, None, Some((50.0, 1000.0, 500.0)));
+        assert!(lagging.saturated && lagging.reasons.len() == 2, "{:?}", lagging.reasons);
+    }
+}
