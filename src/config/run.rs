@@ -341,7 +341,11 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         bind_ips: r
             .get(args.bind_ip.as_deref(), "--bind-ip", run("bind_ip"), |s| {
                 s.split(',')
-                    .map(|ip| ip.trim().parse().map_err(|_| format!("'{ip}' is not an IP address")))
+                    .map(|ip| {
+                        ip.trim()
+                            .parse()
+                            .map_err(|_| format!("'{ip}' is not an IP address"))
+                    })
                     .collect()
             })?
             .unwrap_or_default(),

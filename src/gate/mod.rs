@@ -188,7 +188,10 @@ pub fn evaluate(summary: &Summary, thresholds: &[Threshold]) -> Vec<Verdict> {
             let known = measured.is_finite();
             let inconclusive = t.metric.samples(summary).and_then(|(n, need)| {
                 (n > 0 && n < need).then(|| {
-                    format!("{} from {n} samples proves little (needs {need})", t.metric.name())
+                    format!(
+                        "{} from {n} samples proves little (needs {need})",
+                        t.metric.name()
+                    )
                 })
             });
             Verdict {

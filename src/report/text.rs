@@ -230,12 +230,18 @@ impl Reporter for TextReporter {
             cl.cpu_ms,
             cl.cpu_share * 100.0,
             cl.cores,
-            cl.cpu_us_per_request.map_or("-".into(), |u| format!("{u:.2}")),
+            cl.cpu_us_per_request
+                .map_or("-".into(), |u| format!("{u:.2}")),
             cl.peak_rss_mb,
-            cl.rss_per_conn_kb.map_or(String::new(), |k| format!(", {k:.1} KiB/connection"))
+            cl.rss_per_conn_kb
+                .map_or(String::new(), |k| format!(", {k:.1} KiB/connection"))
         )?;
         if cl.saturated {
-            writeln!(o, "  ! the client may have been the bottleneck: {}", cl.reasons.join("; "))?;
+            writeln!(
+                o,
+                "  ! the client may have been the bottleneck: {}",
+                cl.reasons.join("; ")
+            )?;
         }
         if let Some(srv) = &r.server {
             writeln!(

@@ -373,7 +373,10 @@ async fn tcp_connect(spec: &RunSpec, id: u32) -> std::io::Result<TcpStream> {
         }
     }
     Err(last.unwrap_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, format!("no address of the target matches {local}"))
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("no address of the target matches {local}"),
+        )
     }))
 }
 

@@ -29,8 +29,8 @@ use crate::stats::summary::{BreakerEvent, Mode};
 use crate::stats::{Recorder, Summary};
 use breaker::Breaker;
 use connection::{Links, RunSpec, Stop, Timing};
-use selfcheck::{ClientCheck, CpuMark, ThreadSet};
 use sample::Event;
+use selfcheck::{ClientCheck, CpuMark, ThreadSet};
 
 /// Everything a finished run produced; what the reporters render.
 #[derive(Debug)]
@@ -48,7 +48,11 @@ pub struct RunResult {
 
 /// The `run` subcommand: run, write every report, return the outcome.
 pub async fn main(config: RunConfig) -> anyhow::Result<Outcome> {
-    let per_conn = if config.target == Target::Embedded { 2 } else { 1 };
+    let per_conn = if config.target == Target::Embedded {
+        2
+    } else {
+        1
+    };
     crate::resources::ensure_sockets(u64::from(config.conns) * per_conn)?;
     for target in config.outputs.targets() {
         crate::report::check_writable(Some(target))?;
@@ -93,13 +97,18 @@ impl Embedded {
             .enable_all()
             .build()
             .context("could not start the embedded server's runtime")?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("could not start the embedded server")?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .context("could not start the embedded server")?;
         listener.set_nonblocking(true)?;
         let server = {
             let _inside = runtime.enter();
             Server::start(TcpListener::from_std(listener)?, config)?
         };
-        Ok(Embedded { runtime, server, threads })
+        Ok(Embedded {
+            runtime,
+            server,
+            threads,
+        })
     }
 
     async fn shutdown(self) -> anyhow::Result<StatsSnapshot> {
@@ -162,12 +171,18 @@ fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
         )
     } else {
         let failed: Vec<_> = verdicts.iter().filter(|v| !v.passed).collect();
-        let unsure: Vec<_> = failed.iter().filter_map(|v| v.inconclusive.clone()).collect();
+        let unsure: Vec<_> = failed
+            .iter()
+            .filter_map(|v| v.inconclusive.clone())
+            .collect();
         if failed.is_empty() {
             (Outcome::Passed, None)
         } else if s.client.saturated {
             // A failure the client may have caused proves nothing about the server.
-            let why = format!("the client was the bottleneck ({})", s.client.reasons.join("; "));
+            let why = format!(
+                "the client was the bottleneck ({})",
+                s.client.reasons.join("; ")
+            );
             (Outcome::Inconclusive, Some(why))
         } else if unsure.len() == failed.len() {
             (Outcome::Inconclusive, Some(unsure.join("; ")))
@@ -362,7 +377,10 @@ async fn execute(
         )),
         Mode::Closed => None,
     };
-    let completed = summary.counts.succeeded + summary.counts.failed + summary.warmup.succeeded + summary.warmup.failed;
+    let completed = summary.counts.succeeded
+        + summary.counts.failed
+        + summary.warmup.succeeded
+        + summary.warmup.failed;
     summary.client = ClientCheck::judge(cpu, load_wall, completed, rss_per_conn, open_loop);
     Ok(summary)
 }

@@ -56,11 +56,15 @@ impl ThreadSet {
             .iter()
             .map(|t| {
                 let mut clock: libc::clockid_t = 0;
-                let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
                 // SAFETY: the threads belong to a runtime that is still running (the server is
                 // shut down only after the last reading); both calls only write to our locals.
                 let ok = unsafe {
-                    libc::pthread_getcpuclockid(*t, &mut clock) == 0 && libc::clock_gettime(clock, &mut ts) == 0
+                    libc::pthread_getcpuclockid(*t, &mut clock) == 0
+                        && libc::clock_gettime(clock, &mut ts) == 0
                 };
                 if ok {
                     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
@@ -141,10 +145,14 @@ impl ClientCheck {
         }
         if let Some((lag_p99_ms, target, achieved)) = open_loop {
             if lag_p99_ms > LAG_LIMIT_MS {
-                reasons.push(format!("the pacer lagged its schedule (client lag p99 {lag_p99_ms:.1} ms)"));
+                reasons.push(format!(
+                    "the pacer lagged its schedule (client lag p99 {lag_p99_ms:.1} ms)"
+                ));
             }
             if target > 0.0 && achieved < 0.95 * target {
-                reasons.push(format!("sent {achieved:.0}/s of the {target:.0}/s asked for"));
+                reasons.push(format!(
+                    "sent {achieved:.0}/s of the {target:.0}/s asked for"
+                ));
             }
         }
         ClientCheck {
@@ -197,9 +205,25 @@ mod tests {
 
     #[test]
     fn saturation_has_reasons() {
-        let c = ClientCheck::judge(Duration::from_secs(19), Duration::from_secs(10), 1000, None, None);
+        let c = ClientCheck::judge(
+            Duration::from_secs(19),
+            Duration::from_secs(10),
+            1000,
+            None,
+            None,
+        );
         assert!(c.cpu_share > 0.0);
-        let lagging = ClientCheck::judge(Duration::ZERO, Duration::from_secs(1), 10, None, Some((50.0, 1000.0, 500.0)));
-        assert!(lagging.saturated && lagging.reasons.len() == 2, "{:?}", lagging.reasons);
+        let lagging = ClientCheck::judge(
+            Duration::ZERO,
+            Duration::from_secs(1),
+            10,
+            None,
+            Some((50.0, 1000.0, 500.0)),
+        );
+        assert!(
+            lagging.saturated && lagging.reasons.len() == 2,
+            "{:?}",
+            lagging.reasons
+        );
     }
 }

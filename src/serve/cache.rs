@@ -47,7 +47,9 @@ impl Hasher for Passthrough {
 
 /// FNV-1a: cheap, and spreads `<run>-<conn>-<seq>` ids evenly.
 fn fnv(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 impl ReplayCache {
@@ -148,7 +150,10 @@ mod tests {
             c.insert(&format!("r{i}"), Utf8Bytes::from(format!("v{i}")));
         }
         let last = n - 1;
-        assert_eq!(c.get(&format!("r{last}")).as_deref(), Some(format!("v{last}").as_str()));
+        assert_eq!(
+            c.get(&format!("r{last}")).as_deref(),
+            Some(format!("v{last}").as_str())
+        );
         let kept = (0..n).filter(|i| c.get(&format!("r{i}")).is_some()).count();
         assert!(kept <= 4 * SHARDS && kept > 2 * SHARDS, "bounded: {kept}");
         assert!(c.get("r0").is_none(), "the oldest were evicted");

@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::recorder::{Histograms, Recorder, Second};
 use crate::run::breaker::State;
-use crate::run::selfcheck::ClientCheck;
 use crate::run::sample::{ConnReport, Counts, Resilience};
+use crate::run::selfcheck::ClientCheck;
 
 /// How requests were paced.
 #[derive(Debug, Clone, PartialEq)]
