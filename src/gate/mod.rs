@@ -77,7 +77,7 @@ impl Metric {
     /// at least 1/(1-q) (p99.9 needs 1,000 requests to mean anything).
     fn samples(self, s: &Summary) -> Option<(u64, u64)> {
         let h = &s.histograms;
-        let (hist, q) = match self {
+        let (hist, q): (_, f64) = match self {
             Metric::P50 => (&h.latency, 0.5),
             Metric::P90 => (&h.latency, 0.9),
             Metric::P99 => (&h.latency, 0.99),
@@ -86,7 +86,7 @@ impl Metric {
             Metric::HelloP99 => (&h.hello, 0.99),
             _ => return None,
         };
-        Some((hist.len(), (1.0 / (1.0 - q as f64)).round() as u64))
+        Some((hist.len(), (1.0 / (1.0 - q)).round() as u64))
     }
 
     fn format(self, v: f64) -> String {
