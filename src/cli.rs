@@ -190,6 +190,10 @@ pub struct RunArgs {
     /// Write the latency percentile spectrum as an SVG chart.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<String>,
+    /// Largest frame or message accepted from the server (e.g. 16MiB); a bigger one closes the
+    /// connection and is counted. Default 16MiB.
+    #[arg(long, value_name = "BYTES")]
+    pub max_frame_size: Option<String>,
     /// Source addresses to connect from, round-robin (e.g. 127.0.0.2,127.0.0.3): each
     /// gives another range of ephemeral ports when one address runs out.
     #[arg(long, value_name = "IP,...")]
@@ -303,6 +307,9 @@ pub struct ServeArgs {
     /// Ping every connection this often (pongs are counted).
     #[arg(long)]
     pub ping_interval: Option<String>,
+    /// Largest frame or message accepted from a client. Default 16MiB.
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_size: Option<String>,
     /// Serve wss:// with this certificate chain (PEM)...
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<String>,

@@ -11,7 +11,17 @@ fn main() -> ExitCode {
     // A `.env` in the working directory may hold WSBENCH_TOKEN, EXAI_WS_TOKEN or any
     // WSBENCH_* setting; variables already set win over it.
     let _ = dotenvy::dotenv();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // One line naming the flag; clap's usage block would bury it in CI logs.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            eprintln!("wsbench: {}", first.trim_start_matches("error: "));
+            return Outcome::BadUsage.into();
+        }
+    };
     init_tracing(cli.verbose, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

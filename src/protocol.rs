@@ -580,3 +580,84 @@ mod tests {
         assert!(!valid_session_id("ab"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! The classifier and the server's parser never panic, whatever arrives.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Arbitrary JSON values, nested a few levels, with the protocol's field names likely.
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            "[a-z_]{0,12}".prop_map(serde_json::Value::from),
+            prop_oneof![
+                Just("call_tool_res"),
+                Just("error"),
+                Just("hello_ack"),
+                Just("progress"),
+                Just("stream_complete"),
+                Just("call_tool"),
+                Just("hello")
+            ]
+            .prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("op".to_owned()),
+                        Just("request_id".to_owned()),
+                        Just("error".to_owned()),
+                        Just("code".to_owned()),
+                        Just("ok".to_owned()),
+                        Just("name".to_owned()),
+                        Just("arguments".to_owned()),
+                        Just("retry_after".to_owned()),
+                        "[a-z]{1,6}",
+                    ],
+                    inner,
+                    0..5,
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn classify_takes_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let c = classify(&text);
+            // Whatever it is, a final frame is either a success or a failure, never both.
+            prop_assert!(!(c.kind.is_final() && c.kind.is_non_final()));
+        }
+
+        #[test]
+        fn classify_takes_any_json(v in json()) {
+            let text = v.to_string();
+            let c = classify(&text);
+            if !v.is_object() {
+                prop_assert_eq!(c.kind, Kind::Malformed);
+            }
+            if c.kind == Kind::ResultError || c.kind == Kind::Error {
+                prop_assert!(c.code.is_some(), "failures always carry a code");
+            }
+        }
+
+        #[test]
+        fn the_server_parser_takes_anything(v in json(), bytes in prop::collection::vec(any::<u8>(), 0..128)) {
+            let _ = parse_inbound(&v.to_string());
+            let _ = parse_inbound(&String::from_utf8_lossy(&bytes));
+        }
+    }
+}

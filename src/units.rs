@@ -33,6 +33,29 @@ pub fn parse_whole(s: &str) -> Result<u64, String> {
     Ok(v as u64)
 }
 
+/// A size in bytes: `65536`, `64KiB`, `16MiB`, `1GiB` (also KB/MB/GB as powers of 1000).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err("not a size; try 65536, 64KiB or 16MiB".into()),
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok((v * mult as f64) as u64),
+        _ => Err("not a size; try 65536, 64KiB or 16MiB".into()),
+    }
+}
+
 /// A ratio: `0.001`, or a percentage `0.1%`. Must lie in [0, 1].
 pub fn parse_ratio(s: &str) -> Result<f64, String> {
     let t = s.trim();
@@ -89,6 +112,9 @@ mod tests {
         assert_eq!(parse_whole("100k").unwrap(), 100_000);
         assert!(parse_whole("1.5").is_err());
         assert_eq!(parse_ratio("0.1%").unwrap(), 0.001);
+        assert_eq!(parse_size("16MiB").unwrap(), 16 << 20);
+        assert_eq!(parse_size("64k").unwrap(), 65536);
+        assert!(parse_size("big").is_err());
         assert_eq!(parse_ratio("0").unwrap(), 0.0);
         assert!(parse_ratio("150%").is_err());
     }

@@ -171,6 +171,8 @@ pub struct RunConfig {
     /// Extra upgrade request headers.
     pub headers: Vec<(String, String)>,
     pub subprotocol: Option<String>,
+    /// Largest frame or message accepted from the server, in bytes.
+    pub max_frame_size: usize,
     /// Source addresses to connect from, round-robin; empty = the OS picks.
     pub bind_ips: Vec<std::net::IpAddr>,
     pub tls: ClientTls,

@@ -349,6 +349,13 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
                     .collect()
             })?
             .unwrap_or_default(),
+        max_frame_size: r.get_or(
+            args.max_frame_size.as_deref(),
+            "--max-frame-size",
+            run("max_frame_size"),
+            "16MiB",
+            frame_size,
+        )?,
         tls,
         schedule,
         warmup: r.get_or(

@@ -71,7 +71,14 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
     };
     let d = ServeConfig::default();
     Ok(ServeConfig {
-        host: or(r, &args.host, "--host", "127.0.0.1", |s| Ok(s.to_owned()))?,
+        host: or(r, &args.host, "--host", "127.0.0.1", host)?,
+        max_message_size: or(
+            r,
+            &args.max_message_size,
+            "--max-message-size",
+            "16MiB",
+            frame_size,
+        )?,
         port: or(r, &args.port, "--port", "8079", |s| {
             s.parse::<u16>()
                 .map_err(|_| "not a port (0-65535)".to_owned())
@@ -94,7 +101,7 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
             r,
             &args.stats_file.as_ref().map(|p| p.display().to_string()),
             "--stats-file",
-            |s| Ok(std::path::PathBuf::from(s)),
+            |s| output_target(s).map(std::path::PathBuf::from),
         )?,
         tls,
         faults: FaultConfig {

@@ -172,3 +172,25 @@ pub fn session_delay(s: &str) -> Result<(String, Duration), String> {
     }
     Ok((suffix.to_owned(), units::parse_duration(d)?))
 }
+
+/// A frame/message size cap: at least 1 KiB (smaller would refuse hello itself).
+pub fn frame_size(s: &str) -> Result<usize, String> {
+    match units::parse_size(s)? {
+        n if n < 1024 => Err("must be at least 1KiB".into()),
+        n => usize::try_from(n).map_err(|_| "too large".into()),
+    }
+}
+
+/// A host to bind: an IP address or a DNS name.
+pub fn host(s: &str) -> Result<String, String> {
+    let ok = s.parse::<std::net::IpAddr>().is_ok()
+        || (!s.is_empty()
+            && s.len() <= 253
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("not an IP address or host name".into())
+    }
+}

@@ -28,6 +28,8 @@ type Ws = WebSocketStream<Stream>;
 const BATCH: usize = 512;
 /// ...or when the oldest is this old, so live progress stays current at low rates.
 const BATCH_AGE: Duration = Duration::from_millis(250);
+/// Frames read per turn of the loop before it looks at the clock again.
+const READ_BATCH: usize = 256;
 /// Timed-out ids remembered to tell late replies from duplicates; beyond, the set restarts.
 const MAX_REMEMBERED_TIMEOUTS: usize = 1 << 20;
 
@@ -486,9 +488,17 @@ impl Window {
 
     /// Empties the window, returning what was in flight.
     fn clear(&mut self) -> impl Iterator<Item = Slot> + use<> {
+        self.clear_indexed().map(|(_, slot)| slot)
+    }
+
+    /// Empties the window, returning what was in flight with its offset from the old base.
+    fn clear_indexed(&mut self) -> impl Iterator<Item = (u64, Slot)> + use<> {
         self.outstanding = 0;
         self.base = self.next;
-        std::mem::take(&mut self.slots).into_iter().flatten()
+        std::mem::take(&mut self.slots)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.map(|s| (i as u64, s)))
     }
 }
 
@@ -690,22 +700,35 @@ impl Load<'_> {
                 _ = stop.interrupt.cancelled(), if self.sending => {}
             }
         }
-        for slot in self.window.clear() {
+        let base = self.window.base;
+        for (i, slot) in self.window.clear_indexed() {
             bucket(&mut self.report, slot.warm).unfinished += 1;
+            // A reply that still comes is late, not a duplicate.
+            self.window.timed_out.insert(base + i);
         }
         self.flush_samples();
-        let ws = &mut self.ws;
-        let close_codes = &mut self.report.close_codes;
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let _ = ws.close(None).await;
-            // A close the server sent at the same moment is still its close: count it.
-            while let Some(Ok(msg)) = ws.next().await {
-                if let Message::Close(Some(frame)) = msg {
-                    *close_codes.entry(u16::from(frame.code)).or_default() += 1;
+        // Frames that arrive before the server's close reply are still this run's: a trailing
+        // duplicate or stray frame is counted like any other; so is a close code the server
+        // sent at the same moment.
+        let closing = async {
+            let _ = self.ws.close(None).await;
+            while let Some(Ok(msg)) = self.ws.next().await {
+                match msg {
+                    Message::Close(Some(frame)) => {
+                        *self
+                            .report
+                            .close_codes
+                            .entry(u16::from(frame.code))
+                            .or_default() += 1;
+                    }
+                    other => {
+                        self.on_message(Some(Ok(other)));
+                    }
                 }
             }
-        })
-        .await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
+        self.flush_samples();
         End::Done
     }
 
@@ -835,9 +858,13 @@ impl Load<'_> {
         }
     }
 
-    /// Reads every frame already buffered, without waiting.
+    /// Reads the frames already buffered, without waiting; at most a batch, so a server that
+    /// floods frames cannot keep the loop from sending, timing out or stopping.
     fn read_ready(&mut self) -> Alive {
-        while let Some(msg) = self.ws.next().now_or_never() {
+        for _ in 0..READ_BATCH {
+            let Some(msg) = self.ws.next().now_or_never() else {
+                break;
+            };
             if !self.on_message(msg) {
                 return false;
             }
@@ -875,6 +902,12 @@ impl Load<'_> {
                 true
             }
             Some(Ok(_)) => true, // pings: tungstenite queues the pong, the next flush sends it
+            Some(Err(tungstenite::Error::Capacity(_))) => {
+                // Over --max-frame-size: the connection cannot go on; 1009 is "message too big".
+                self.report.resilience.oversized_frames += 1;
+                *self.report.close_codes.entry(1009).or_default() += 1;
+                false
+            }
             Some(Err(_)) | None => {
                 *self.report.close_codes.entry(1006).or_default() += 1;
                 false

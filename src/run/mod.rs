@@ -239,7 +239,7 @@ async fn execute(
         connect_timeout: config.connect_timeout,
         timeout: config.timeout,
         drain: config.drain,
-        max_message_size: 16 << 20,
+        max_message_size: config.max_frame_size,
         breaker: breaker.clone(),
         reconnect: config.reconnect,
         ping: config.ping,

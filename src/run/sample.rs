@@ -125,6 +125,8 @@ pub struct Resilience {
     pub pong_timeouts: u64,
     /// Times sending paused to honour an error's `retry_after`.
     pub retry_after_pauses: u64,
+    /// Connections closed because the server sent a frame over `--max-frame-size`.
+    pub oversized_frames: u64,
 }
 
 impl AddAssign<&Resilience> for Resilience {
@@ -137,6 +139,7 @@ impl AddAssign<&Resilience> for Resilience {
         self.blocked += o.blocked;
         self.pong_timeouts += o.pong_timeouts;
         self.retry_after_pauses += o.retry_after_pauses;
+        self.oversized_frames += o.oversized_frames;
     }
 }
 

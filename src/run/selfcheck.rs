@@ -121,6 +121,8 @@ pub struct ClientCheck {
 
 /// Above this share of its cores the client may have been the bottleneck.
 pub const CPU_SATURATION: f64 = 0.90;
+/// CPU share over a shorter load is too noisy to call saturation.
+pub const MIN_JUDGED_LOAD: Duration = Duration::from_secs(1);
 /// Open loop: a client-lag p99 above this means the pacer could not keep its schedule.
 pub const LAG_LIMIT_MS: f64 = 10.0;
 
@@ -137,7 +139,7 @@ impl ClientCheck {
         let wall_s = wall.as_secs_f64().max(1e-9);
         let cpu_share = cpu.as_secs_f64() / (wall_s * cores as f64);
         let mut reasons = Vec::new();
-        if cpu_share > CPU_SATURATION {
+        if cpu_share > CPU_SATURATION && wall >= MIN_JUDGED_LOAD {
             reasons.push(format!(
                 "client CPU at {:.0}% of its {cores} cores",
                 cpu_share * 100.0

@@ -300,7 +300,11 @@ impl Connection {
                 return false;
             }
         }
-        while !self.disconnect && !self.frozen {
+        // At most a batch per turn: a flooding client must not starve shutdown or delayed replies.
+        for _ in 0..256 {
+            if self.disconnect || self.frozen {
+                break;
+            }
             match self.ws.next().now_or_never() {
                 Some(Some(Ok(msg))) => {
                     if !self.on_message(msg).await {
