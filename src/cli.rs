@@ -42,6 +42,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Run the reference server.
     Serve(Box<ServeArgs>),
+    /// Merge result files of many workers into one verdict: histograms are added exactly,
+    /// counters summed, timelines aligned on wall-clock seconds, thresholds applied again.
+    Merge(Box<MergeArgs>),
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -85,7 +88,7 @@ pub struct RunArgs {
     /// Auth token sent in hello (never printed).
     #[arg(long, env = "WSBENCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Prefix of session ids (`<prefix>-<run>-<conn>`). Default bench.
+    /// Prefix of session ids (`<prefix>-<worker>-<conn>`). Default bench.
     #[arg(long)]
     pub session_prefix: Option<String>,
     /// Limit for TCP connect + WebSocket upgrade + hello. Default 5s.
@@ -190,6 +193,14 @@ pub struct RunArgs {
     /// Write the latency percentile spectrum as an SVG chart.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<String>,
+    /// This worker's name in a distributed run; part of every request and session id.
+    /// Default: JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs) or <hostname>-<pid>.
+    #[arg(long)]
+    pub worker_id: Option<String>,
+    /// Connect and say hello now, start sending at this wall-clock time: RFC 3339
+    /// (2026-11-26T10:00:00Z) or +DURATION from now (+30s). For many workers at once.
+    #[arg(long, value_name = "TIME|+DURATION")]
+    pub start_at: Option<String>,
     /// Largest frame or message accepted from the server (e.g. 16MiB); a bigger one closes the
     /// connection and is counted. Default 16MiB.
     #[arg(long, value_name = "BYTES")]
@@ -319,6 +330,49 @@ pub struct ServeArgs {
     /// Read settings from this TOML file's [serve] table.
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+/// `wsbench merge` flags: the files, and the gate and outputs as `run` has them.
+#[derive(Debug, Default, Args)]
+pub struct MergeArgs {
+    /// Result files written by `wsbench run --json` (or by an earlier merge).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Thresholds from this profile's [thresholds] table.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Report only: never fail on thresholds.
+    #[arg(long)]
+    pub no_gate: bool,
+    /// A threshold expression, repeatable (see `wsbench run --help`).
+    #[arg(long, value_name = "EXPR")]
+    pub threshold: Vec<String>,
+    #[arg(long)]
+    pub min_rps: Option<String>,
+    #[arg(long)]
+    pub max_p50: Option<String>,
+    #[arg(long)]
+    pub max_p99: Option<String>,
+    #[arg(long)]
+    pub max_p999: Option<String>,
+    #[arg(long)]
+    pub max_connect_p99: Option<String>,
+    #[arg(long)]
+    pub max_error_rate: Option<String>,
+    #[arg(long)]
+    pub max_unavailable: Option<String>,
+    /// What stdout shows: text, json or quiet.
+    #[arg(long, value_name = "text|json|quiet")]
+    pub output: Option<String>,
+    /// Write the merged JSON result ('-' = stdout).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<String>,
+    /// Write JUnit XML, one test case per threshold.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<String>,
+    /// Write the HTML report.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<String>,
 }
 
 /// `wsbench config` subcommands.

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gate;
+pub mod merge;
 pub mod meta;
 pub mod outcome;
 pub mod progress;
@@ -31,6 +32,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Run(args) => run::main(RunConfig::from_args(&args)?).await,
         Command::Serve(args) => serve::main(ServeConfig::from_args(&args)?).await,
+        Command::Merge(args) => merge::main(&args),
         Command::Config(cli::ConfigCommand::Show(args)) => meta::config_show(&args),
         Command::Completions { shell } => meta::completions(shell),
         Command::Man => meta::man(),

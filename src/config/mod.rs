@@ -171,6 +171,10 @@ pub struct RunConfig {
     /// Extra upgrade request headers.
     pub headers: Vec<(String, String)>,
     pub subprotocol: Option<String>,
+    /// This worker's name: part of request and session ids, recorded in the result.
+    pub worker_id: String,
+    /// Start sending at this wall-clock time (connect and hello before it).
+    pub start_at: Option<std::time::SystemTime>,
     /// Largest frame or message accepted from the server, in bytes.
     pub max_frame_size: usize,
     /// Source addresses to connect from, round-robin; empty = the OS picks.

@@ -356,6 +356,19 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
             "16MiB",
             frame_size,
         )?,
+        worker_id: r.get_or(
+            args.worker_id.as_deref(),
+            "--worker-id",
+            run("worker_id"),
+            &default_worker_id(),
+            worker_id,
+        )?,
+        start_at: r.get(
+            args.start_at.as_deref(),
+            "--start-at",
+            run("start_at"),
+            start_at,
+        )?,
         tls,
         schedule,
         warmup: r.get_or(

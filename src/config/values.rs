@@ -73,7 +73,7 @@ pub fn load_args(s: &str) -> Result<String, String> {
 }
 
 pub fn session_prefix(s: &str) -> Result<String, String> {
-    // The session id is `<prefix>-<run>-<conn>`; keep it within the protocol's 64 characters.
+    // The session id is `<prefix>-<worker>-<conn>`; keep it within the protocol's 64 characters.
     if !s.is_empty()
         && s.len() <= 32
         && s.bytes()
@@ -192,5 +192,58 @@ pub fn host(s: &str) -> Result<String, String> {
         Ok(s.to_owned())
     } else {
         Err("not an IP address or host name".into())
+    }
+}
+
+/// A worker id: what a session id may hold, short enough to leave room for the rest.
+pub fn worker_id(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.len() <= 24
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(s.to_owned())
+    } else {
+        Err("1-24 characters of [A-Za-z0-9_-]".into())
+    }
+}
+
+/// The default worker id: the Indexed Job index, else `<hostname>-<pid>`, cleaned up.
+pub fn default_worker_id() -> String {
+    if let Ok(i) = std::env::var("JOB_COMPLETION_INDEX")
+        && worker_id(&i).is_ok()
+    {
+        return i;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_else(|_| "host".into());
+    let clean: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(16)
+        .collect();
+    let clean = if clean.is_empty() {
+        "host".to_owned()
+    } else {
+        clean
+    };
+    format!("{clean}-{}", std::process::id())
+}
+
+/// `--start-at`: RFC 3339, or `+DURATION` from now.
+pub fn start_at(s: &str) -> Result<std::time::SystemTime, String> {
+    match s.strip_prefix('+') {
+        Some(d) => Ok(std::time::SystemTime::now() + units::parse_duration(d)?),
+        None => humantime::parse_rfc3339_weak(s).map_err(|e| {
+            format!("not an RFC 3339 time or +DURATION ({e}); try 2026-11-26T10:00:00Z or +30s")
+        }),
     }
 }

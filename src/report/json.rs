@@ -28,6 +28,8 @@ struct ResultFile<'a> {
     exit_code: u8,
     reason: Option<&'a str>,
     run_id: &'a str,
+    /// This worker's id (a merge: "merged").
+    worker_id: &'a str,
     target: &'a str,
     embedded: bool,
     /// Measured time in seconds.
@@ -39,8 +41,9 @@ struct ResultFile<'a> {
     mode: &'static str,
     /// What `latency_ms` measures: "service" (closed loop) or "response" (open loop).
     latency_kind: &'static str,
-    /// Wall-clock start of the measured window (RFC 3339).
+    /// Wall-clock start and end of the measured window (RFC 3339).
     started_at: String,
+    ended_at: String,
     /// Open loop: target and achieved rates, and how far sending lagged its schedule.
     #[serde(skip_serializing_if = "Option::is_none")]
     rate: Option<RateBlock>,
@@ -70,6 +73,9 @@ struct ResultFile<'a> {
     resilience: ResilienceBlock<'a>,
     /// The load generator's own CPU and memory, and whether it was the bottleneck.
     client: &'a crate::run::selfcheck::ClientCheck,
+    /// A merge: one row per worker file.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    workers: &'a [crate::merge::WorkerRow],
     thresholds: &'a [Verdict],
     histograms: BTreeMap<&'static str, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -185,6 +191,8 @@ struct TimelineRow {
     p99_ms: Option<f64>,
     max_ms: Option<f64>,
     open_conns: u32,
+    /// This second's response-time histogram (V2 + deflate, base64), for exact merges.
+    histogram: String,
 }
 
 /// `v` when the histogram has data, else null.
@@ -215,16 +223,11 @@ impl Reporter for JsonReporter {
         let c = &r.config;
         let h = &s.histograms;
         let spread = s.per_conn_spread();
+        // Every non-empty histogram, so that `merge` adds them exactly (the first four always).
         let mut histograms = BTreeMap::new();
-        histograms.insert("latency", encode_histogram(&h.latency)?);
-        histograms.insert("service", encode_histogram(&h.service)?);
-        histograms.insert("connect", encode_histogram(&h.connect)?);
-        histograms.insert("hello", encode_histogram(&h.hello)?);
-        histograms.insert("tcp", encode_histogram(&h.tcp)?);
-        histograms.insert("upgrade", encode_histogram(&h.upgrade)?);
-        for (k, v) in [("ack", &h.ack), ("first_chunk", &h.first_chunk)] {
-            if !v.is_empty() {
-                histograms.insert(k, encode_histogram(v)?);
+        for (name, hist) in h.named() {
+            if !hist.is_empty() || ["latency", "service", "connect", "hello"].contains(&name) {
+                histograms.insert(name, encode_histogram(hist)?);
             }
         }
         let file = ResultFile {
@@ -234,6 +237,7 @@ impl Reporter for JsonReporter {
             exit_code: r.outcome.code(),
             reason: r.reason.as_deref(),
             run_id: &r.run_id,
+            worker_id: &r.config.worker_id,
             target: &s.target,
             embedded: s.embedded,
             duration_s: s.duration.as_secs_f64(),
@@ -246,6 +250,7 @@ impl Reporter for JsonReporter {
                 "service"
             },
             started_at: humantime::format_rfc3339_millis(s.started_at).to_string(),
+            ended_at: humantime::format_rfc3339_millis(s.started_at + s.duration).to_string(),
             rate: match s.mode {
                 Mode::Open { target_rps } => Some(RateBlock {
                     target_rps,
@@ -317,6 +322,7 @@ impl Reporter for JsonReporter {
                 connections: &s.per_conn,
             },
             client: &s.client,
+            workers: &r.workers,
             resilience: ResilienceBlock {
                 counts: &s.resilience,
                 reconnect_ms: Percentiles::of(&h.reconnect),
@@ -341,6 +347,7 @@ impl Reporter for JsonReporter {
                     p99_ms: finite(percentile_ms(&sec.latency, 99.0), &sec.latency),
                     max_ms: finite(sec.latency.max() as f64 / 1e3, &sec.latency),
                     open_conns: sec.open_conns,
+                    histogram: encode_histogram(&sec.latency).unwrap_or_default(),
                 })
                 .collect(),
             thresholds: &r.verdicts,

@@ -2,6 +2,7 @@
 //! latency, setup phases, the timeline in brief, fairness, errors and the thresholds table.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
@@ -63,7 +64,10 @@ impl Reporter for TextReporter {
                 fmt_count(n),
                 humantime::format_duration(c.duration)
             ),
-            None => humantime::format_duration(c.duration).to_string(),
+            None => {
+                humantime::format_duration(Duration::from_millis(c.duration.as_millis() as u64))
+                    .to_string()
+            }
         };
         let pacing = match s.mode {
             Mode::Closed => "closed loop".to_owned(),
@@ -224,18 +228,53 @@ impl Reporter for TextReporter {
             writeln!(o, "Closed by   {list}")?;
         }
         let cl = &s.client;
-        writeln!(
-            o,
-            "Client      CPU {:.0} ms = {:.0}% of {} cores; {} us/request; peak RSS {:.1} MiB{}",
-            cl.cpu_ms,
-            cl.cpu_share * 100.0,
-            cl.cores,
-            cl.cpu_us_per_request
-                .map_or("-".into(), |u| format!("{u:.2}")),
-            cl.peak_rss_mb,
-            cl.rss_per_conn_kb
-                .map_or(String::new(), |k| format!(", {k:.1} KiB/connection"))
-        )?;
+        if !r.workers.is_empty() {
+            writeln!(
+                o,
+                "Workers     {:<20} {:>12} {:>10} {:>10} {:>11}",
+                "worker", "req/s", "p99 ms", "errors", "start +ms"
+            )?;
+            for w in &r.workers {
+                writeln!(
+                    o,
+                    "            {:<20} {:>12.0} {:>10} {:>9.4}% {:>11.1}{}",
+                    if w.worker_id.is_empty() {
+                        &w.run_id
+                    } else {
+                        &w.worker_id
+                    },
+                    w.throughput_rps,
+                    w.p99_ms.map_or("-".into(), fmt_ms),
+                    w.error_rate * 100.0,
+                    w.start_offset_ms,
+                    if w.saturated {
+                        "  (client saturated)"
+                    } else {
+                        ""
+                    }
+                )?;
+            }
+        }
+        if cl.cores == 0 {
+            writeln!(
+                o,
+                "Clients     CPU {:.0} ms in all; largest peak RSS {:.1} MiB",
+                cl.cpu_ms, cl.peak_rss_mb
+            )?;
+        } else {
+            writeln!(
+                o,
+                "Client      CPU {:.0} ms = {:.0}% of {} cores; {} us/request; peak RSS {:.1} MiB{}",
+                cl.cpu_ms,
+                cl.cpu_share * 100.0,
+                cl.cores,
+                cl.cpu_us_per_request
+                    .map_or("-".into(), |u| format!("{u:.2}")),
+                cl.peak_rss_mb,
+                cl.rss_per_conn_kb
+                    .map_or(String::new(), |k| format!(", {k:.1} KiB/connection"))
+            )?;
+        }
         if cl.saturated {
             writeln!(
                 o,

@@ -40,6 +40,7 @@ pub struct RunSpec {
     pub host: String,
     pub port: u16,
     pub run_id: String,
+    pub worker_id: String,
     pub session_prefix: String,
     pub hello_token: crate::config::Secret,
     pub tool: String,
@@ -191,7 +192,7 @@ pub async fn run(
         Some(schedule) => Pacer::open(schedule.clone(), timing.start, id, spec.conns),
         None => Pacer::Closed,
     };
-    let id_prefix = format!("{}-{}-", spec.run_id, id);
+    let id_prefix = format!("{}-{}-{}-", spec.run_id, spec.worker_id, id);
     let mut load = Load {
         template: RequestTemplate::new(
             &id_prefix,
@@ -298,7 +299,9 @@ async fn setup(spec: &RunSpec, id: u32) -> Result<(Ws, SetupStamps), SetupFailur
     };
     let upgraded = Instant::now();
 
-    let session = format!("{}-{}-{}", spec.session_prefix, spec.run_id, id);
+    // Within the protocol's 64 characters: prefix (<= 32) + worker (<= 24) + connection, which
+    // stays last so that a server can single out a connection by suffix.
+    let session = format!("{}-{}-{}", spec.session_prefix, spec.worker_id, id);
     let hello = protocol::hello_frame(&session, spec.hello_token.expose());
     if let Err(e) = ws.send(Message::text(hello)).await {
         return Err(fail("hello", e.to_string(), None, false));

@@ -44,6 +44,8 @@ pub struct RunResult {
     pub reason: Option<String>,
     /// The embedded server's own counters, for embedded runs.
     pub server: Option<StatsSnapshot>,
+    /// A merge: one row per worker.
+    pub workers: Vec<crate::merge::WorkerRow>,
 }
 
 /// The `run` subcommand: run, write every report, return the outcome.
@@ -147,11 +149,12 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Res
         outcome,
         reason,
         server,
+        workers: Vec::new(),
     })
 }
 
 /// The exit outcome and, when it is not a plain pass or fail, why.
-fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
+pub(crate) fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
     let first_failure = || s.setup_failures.keys().next().cloned().unwrap_or_default();
     if s.interrupted {
         (Outcome::Interrupted, Some("interrupted by signal".into()))
@@ -229,6 +232,7 @@ async fn execute(
         host: url.host.clone(),
         port: url.port,
         run_id: run_id.to_owned(),
+        worker_id: config.worker_id.clone(),
         session_prefix: config.session_prefix.clone(),
         hello_token: config.token.clone(),
         tool: config.tool.clone(),
@@ -282,6 +286,20 @@ async fn execute(
     for _ in 0..config.conns {
         if ready_rx.recv().await.is_none() {
             break;
+        }
+    }
+    // A synchronized start across workers: everyone is connected; wait for the agreed instant.
+    if let Some(at) = config.start_at {
+        match at.duration_since(SystemTime::now()) {
+            Ok(wait) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = interrupt.cancelled() => {}
+                }
+            }
+            Err(late) => {
+                tracing::warn!(late = ?late.duration(), "--start-at has already passed; starting now")
+            }
         }
     }
     let start = Instant::now();

@@ -64,6 +64,47 @@ pub struct Histograms {
     pub pong: Histogram<u64>,
 }
 
+impl Histograms {
+    /// Every histogram with its name in the result file.
+    pub fn named(&self) -> [(&'static str, &Histogram<u64>); 13] {
+        [
+            ("latency", &self.latency),
+            ("service", &self.service),
+            ("connect", &self.connect),
+            ("tcp", &self.tcp),
+            ("tls", &self.tls),
+            ("upgrade", &self.upgrade),
+            ("hello", &self.hello),
+            ("ack", &self.ack),
+            ("first_chunk", &self.first_chunk),
+            ("schedule_lag", &self.schedule_lag),
+            ("client_lag", &self.client_lag),
+            ("reconnect", &self.reconnect),
+            ("pong", &self.pong),
+        ]
+    }
+
+    /// The histogram stored under `name`, for filling from a result file.
+    pub fn by_name_mut(&mut self, name: &str) -> Option<&mut Histogram<u64>> {
+        Some(match name {
+            "latency" => &mut self.latency,
+            "service" => &mut self.service,
+            "connect" => &mut self.connect,
+            "tcp" => &mut self.tcp,
+            "tls" => &mut self.tls,
+            "upgrade" => &mut self.upgrade,
+            "hello" => &mut self.hello,
+            "ack" => &mut self.ack,
+            "first_chunk" => &mut self.first_chunk,
+            "schedule_lag" => &mut self.schedule_lag,
+            "client_lag" => &mut self.client_lag,
+            "reconnect" => &mut self.reconnect,
+            "pong" => &mut self.pong,
+            _ => return None,
+        })
+    }
+}
+
 impl Default for Histograms {
     fn default() -> Self {
         Histograms {

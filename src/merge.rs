@@ -1,0 +1,411 @@
+//! `wsbench merge`: many workers' result files, one verdict. Histograms are added (exact
+//! percentiles, never averaged ones), counters summed, per-second timelines aligned on
+//! wall-clock seconds, and the thresholds applied again to the whole.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{MergeArgs, RunArgs};
+use crate::config::{RunConfig, Target, WsUrl};
+use crate::error::ConfigError;
+use crate::gate;
+use crate::outcome::Outcome;
+use crate::report::json::{SCHEMA_VERSION, decode_histogram};
+use crate::run::RunResult;
+use crate::run::sample::{Counts, Resilience, Tally};
+use crate::run::selfcheck::ClientCheck;
+use crate::stats::recorder::{Histograms, Second};
+use crate::stats::summary::{ConnRow, Mode, Summary, percentile_ms};
+
+/// One worker of a merge, as the per-worker table shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRow {
+    pub worker_id: String,
+    pub run_id: String,
+    pub file: String,
+    pub throughput_rps: f64,
+    pub sent: u64,
+    pub succeeded: u64,
+    pub error_rate: f64,
+    pub p99_ms: Option<f64>,
+    /// When this worker's measured window began, relative to the earliest worker's.
+    pub start_offset_ms: f64,
+    pub saturated: bool,
+}
+
+/// The parts of a result file a merge reads.
+#[derive(Debug, Deserialize)]
+struct ResultFile {
+    run_id: String,
+    #[serde(default)]
+    worker_id: String,
+    target: String,
+    embedded: bool,
+    started_at: String,
+    duration_s: f64,
+    #[serde(default)]
+    rate: Option<RateIn>,
+    settings: SettingsIn,
+    counts: Counts,
+    warmup: WarmupIn,
+    errors_by_code: BTreeMap<String, u64>,
+    conn_errors_by_code: BTreeMap<String, u64>,
+    close_codes: BTreeMap<String, u64>,
+    connections: ConnectionsIn,
+    per_connection: PerConnIn,
+    timeline: Vec<TimelineIn>,
+    histograms: BTreeMap<String, String>,
+    resilience: Resilience,
+    client: ClientIn,
+    #[serde(default)]
+    workers: Vec<WorkerRow>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RateIn {
+    target_rps: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct SettingsIn {
+    conns: u32,
+    inflight: u32,
+    tool: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct WarmupIn {
+    duration_s: f64,
+    counts: Counts,
+}
+
+#[derive(Debug, Deserialize)]
+struct ConnectionsIn {
+    opened: u64,
+    failed: u64,
+    failures: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PerConnIn {
+    connections: Vec<ConnRowIn>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ConnRowIn {
+    sent: u64,
+    succeeded: u64,
+    failed: u64,
+    p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TimelineIn {
+    second: usize,
+    sent: u64,
+    succeeded: u64,
+    failed: u64,
+    timed_out: u64,
+    lost: u64,
+    open_conns: u32,
+    #[serde(default)]
+    histogram: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClientIn {
+    saturated: bool,
+    #[serde(default)]
+    reasons: Vec<String>,
+    cpu_ms: f64,
+    #[serde(default)]
+    peak_rss_mb: f64,
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> ConfigError {
+    ConfigError::File {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn load(path: &Path) -> Result<ResultFile, ConfigError> {
+    let text = std::fs::read(path).map_err(|e| bad(path, e.to_string()))?;
+    let probe: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
+        bad(
+            path,
+            format!("not a whole wsbench result (damaged or truncated?): {e}"),
+        )
+    })?;
+    match probe.get("schema_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+        Some(v) => {
+            return Err(bad(
+                path,
+                format!("schema_version {v}; this wsbench reads {SCHEMA_VERSION}"),
+            ));
+        }
+        None => return Err(bad(path, "no schema_version: not a wsbench result")),
+    }
+    serde_json::from_value(probe).map_err(|e| bad(path, format!("not a wsbench result: {e}")))
+}
+
+fn time(path: &Path, s: &str) -> Result<SystemTime, ConfigError> {
+    humantime::parse_rfc3339_weak(s).map_err(|e| bad(path, format!("bad started_at: {e}")))
+}
+
+fn hist(path: &Path, text: &str) -> Result<Histogram<u64>, ConfigError> {
+    decode_histogram(text).map_err(|e| bad(path, format!("{e:#}")))
+}
+
+fn add(into: &mut Histogram<u64>, from: &Histogram<u64>, path: &Path) -> Result<(), ConfigError> {
+    into.add(from)
+        .map_err(|e| bad(path, format!("histogram does not merge: {e:?}")))
+}
+
+fn add_all<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
+    for (k, v) in from {
+        *into.entry(k.clone()).or_default() += v;
+    }
+}
+
+/// Merges the files into one result, judged against `config`'s thresholds.
+pub fn merge(files: &[PathBuf], mut config: RunConfig) -> Result<RunResult, ConfigError> {
+    let loaded: Vec<(PathBuf, ResultFile)> = files
+        .iter()
+        .map(|p| load(p).map(|r| (p.clone(), r)))
+        .collect::<Result<_, _>>()?;
+    let starts: Vec<SystemTime> = loaded
+        .iter()
+        .map(|(p, r)| time(p, &r.started_at))
+        .collect::<Result<_, _>>()?;
+    let base = *starts
+        .iter()
+        .min()
+        .expect("clap requires at least one file");
+    let end = loaded
+        .iter()
+        .zip(&starts)
+        .map(|((_, r), s)| *s + Duration::from_secs_f64(r.duration_s.max(0.0)))
+        .max()
+        .unwrap_or(base);
+
+    let mut histograms = Histograms::default();
+    let mut s = Summary {
+        target: String::new(),
+        embedded: false,
+        mode: Mode::Closed,
+        duration: end.duration_since(base).unwrap_or_default(),
+        send_window: Duration::ZERO,
+        counts: Counts::default(),
+        warmup: Counts::default(),
+        warmup_duration: Duration::ZERO,
+        errors_by_code: BTreeMap::new(),
+        conn_errors_by_code: BTreeMap::new(),
+        close_codes: BTreeMap::new(),
+        connections_opened: 0,
+        connections_failed: 0,
+        setup_failures: BTreeMap::new(),
+        hello_rejected: false,
+        per_conn: Vec::new(),
+        histograms: Histograms::default(),
+        seconds: Vec::new(),
+        resilience: Resilience::default(),
+        reconnect_failures: BTreeMap::new(),
+        transitions: Vec::new(),
+        unavailable: Duration::ZERO,
+        measured_from: std::time::Instant::now(),
+        started_at: base,
+        interrupted: false,
+        client: ClientCheck::default(),
+    };
+    let mut workers = Vec::new();
+    let mut targets = std::collections::BTreeSet::new();
+    let mut target_rps = 0.0;
+    let (mut conns, mut cpu_ms, mut rss) = (0u32, 0.0, 0.0f64);
+    for ((path, r), start) in loaded.iter().zip(&starts) {
+        targets.insert(r.target.clone());
+        s.embedded |= r.embedded;
+        s.counts += &r.counts;
+        s.warmup += &r.warmup.counts;
+        s.warmup_duration = s
+            .warmup_duration
+            .max(Duration::from_secs_f64(r.warmup.duration_s.max(0.0)));
+        add_all(&mut s.errors_by_code, &r.errors_by_code);
+        add_all(&mut s.conn_errors_by_code, &r.conn_errors_by_code);
+        for (code, n) in &r.close_codes {
+            let code: u16 = code
+                .parse()
+                .map_err(|_| bad(path, format!("bad close code '{code}'")))?;
+            *s.close_codes.entry(code).or_default() += n;
+        }
+        add_all(&mut s.setup_failures, &r.connections.failures);
+        s.connections_opened += r.connections.opened;
+        s.connections_failed += r.connections.failed;
+        s.resilience += &r.resilience;
+        if let Some(rate) = &r.rate {
+            target_rps += rate.target_rps;
+        }
+        conns += r.settings.conns;
+        cpu_ms += r.client.cpu_ms;
+        rss = rss.max(r.client.peak_rss_mb);
+        if r.client.saturated {
+            s.client.saturated = true;
+            let who = if r.worker_id.is_empty() {
+                &r.run_id
+            } else {
+                &r.worker_id
+            };
+            s.client.reasons.extend(
+                r.client
+                    .reasons
+                    .iter()
+                    .map(|x| format!("worker {who}: {x}")),
+            );
+        }
+        for (name, text) in &r.histograms {
+            if let Some(h) = histograms.by_name_mut(name) {
+                add(h, &hist(path, text)?, path)?;
+            }
+        }
+        // Align on wall-clock seconds: this worker's second i is the merge's second i + offset.
+        let offset = start
+            .duration_since(base)
+            .unwrap_or_default()
+            .as_secs_f64()
+            .round() as usize;
+        for t in &r.timeline {
+            let i = t.second + offset;
+            if s.seconds.len() <= i {
+                s.seconds.resize_with(i + 1, Second::default);
+            }
+            let sec = &mut s.seconds[i];
+            sec.tally += &Tally {
+                sent: t.sent,
+                succeeded: t.succeeded,
+                failed: t.failed,
+                timed_out: t.timed_out,
+                lost: t.lost,
+            };
+            sec.open_conns += t.open_conns;
+            if !t.histogram.is_empty() {
+                let h = hist(path, &t.histogram)?;
+                let _ = sec.latency.add(&h);
+            }
+        }
+        let secs = r.duration_s.max(1e-9);
+        for c in &r.per_connection.connections {
+            s.per_conn.push(ConnRow {
+                id: s.per_conn.len() as u32,
+                sent: c.sent,
+                succeeded: c.succeeded,
+                failed: c.failed,
+                rps: c.succeeded as f64 / secs,
+                p99_ms: c.p99_ms,
+                starved: false,
+            });
+        }
+        let latency = r
+            .histograms
+            .get("latency")
+            .map(|t| hist(path, t))
+            .transpose()?;
+        let errors = r.counts.failed + r.counts.timed_out + r.counts.lost;
+        workers.push(WorkerRow {
+            worker_id: r.worker_id.clone(),
+            run_id: r.run_id.clone(),
+            file: path.display().to_string(),
+            throughput_rps: r.counts.succeeded as f64 / secs,
+            sent: r.counts.sent,
+            succeeded: r.counts.succeeded,
+            error_rate: if r.counts.sent > 0 {
+                errors as f64 / r.counts.sent as f64
+            } else {
+                0.0
+            },
+            p99_ms: latency
+                .filter(|h| !h.is_empty())
+                .map(|h| percentile_ms(&h, 99.0)),
+            start_offset_ms: start.duration_since(base).unwrap_or_default().as_secs_f64() * 1e3,
+            saturated: r.client.saturated,
+        });
+        // A merge of merges keeps the original workers.
+        workers.extend(r.workers.iter().cloned());
+    }
+    s.histograms = histograms;
+    s.send_window = s.duration;
+    if target_rps > 0.0 {
+        s.mode = Mode::Open { target_rps };
+    }
+    if let Some((_, median, _)) = s.per_conn_spread() {
+        for row in &mut s.per_conn {
+            row.starved = (row.succeeded as f64) < 0.1 * median as f64;
+        }
+    }
+    s.client.cpu_ms = cpu_ms;
+    s.client.peak_rss_mb = rss;
+    s.client.cores = 0;
+    s.target = if targets.len() == 1 {
+        targets.into_iter().next().unwrap_or_default()
+    } else {
+        format!("{} targets", targets.len())
+    };
+
+    let first = &loaded[0].1;
+    config.conns = conns;
+    config.inflight = first.settings.inflight;
+    config.tool = first.settings.tool.clone();
+    config.duration = s.duration;
+    config.requests = None;
+    config.worker_id = "merged".into();
+    config.target = match WsUrl::parse(&s.target) {
+        Ok(u) => Target::Url(u),
+        Err(_) => config.target,
+    };
+    let verdicts = gate::evaluate(&s, &config.thresholds);
+    let (outcome, reason) = crate::run::judge(&s, &verdicts);
+    Ok(RunResult {
+        config,
+        run_id: format!("merge-of-{}", loaded.len()),
+        summary: s,
+        verdicts,
+        outcome,
+        reason,
+        server: None,
+        workers,
+    })
+}
+
+/// The `merge` subcommand.
+pub fn main(args: &MergeArgs) -> anyhow::Result<Outcome> {
+    // The gate and the outputs resolve exactly as `run` resolves them.
+    let run_args = RunArgs {
+        config: args.config.clone(),
+        no_gate: args.no_gate,
+        threshold: args.threshold.clone(),
+        min_rps: args.min_rps.clone(),
+        max_p50: args.max_p50.clone(),
+        max_p99: args.max_p99.clone(),
+        max_p999: args.max_p999.clone(),
+        max_connect_p99: args.max_connect_p99.clone(),
+        max_error_rate: args.max_error_rate.clone(),
+        max_unavailable: args.max_unavailable.clone(),
+        output: args.output.clone(),
+        json: args.json.clone(),
+        junit: args.junit.clone(),
+        html: args.html.clone(),
+        progress: Some("off".into()),
+        ..RunArgs::default()
+    };
+    let config = RunConfig::from_args(&run_args)?;
+    for target in config.outputs.targets() {
+        crate::report::check_writable(Some(target))?;
+    }
+    let result = merge(&args.files, config)?;
+    crate::report::emit_all(&result)?;
+    Ok(result.outcome)
+}
