@@ -42,6 +42,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Run the reference server.
     Serve(Box<ServeArgs>),
+    /// Find the highest request rate the server sustains while the thresholds hold (default:
+    /// response-time p99 < 5ms and no errors), by bisecting the open-loop rate.
+    Capacity(Box<CapacityArgs>),
     /// Merge result files of many workers into one verdict: histograms are added exactly,
     /// counters summed, timelines aligned on wall-clock seconds, thresholds applied again.
     Merge(Box<MergeArgs>),
@@ -318,6 +321,13 @@ pub struct ServeArgs {
     /// Ping every connection this often (pongs are counted).
     #[arg(long)]
     pub ping_interval: Option<String>,
+    /// Work on at most N calls at once, server-wide; the rest queue. With --delay D the
+    /// server's capacity is exactly N/D calls per second (a known knee for `wsbench capacity`).
+    #[arg(long, value_name = "N")]
+    pub max_inflight: Option<String>,
+    /// Share of echo replies whose text is corrupted (for response validation).
+    #[arg(long)]
+    pub corrupt_rate: Option<String>,
     /// Largest frame or message accepted from a client. Default 16MiB.
     #[arg(long, value_name = "BYTES")]
     pub max_message_size: Option<String>,
@@ -330,6 +340,28 @@ pub struct ServeArgs {
     /// Read settings from this TOML file's [serve] table.
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+/// `wsbench capacity` flags: the search, plus every `run` flag for each step.
+#[derive(Debug, Default, Args)]
+pub struct CapacityArgs {
+    /// Lowest rate to try (requests/s, e.g. 1k).
+    #[arg(long, default_value = "1000")]
+    pub min_rate: String,
+    /// Highest rate to try.
+    #[arg(long, default_value = "100k")]
+    pub max_rate: String,
+    /// How long each step is measured.
+    #[arg(long, default_value = "5s")]
+    pub step_duration: String,
+    /// Warmup before each step's measurement.
+    #[arg(long, default_value = "1s")]
+    pub step_warmup: String,
+    /// Stop when the answer is known within this share (e.g. 2%).
+    #[arg(long, default_value = "2%")]
+    pub precision: String,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// `wsbench merge` flags: the files, and the gate and outputs as `run` has them.

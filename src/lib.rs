@@ -5,6 +5,7 @@
 //! latency recorded in `stats/recorder.rs`; thresholds checked in `gate/`; output formats in
 //! `report/`, one file each; the reference server in `serve/`; exit codes in `outcome.rs`.
 
+pub mod capacity;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -33,6 +34,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Run(args) => run::main(RunConfig::from_args(&args)?).await,
         Command::Serve(args) => serve::main(ServeConfig::from_args(&args)?).await,
         Command::Merge(args) => merge::main(&args),
+        Command::Capacity(args) => capacity::main(&args).await,
         Command::Config(cli::ConfigCommand::Show(args)) => meta::config_show(&args),
         Command::Completions { shell } => meta::completions(shell),
         Command::Man => meta::man(),

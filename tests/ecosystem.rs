@@ -379,3 +379,65 @@ fn help_shows_examples_and_exit_codes() {
         "{text}"
     );
 }
+
+#[test]
+fn every_setting_flag_has_a_profile_key() {
+    use clap::CommandFactory as _;
+    // Flags that are not settings: the profile itself, secrets, switches that only negate.
+    let not_keys = [
+        "config",
+        "token",
+        "no-gate",
+        "header",
+        "threshold",
+        "session-delay",
+    ];
+    let cli = wsbench::cli::Cli::command();
+    for (sub, table) in [("run", None), ("serve", Some("serve"))] {
+        let cmd = cli.find_subcommand(sub).unwrap();
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if not_keys.contains(&long) || long == "help" {
+                continue;
+            }
+            let key = long.replace('-', "_");
+            let (dir, _) = temp_path("x");
+            let profile = dir.path().join("p.toml");
+            let section = table.unwrap_or_else(|| {
+                if key.starts_with("max_") || key.starts_with("min_") {
+                    "thresholds"
+                } else if [
+                    "reconnect",
+                    "backoff_base",
+                    "backoff_max",
+                    "ping_interval",
+                    "pong_timeout",
+                    "retry_after",
+                ]
+                .contains(&key.as_str())
+                    || key.starts_with("breaker")
+                {
+                    "resilience"
+                } else {
+                    "run"
+                }
+            });
+            let section = if section == "thresholds" && key == "max_frame_size" {
+                "run"
+            } else {
+                section
+            };
+            std::fs::write(&profile, format!("[{section}]\n{key} = \"@@probe@@\"\n")).unwrap();
+            let out = wsbench()
+                .args(["config", "show", "--config"])
+                .arg(&profile)
+                .output()
+                .unwrap();
+            let err = out_str(&out.stderr);
+            assert!(
+                !err.contains("unknown config key"),
+                "{sub} --{long} has no key {section}.{key}: {err}"
+            );
+        }
+    }
+}

@@ -87,25 +87,25 @@ fn a_percentile_from_too_few_samples_is_inconclusive() {
 }
 
 #[test]
-fn a_saturated_client_makes_a_failure_inconclusive_but_a_pass_stays_a_pass() {
-    // Two connections cannot send two million requests a second: the pacer falls behind.
-    let base = [
-        "run",
-        "--embedded",
-        "-c",
-        "2",
-        "-d",
-        "1s",
-        "--rate",
-        "2M",
-        "--progress",
-        "off",
-        "--timeout",
-        "30s",
-    ];
+fn backpressure_from_a_slow_server_is_not_blamed_on_the_client() {
+    // Two connections cannot get two million requests a second through: the windows fill
+    // behind the server. That is the server's limit, so a failure is a plain failure (exit 1).
     let (_dir, json) = temp_path("r.json");
     let out = wsbench()
-        .args(base)
+        .args([
+            "run",
+            "--embedded",
+            "-c",
+            "2",
+            "-d",
+            "1s",
+            "--rate",
+            "2M",
+            "--progress",
+            "off",
+            "--timeout",
+            "30s",
+        ])
         .args([
             "--min-rps",
             "1",
@@ -120,40 +120,17 @@ fn a_saturated_client_makes_a_failure_inconclusive_but_a_pass_stays_a_pass() {
         .arg(&json)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(4), "{}", out_str(&out.stdout));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert_eq!(v["verdict"], "inconclusive");
-    assert_eq!(v["client"]["saturated"], true);
+    let rate = &v["rate"];
     assert!(
-        v["reason"]
-            .as_str()
-            .unwrap()
-            .contains("client was the bottleneck"),
-        "{}",
-        v["reason"]
+        rate["achieved_send_rps"].as_f64().unwrap() < 0.5 * rate["target_rps"].as_f64().unwrap()
     );
-
-    let out = wsbench()
-        .args(base)
-        .args([
-            "--min-rps",
-            "1",
-            "--max-connect-p99",
-            "10s",
-            "--max-error-rate",
-            "100%",
-            "--max-p99",
-            "1h",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "a pass under saturation is still a pass: {}",
-        out_str(&out.stdout)
-    );
-    assert!(out_str(&out.stdout).contains("the client may have been the bottleneck"));
+    if v["client"]["saturated"] == false {
+        assert_eq!(out.status.code(), Some(1), "{}", out_str(&out.stdout));
+    } else {
+        // A noisy machine can genuinely saturate the client; then 4 is the honest answer.
+        assert_eq!(out.status.code(), Some(4));
+    }
 }
 
 #[test]

@@ -140,6 +140,8 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
             progress: switch(args.progress, "--progress")?,
             stream: count(&args.stream, "--stream")?.map_or(0, |n| n.min(10_000) as u32),
             ping_interval: get(r, &args.ping_interval, "--ping-interval", positive_duration)?,
+            max_inflight: count(&args.max_inflight, "--max-inflight")?,
+            corrupt_rate: ratio(&args.corrupt_rate, "--corrupt-rate")?,
         },
         ..d
     })

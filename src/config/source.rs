@@ -41,6 +41,10 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "html",
             "plot",
             "hdr_log",
+            "bind_ip",
+            "max_frame_size",
+            "worker_id",
+            "start_at",
         ],
     ),
     (
@@ -89,6 +93,9 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "progress",
             "stream",
             "ping_interval",
+            "max_message_size",
+            "max_inflight",
+            "corrupt_rate",
         ],
     ),
     (

@@ -2,6 +2,7 @@
 //! files; this module owns the targets (`-` = stdout) and writes files whole (temp file +
 //! rename) or not at all. One file per format: `text.rs`, `json.rs`.
 
+pub mod capacity;
 pub mod hdrlog;
 pub mod html;
 pub mod json;
@@ -17,9 +18,9 @@ use anyhow::Context as _;
 use crate::config::StdoutMode;
 use crate::run::RunResult;
 
-/// Renders a finished run in one format.
-pub trait Reporter {
-    fn render(&self, result: &RunResult) -> anyhow::Result<Vec<u8>>;
+/// Renders a finished run (or, for `capacity`, a search) in one format.
+pub trait Reporter<R = RunResult> {
+    fn render(&self, result: &R) -> anyhow::Result<Vec<u8>>;
 }
 
 /// Prints what stdout should show and writes every requested file.
@@ -70,7 +71,7 @@ pub fn verdict_line(r: &RunResult) -> String {
     )
 }
 
-fn write_stderr(bytes: &[u8]) {
+pub(crate) fn write_stderr(bytes: &[u8]) {
     let _ = std::io::stderr().lock().write_all(bytes);
 }
 
@@ -83,7 +84,7 @@ pub fn emit(target: &str, bytes: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|_| out.flush()) {
         // A closed pipe (`wsbench run | head`) is the reader's choice, not an error.

@@ -451,3 +451,58 @@ fn unavailable(
     }
     total
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::Verdict;
+
+    fn verdict(passed: bool, inconclusive: Option<&str>) -> Verdict {
+        Verdict {
+            metric: "p99",
+            limit: 5.0,
+            measured: Some(if passed { 1.0 } else { 9.0 }),
+            passed,
+            condition: "p99 < 5.00 ms".into(),
+            measured_text: "x".into(),
+            inconclusive: inconclusive.map(str::to_owned),
+        }
+    }
+
+    fn summary(saturated: bool) -> Summary {
+        let mut s = Summary::build(
+            "ws://x".into(),
+            false,
+            Mode::Closed,
+            std::time::Duration::from_secs(1),
+            &[sample::ConnReport::default()],
+            Recorder::default(),
+        );
+        s.client.saturated = saturated;
+        s.client.reasons = vec!["client CPU at 97% of its 2 cores".into()];
+        s
+    }
+
+    #[test]
+    fn a_failure_under_a_saturated_client_is_inconclusive_and_a_pass_stays_a_pass() {
+        let (o, why) = judge(&summary(true), &[verdict(false, None)]);
+        assert_eq!(o, Outcome::Inconclusive);
+        assert!(why.unwrap().contains("client was the bottleneck"));
+        assert_eq!(
+            judge(&summary(true), &[verdict(true, None)]).0,
+            Outcome::Passed
+        );
+        assert_eq!(
+            judge(&summary(false), &[verdict(false, None)]).0,
+            Outcome::ThresholdFailed
+        );
+        let (o, why) = judge(
+            &summary(false),
+            &[verdict(false, Some("p99.9 from 12 samples"))],
+        );
+        assert_eq!(
+            (o, why.as_deref()),
+            (Outcome::Inconclusive, Some("p99.9 from 12 samples"))
+        );
+    }
+}

@@ -50,12 +50,20 @@ pub struct FaultConfig {
     pub stream: u32,
     /// Ping every connection this often.
     pub ping_interval: Option<Duration>,
+    /// At most this many calls are worked on at once, server-wide; the rest queue. With a
+    /// `delay`, capacity is exactly `max_inflight / delay` calls per second.
+    pub max_inflight: Option<u64>,
+    /// Share of `echo` replies whose text is corrupted (no longer the arguments).
+    pub corrupt_rate: f64,
 }
 
 impl FaultConfig {
     /// Whether any reply can be delayed (and the delay thread is needed).
     pub fn delays_replies(&self) -> bool {
-        !self.delay.is_zero() || !self.jitter.is_zero() || !self.session_delays.is_empty()
+        !self.delay.is_zero()
+            || !self.jitter.is_zero()
+            || !self.session_delays.is_empty()
+            || self.max_inflight.is_some()
     }
 }
 
@@ -66,6 +74,8 @@ pub struct Faults {
     started: Instant,
     scheduler: Option<Mutex<std_mpsc::Sender<Delayed>>>,
     next_conn: std::sync::atomic::AtomicU64,
+    /// `--max-inflight`: when each simulated worker is next free (a min-heap).
+    workers: Option<Mutex<BinaryHeap<Reverse<Instant>>>>,
 }
 
 /// A reply to deliver to a connection at `due`.
@@ -85,11 +95,16 @@ impl Faults {
         let scheduler = config
             .delays_replies()
             .then(|| Mutex::new(spawn_scheduler()));
+        let now = Instant::now();
+        let workers = config
+            .max_inflight
+            .map(|n| Mutex::new((0..n.max(1)).map(|_| Reverse(now)).collect()));
         Faults {
             config,
-            started: Instant::now(),
+            started: now,
             scheduler,
             next_conn: Default::default(),
+            workers,
         }
     }
 
@@ -107,6 +122,20 @@ impl Faults {
             extra_delay: Duration::ZERO,
             calls: 0,
         }
+    }
+
+    /// When a call that arrives at `now` and takes `work` is done. Without a worker limit that
+    /// is `now + work`; with one, the call waits for the first worker to come free (FIFO), so
+    /// the server's capacity is `workers / work` by construction.
+    pub fn finish_time(&self, now: Instant, work: Duration) -> Instant {
+        let Some(workers) = &self.workers else {
+            return now + work;
+        };
+        let mut heap = workers.lock().unwrap_or_else(|e| e.into_inner());
+        let Reverse(free_at) = heap.pop().unwrap_or(Reverse(now));
+        let done = free_at.max(now) + work;
+        heap.push(Reverse(done));
+        done
     }
 
     /// The outage window, if one is configured: (start, end).
@@ -175,6 +204,8 @@ pub struct CallFaults {
     pub duplicate: bool,
     /// Close (1011) once this call's reply is out.
     pub disconnect: bool,
+    /// Corrupt an echo reply's text.
+    pub corrupt: bool,
     /// Stop serving this connection after this call.
     pub freeze: bool,
 }
@@ -198,7 +229,9 @@ impl ConnFaults {
         let error = roll(config.error_rate);
         let malformed = roll(config.malformed_rate);
         let duplicate = roll(config.duplicate_rate);
+        let corrupt = roll(config.corrupt_rate);
         CallFaults {
+            corrupt,
             drop,
             error: error && !drop,
             malformed,
@@ -306,6 +339,26 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_millis(10));
         assert_eq!(rx.blocking_recv(), Some(2));
         assert!(t0.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn a_worker_limit_queues_calls_first_come_first_served() {
+        let f = Faults::new(FaultConfig {
+            delay: Duration::from_millis(10),
+            max_inflight: Some(2),
+            ..FaultConfig::default()
+        });
+        let t0 = Instant::now();
+        let ms = |n| Duration::from_millis(n);
+        let done: Vec<_> = (0..5)
+            .map(|_| f.finish_time(t0, ms(10)).duration_since(t0))
+            .collect();
+        // Two workers: 2 calls finish at 10 ms, 2 at 20 ms, 1 at 30 ms.
+        let mut sorted = done.clone();
+        sorted.sort();
+        assert!(sorted[0] >= ms(10) && sorted[1] < ms(11));
+        assert!(sorted[2] >= ms(20) && sorted[3] < ms(21));
+        assert!(sorted[4] >= ms(30));
     }
 
     #[test]

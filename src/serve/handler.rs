@@ -418,6 +418,14 @@ impl Connection {
             self.shared.stats.injected(Fault::Dropped);
             return None;
         }
+        if f.corrupt
+            && let Some((text, _)) = out.frames.last_mut()
+            && text.as_str().contains(r#""outputs""#)
+        {
+            // Still a well-formed success; only the content is wrong, as a buggy tool's would be.
+            *text = protocol::result_frame(id, r#"{"corrupted":true}"#).into();
+            self.shared.stats.injected(Fault::Corrupted);
+        }
         if f.error {
             let reply = serde_json::json!({
                 "op": "call_tool_res",
@@ -481,7 +489,8 @@ impl Connection {
         if !config.delays_replies() || out.is_replay() {
             return Some(out);
         }
-        let due = Instant::now() + self.faults.reply_delay(config);
+        let work = self.faults.reply_delay(config);
+        let due = self.shared.faults.finish_time(Instant::now(), work);
         self.shared
             .faults
             .deliver_at(due, self.delayed_tx.clone(), out);

@@ -44,6 +44,7 @@ struct Injected {
     down_refused: AtomicU64,
     pings_sent: AtomicU64,
     pongs_received: AtomicU64,
+    corrupted: AtomicU64,
 }
 
 /// A kind of injected fault, for [`ServerStats::injected`].
@@ -60,6 +61,7 @@ pub enum Fault {
     DownRefused,
     PingSent,
     PongReceived,
+    Corrupted,
 }
 
 /// Injected-fault counters in a snapshot.
@@ -85,6 +87,9 @@ pub struct InjectedSnapshot {
     pub down_refused: u64,
     pub pings_sent: u64,
     pub pongs_received: u64,
+    /// Echo replies whose text was corrupted (`--corrupt-rate`).
+    #[serde(default)]
+    pub corrupted: u64,
 }
 
 /// A point-in-time copy of [`ServerStats`]; the `--stats-file` and `stats_res` format.
@@ -200,6 +205,7 @@ impl ServerStats {
             Fault::DownRefused => &i.down_refused,
             Fault::PingSent => &i.pings_sent,
             Fault::PongReceived => &i.pongs_received,
+            Fault::Corrupted => &i.corrupted,
         };
         c.fetch_add(1, Relaxed);
     }
@@ -252,6 +258,7 @@ impl ServerStats {
                     down_refused: i.down_refused.load(Relaxed),
                     pings_sent: i.pings_sent.load(Relaxed),
                     pongs_received: i.pongs_received.load(Relaxed),
+                    corrupted: i.corrupted.load(Relaxed),
                 }
             },
         }

@@ -1,0 +1,304 @@
+//! `wsbench capacity`: the highest request rate at which the thresholds still hold. Each step
+//! is a full open-loop run (so queueing counts) with its own warmup; the rate is bisected
+//! between `--min-rate` and `--max-rate` until the answer is known within `--precision`. A
+//! step where the client itself saturated is never called sustainable.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::CapacityArgs;
+use crate::config::RunConfig;
+use crate::error::ConfigError;
+use crate::gate::{Metric, Verdict};
+use crate::outcome::Outcome;
+use crate::run::pacer::RateSchedule;
+use crate::units;
+
+/// One step of the search.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// The rate asked for, requests/s.
+    pub rate: f64,
+    /// The rate sent.
+    pub achieved: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub error_rate: f64,
+    /// The thresholds held and the client was not saturated.
+    pub sustainable: bool,
+    /// The client was the bottleneck at this step.
+    pub client_saturated: bool,
+    /// What failed, in words.
+    pub failed: Vec<String>,
+}
+
+/// The search and its answer.
+#[derive(Debug, Clone)]
+pub struct CapacityResult {
+    pub target: String,
+    pub config: RunConfig,
+    pub steps: Vec<Step>,
+    /// The highest sustainable rate found; `None` when even `--min-rate` fails.
+    pub answer: Option<f64>,
+    pub min_rate: f64,
+    pub max_rate: f64,
+    pub precision: f64,
+    /// The conditions each step was judged by.
+    pub conditions: Vec<String>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+}
+
+/// The search's settings, validated.
+#[derive(Debug, Clone, Copy)]
+struct Search {
+    min: f64,
+    max: f64,
+    precision: f64,
+    step: Duration,
+    warmup: Duration,
+}
+
+fn invalid(name: &str, value: &str, reason: String) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.into(),
+        value: value.into(),
+        reason,
+    }
+}
+
+fn search_of(args: &CapacityArgs) -> Result<Search, ConfigError> {
+    let rate = |name: &str, v: &str| match units::parse_count(v.trim_end_matches("/s")) {
+        Ok(r) if r > 0.0 => Ok(r),
+        Ok(_) => Err(invalid(name, v, "must be above 0".into())),
+        Err(e) => Err(invalid(name, v, e)),
+    };
+    let dur = |name: &str, v: &str| units::parse_duration(v).map_err(|e| invalid(name, v, e));
+    let s = Search {
+        min: rate("--min-rate", &args.min_rate)?,
+        max: rate("--max-rate", &args.max_rate)?,
+        precision: units::parse_ratio(&args.precision)
+            .map_err(|e| invalid("--precision", &args.precision, e))?,
+        step: dur("--step-duration", &args.step_duration)?,
+        warmup: dur("--step-warmup", &args.step_warmup)?,
+    };
+    if s.max <= s.min {
+        return Err(invalid(
+            "--max-rate",
+            &args.max_rate,
+            "must be above --min-rate".into(),
+        ));
+    }
+    if s.step.is_zero() {
+        return Err(invalid(
+            "--step-duration",
+            &args.step_duration,
+            "must be longer than 0".into(),
+        ));
+    }
+    if s.precision <= 0.0 {
+        return Err(invalid(
+            "--precision",
+            &args.precision,
+            "must be above 0".into(),
+        ));
+    }
+    let r = &args.run;
+    for (set, flag) in [
+        (r.rate.is_some(), "--rate"),
+        (r.stages.is_some(), "--stages"),
+        (r.duration.is_some(), "--duration"),
+        (r.requests.is_some(), "--requests"),
+        (r.warmup.is_some(), "--warmup"),
+        (r.junit.is_some(), "--junit"),
+        (r.plot.is_some(), "--plot"),
+        (r.hdr_log.is_some(), "--hdr-log"),
+    ] {
+        if set {
+            return Err(ConfigError::Rejected {
+                name: flag.into(),
+                reason: "capacity sets the rate and the step length itself (see --min-rate, --step-duration)".into(),
+            });
+        }
+    }
+    Ok(s)
+}
+
+/// Runs one step at `rate`.
+async fn step(
+    base: &RunConfig,
+    s: &Search,
+    rate: f64,
+    interrupt: &CancellationToken,
+) -> anyhow::Result<Step> {
+    let mut config = base.clone();
+    config.schedule = Some(RateSchedule::constant(rate, s.step));
+    config.duration = s.step;
+    config.warmup = s.warmup;
+    config.requests = None;
+    let r = crate::run::run(config, interrupt.clone()).await?;
+    let sm = &r.summary;
+    let failed: Vec<String> = r
+        .verdicts
+        .iter()
+        .filter(|v| !v.passed)
+        .map(|v: &Verdict| format!("{} (measured {})", v.condition, v.measured_text))
+        .collect();
+    let ms = |p: f64| Some(sm.latency_ms(p)).filter(|v| v.is_finite());
+    let step = Step {
+        rate,
+        achieved: sm.send_rate(),
+        p50_ms: ms(50.0),
+        p99_ms: ms(99.0),
+        error_rate: sm.error_rate(),
+        sustainable: failed.is_empty() && !sm.client.saturated && r.outcome != Outcome::CouldNotRun,
+        client_saturated: sm.client.saturated,
+        failed,
+    };
+    eprintln!(
+        "capacity: {:>10.0}/s asked, {:>10.0}/s sent, p99 {} ms, errors {:.4}% -> {}",
+        step.rate,
+        step.achieved,
+        step.p99_ms.map_or("-".into(), units::fmt_ms),
+        step.error_rate * 100.0,
+        if step.sustainable {
+            "sustainable"
+        } else if step.client_saturated {
+            "client saturated"
+        } else {
+            "not sustainable"
+        }
+    );
+    if r.outcome == Outcome::CouldNotRun {
+        anyhow::bail!("{}", r.reason.unwrap_or_else(|| "could not run".into()));
+    }
+    Ok(step)
+}
+
+/// The search. Every step is recorded; the answer is the highest sustainable rate.
+pub async fn search(
+    args: &CapacityArgs,
+    interrupt: CancellationToken,
+) -> anyhow::Result<CapacityResult> {
+    let s = search_of(args)?;
+    let mut base = RunConfig::from_args(&args.run)?;
+    // Capacity judges latency and errors at each rate; a throughput floor or connection setup
+    // time would not say anything about the rate.
+    base.thresholds
+        .retain(|t| !matches!(t.metric, Metric::Rps | Metric::ConnectP99));
+    if base.thresholds.is_empty() {
+        anyhow::bail!(ConfigError::Rejected {
+            name: "--no-gate".into(),
+            reason: "capacity needs thresholds to judge each step".into(),
+        });
+    }
+    let conditions = base.thresholds.iter().map(|t| t.describe()).collect();
+    let per_step_outputs = std::mem::take(&mut base.outputs);
+    base.progress = crate::config::ProgressMode::Off;
+    base.stdout = crate::config::StdoutMode::Quiet;
+
+    let mut steps = Vec::new();
+    let run_step = |rate: f64| {
+        let base = &base;
+        let interrupt = &interrupt;
+        async move { step(base, &s, rate, interrupt).await }
+    };
+    let mut lo: Option<f64> = None;
+    let mut hi: Option<(f64, bool)> = None;
+    let first = run_step(s.min).await?;
+    let first_ok = first.sustainable;
+    let first_sat = first.client_saturated;
+    steps.push(first);
+    if first_ok {
+        lo = Some(s.min);
+        let top = run_step(s.max).await?;
+        if top.sustainable {
+            lo = Some(s.max);
+        } else {
+            hi = Some((s.max, top.client_saturated));
+        }
+        steps.push(top);
+        while let (Some(l), Some((h, _))) = (lo, hi) {
+            if (h - l) / l <= s.precision || interrupt.is_cancelled() {
+                break;
+            }
+            let mid = (l + h) / 2.0;
+            let st = run_step(mid).await?;
+            if st.sustainable {
+                lo = Some(mid);
+            } else {
+                hi = Some((mid, st.client_saturated));
+            }
+            steps.push(st);
+        }
+    } else {
+        hi = Some((s.min, first_sat));
+    }
+
+    let target = match &base.target {
+        crate::config::Target::Url(u) => u.url.clone(),
+        crate::config::Target::Embedded => "embedded reference server".into(),
+    };
+    let (outcome, reason) = if interrupt.is_cancelled() {
+        (
+            Outcome::Interrupted,
+            Some("interrupted by signal".to_owned()),
+        )
+    } else {
+        match (lo, hi) {
+            (_, Some((h, true))) => (
+                Outcome::Inconclusive,
+                Some(format!(
+                    "the client saturated at {h:.0}/s: the server may sustain more than the answer"
+                )),
+            ),
+            (None, _) => (
+                Outcome::ThresholdFailed,
+                Some(format!("even --min-rate {:.0}/s is not sustainable", s.min)),
+            ),
+            (Some(l), None) => (
+                Outcome::Passed,
+                Some(format!("sustainable up to --max-rate ({l:.0}/s) at least")),
+            ),
+            (Some(_), Some(_)) => (Outcome::Passed, None),
+        }
+    };
+    base.outputs = per_step_outputs;
+    base.stdout = crate::config::RunConfig::from_args(&args.run)?.stdout;
+    Ok(CapacityResult {
+        target,
+        config: base,
+        steps,
+        answer: lo,
+        min_rate: s.min,
+        max_rate: s.max,
+        precision: s.precision,
+        conditions,
+        outcome,
+        reason,
+    })
+}
+
+/// The `capacity` subcommand.
+pub async fn main(args: &CapacityArgs) -> anyhow::Result<Outcome> {
+    let run_config = RunConfig::from_args(&args.run)?;
+    search_of(args)?;
+    for target in run_config.outputs.targets() {
+        crate::report::check_writable(Some(target))?;
+    }
+    let interrupt = CancellationToken::new();
+    tokio::spawn({
+        let interrupt = interrupt.clone();
+        async move {
+            crate::signal::terminated().await;
+            interrupt.cancel();
+            crate::signal::terminated().await;
+            std::process::exit(i32::from(Outcome::Interrupted.code()));
+        }
+    });
+    let result = search(args, interrupt).await?;
+    crate::report::capacity::emit(&result)?;
+    Ok(result.outcome)
+}
