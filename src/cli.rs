@@ -212,6 +212,19 @@ pub struct RunArgs {
     /// gives another range of ephemeral ports when one address runs out.
     #[arg(long, value_name = "IP,...")]
     pub bind_ip: Option<String>,
+    /// Compare with a previous result file (from `run` or `merge`) and fail on a regression.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<String>,
+    /// How much worse than the baseline each metric may get. Default p99=+10%,rps=-5%.
+    #[arg(long, value_name = "p99=+10%,rps=-5%,...")]
+    pub max_regress: Option<String>,
+    /// Validate this share of successful replies (e.g. 1%): against --expect-output, or for
+    /// the echo tool, that the reply echoes the request's arguments.
+    #[arg(long, value_name = "RATIO")]
+    pub validate_sample: Option<String>,
+    /// JSON Schema the `outputs` of validated replies must match.
+    #[arg(long, value_name = "SCHEMA.json")]
+    pub expect_output: Option<String>,
     /// Read settings from this TOML file (see config/default.toml).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -405,6 +418,12 @@ pub struct MergeArgs {
     /// Write the HTML report.
     #[arg(long, value_name = "FILE")]
     pub html: Option<String>,
+    /// Compare the merged result with a previous result file.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<String>,
+    /// How much worse than the baseline each metric may get.
+    #[arg(long)]
+    pub max_regress: Option<String>,
 }
 
 /// `wsbench config` subcommands.

@@ -216,6 +216,7 @@ pub fn merge(files: &[PathBuf], mut config: RunConfig) -> Result<RunResult, Conf
         seconds: Vec::new(),
         resilience: Resilience::default(),
         reconnect_failures: BTreeMap::new(),
+        invalid_examples: Vec::new(),
         transitions: Vec::new(),
         unavailable: Duration::ZERO,
         measured_from: std::time::Instant::now(),
@@ -366,7 +367,9 @@ pub fn merge(files: &[PathBuf], mut config: RunConfig) -> Result<RunResult, Conf
         Ok(u) => Target::Url(u),
         Err(_) => config.target,
     };
-    let verdicts = gate::evaluate(&s, &config.thresholds);
+    let mut verdicts = gate::evaluate(&s, &config.thresholds);
+    let (baseline, regressions) = gate::baseline::check(&s, &config);
+    verdicts.extend(regressions);
     let (outcome, reason) = crate::run::judge(&s, &verdicts);
     Ok(RunResult {
         config,
@@ -377,6 +380,7 @@ pub fn merge(files: &[PathBuf], mut config: RunConfig) -> Result<RunResult, Conf
         reason,
         server: None,
         workers,
+        baseline,
     })
 }
 
@@ -399,6 +403,8 @@ pub fn main(args: &MergeArgs) -> anyhow::Result<Outcome> {
         junit: args.junit.clone(),
         html: args.html.clone(),
         progress: Some("off".into()),
+        baseline: args.baseline.clone(),
+        max_regress: args.max_regress.clone(),
         ..RunArgs::default()
     };
     let config = RunConfig::from_args(&run_args)?;

@@ -306,6 +306,17 @@ impl RequestTemplate {
         buf.push_str(&self.head);
         let _ = write!(buf, "{seq}");
         buf.push_str(&self.after_id);
+        self.push_args(seq, buf);
+        buf.push('}');
+    }
+
+    /// The arguments request `seq` was sent with (to check an echo against).
+    pub fn render_args(&self, seq: u64, buf: &mut String) {
+        buf.clear();
+        self.push_args(seq, buf);
+    }
+
+    fn push_args(&self, seq: u64, buf: &mut String) {
         for piece in &self.args {
             match piece {
                 Piece::Text(t) => buf.push_str(t),
@@ -318,7 +329,6 @@ impl RequestTemplate {
                 }
             }
         }
-        buf.push('}');
     }
 }
 

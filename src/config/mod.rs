@@ -199,7 +199,23 @@ pub struct RunConfig {
     pub embedded_server: ServeConfig,
     /// Empty when the gate is off.
     pub thresholds: Vec<Threshold>,
+    /// `--baseline`: a previous result and how much worse each metric may get.
+    pub baseline: Option<(
+        crate::gate::baseline::Baseline,
+        Vec<crate::gate::baseline::Tolerance>,
+    )>,
+    /// `--validate-sample`: the share of successful replies checked, and against what.
+    pub validation: Option<Validation>,
     pub gate: bool,
+}
+
+/// Response validation settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validation {
+    /// Share of successful replies checked (0, 1].
+    pub sample: f64,
+    /// JSON Schema for `outputs`; `None` = the echo check.
+    pub schema: Option<serde_json::Value>,
 }
 
 /// Everything `serve` needs, validated.

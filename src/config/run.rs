@@ -280,6 +280,60 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
 
     let gate = !args.no_gate && r.get_or(None, "--no-gate", th("gate"), "true", parse_bool)?;
     let thresholds = thresholds(args, r)?;
+    let baseline = match r.get(
+        args.baseline.as_deref(),
+        "--baseline",
+        th("baseline"),
+        |s| crate::gate::baseline::load(std::path::Path::new(s)),
+    )? {
+        Some(b) => {
+            let tolerances = r.get_or(
+                args.max_regress.as_deref(),
+                "--max-regress",
+                th("max_regress"),
+                "p99=+10%,rps=-5%",
+                crate::gate::baseline::parse_tolerances,
+            )?;
+            Some((b, tolerances))
+        }
+        None => None,
+    };
+    let tool_name_for_check = args.tool.clone().unwrap_or_else(|| "echo".into());
+    let schema = r.get(
+        args.expect_output.as_deref(),
+        "--expect-output",
+        run("expect_output"),
+        |s| {
+            let text = std::fs::read_to_string(s).map_err(|e| format!("cannot read '{s}': {e}"))?;
+            let schema: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+            jsonschema::validator_for(&schema)
+                .map_err(|e| format!("not a usable JSON Schema: {e}"))?;
+            Ok(schema)
+        },
+    )?;
+    let validation = match r.get(
+        args.validate_sample.as_deref(),
+        "--validate-sample",
+        run("validate_sample"),
+        |s| match units::parse_ratio(s)? {
+            v if v > 0.0 => Ok(v),
+            _ => Err("must be above 0".into()),
+        },
+    )? {
+        Some(sample) => {
+            if schema.is_none() && tool_name_for_check != "echo" {
+                return Err(ConfigError::Rejected {
+                    name: "--validate-sample".into(),
+                    reason: format!(
+                        "tool '{tool_name_for_check}' has no built-in check; give --expect-output SCHEMA.json"
+                    ),
+                });
+            }
+            Some(super::Validation { sample, schema })
+        }
+        None => None,
+    };
 
     Ok(RunConfig {
         target,
@@ -394,6 +448,8 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         honor_retry_after,
         embedded_server,
         thresholds: if gate { thresholds } else { Vec::new() },
+        baseline,
+        validation,
         gate,
     })
 }

@@ -45,6 +45,8 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "max_frame_size",
             "worker_id",
             "start_at",
+            "validate_sample",
+            "expect_output",
         ],
     ),
     (
@@ -110,6 +112,8 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "max_connect_p99",
             "max_error_rate",
             "max_unavailable",
+            "baseline",
+            "max_regress",
         ],
     ),
 ];

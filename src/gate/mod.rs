@@ -2,6 +2,7 @@
 //! giving one [`Verdict`] per threshold. The exit code that follows is picked in `run/mod.rs`
 //! via [`crate::outcome::Outcome`].
 
+pub mod baseline;
 pub mod threshold;
 
 use serde::Serialize;
@@ -58,7 +59,8 @@ impl Metric {
         }
     }
 
-    fn measure(self, s: &Summary) -> f64 {
+    /// The metric's value in this run (NaN when nothing was measured).
+    pub fn measure(self, s: &Summary) -> f64 {
         match self {
             Metric::Rps => s.throughput(),
             Metric::P50 => s.latency_ms(50.0),
@@ -89,7 +91,8 @@ impl Metric {
         Some((hist.len(), (1.0 / (1.0 - q)).round() as u64))
     }
 
-    fn format(self, v: f64) -> String {
+    /// The value in the metric's unit, for people.
+    pub fn format(self, v: f64) -> String {
         match self {
             Metric::Rps => format!("{v:.0}/s"),
             Metric::ErrorRate => format!("{:.4}%", v * 100.0),

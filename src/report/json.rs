@@ -52,6 +52,8 @@ struct ResultFile<'a> {
     counts: &'a Counts,
     identity_holds: bool,
     errors_by_code: &'a BTreeMap<String, u64>,
+    /// Replies that failed `--validate-sample` checks, first few.
+    invalid_examples: &'a [String],
     conn_errors_by_code: &'a BTreeMap<String, u64>,
     close_codes: BTreeMap<String, u64>,
     latency_ms: Percentiles,
@@ -73,6 +75,9 @@ struct ResultFile<'a> {
     resilience: ResilienceBlock<'a>,
     /// The load generator's own CPU and memory, and whether it was the bottleneck.
     client: &'a crate::run::selfcheck::ClientCheck,
+    /// `--baseline`: the previous run's figures beside this one's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<&'a crate::gate::baseline::BaselineReport>,
     /// A merge: one row per worker file.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     workers: &'a [crate::merge::WorkerRow],
@@ -281,6 +286,7 @@ impl Reporter for JsonReporter {
             counts: &s.counts,
             identity_holds: s.counts.identity_holds(),
             errors_by_code: &s.errors_by_code,
+            invalid_examples: &s.invalid_examples,
             conn_errors_by_code: &s.conn_errors_by_code,
             close_codes: s
                 .close_codes
@@ -323,6 +329,7 @@ impl Reporter for JsonReporter {
             },
             client: &s.client,
             workers: &r.workers,
+            baseline: r.baseline.as_ref(),
             resilience: ResilienceBlock {
                 counts: &s.resilience,
                 reconnect_ms: Percentiles::of(&h.reconnect),

@@ -214,6 +214,18 @@ impl Reporter for TextReporter {
             );
             writeln!(o, "Errors      {list}")?;
         }
+        if k.validated > 0 {
+            let invalid = s.errors_by_code.get("invalid_reply").copied().unwrap_or(0);
+            writeln!(
+                o,
+                "Validated   {} replies checked, {} invalid",
+                fmt_count(k.validated),
+                fmt_count(invalid)
+            )?;
+            for e in &s.invalid_examples {
+                writeln!(o, "  ! {e}")?;
+            }
+        }
         if !s.conn_errors_by_code.is_empty() {
             let list = join(
                 &mut s
@@ -294,6 +306,34 @@ impl Reporter for TextReporter {
         }
         writeln!(o)?;
 
+        if let Some(b) = &r.baseline {
+            writeln!(
+                o,
+                "Baseline    {} (run {}, {})",
+                b.file, b.run_id, b.started_at
+            )?;
+            for row in &b.rows {
+                let now = row.measured.map_or("n/a".into(), |m| format!("{m:.3}"));
+                let change = row.change.map_or("-".into(), |c| {
+                    if row.metric == "error_rate" {
+                        format!("{:+.4} pts", c * 100.0)
+                    } else {
+                        format!("{:+.1}%", c * 100.0)
+                    }
+                });
+                writeln!(
+                    o,
+                    "  {:<12} {:>12.3} -> {:>12}  {:>10}  (allowed {:.1}%)  {}",
+                    row.metric,
+                    row.baseline,
+                    now,
+                    change,
+                    row.allowed * 100.0,
+                    if row.passed { "ok" } else { "REGRESSED" }
+                )?;
+            }
+            writeln!(o)?;
+        }
         if r.verdicts.is_empty() {
             writeln!(o, "Thresholds  none (gate off)")?;
         } else {

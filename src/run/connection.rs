@@ -67,6 +67,53 @@ pub struct RunSpec {
     /// Extra upgrade request headers (validated when the config was read).
     pub headers: Vec<(String, String)>,
     pub subprotocol: Option<String>,
+    /// `--validate-sample`: which replies to check and against what.
+    pub validation: Option<Validation>,
+}
+
+/// Sampled response validation, compiled once per run.
+#[derive(Debug)]
+pub struct Validation {
+    pub sample: f64,
+    /// JSON Schema for `outputs`; `None` = the echo check.
+    pub schema: Option<jsonschema::Validator>,
+}
+
+/// Replies described when they fail validation, per connection.
+const MAX_EXAMPLES: usize = 3;
+
+impl Validation {
+    /// Checks one successful reply. `expected_args` renders what request `seq` was sent with.
+    fn check(&self, reply: &str, expected_args: impl FnOnce() -> String) -> Result<(), String> {
+        let v: serde_json::Value =
+            serde_json::from_str(reply).map_err(|e| format!("reply is not JSON: {e}"))?;
+        let outputs = v.get("outputs").ok_or("reply has no outputs")?;
+        match &self.schema {
+            Some(schema) => match schema.iter_errors(outputs).next() {
+                None => Ok(()),
+                Some(e) => Err(format!(
+                    "outputs do not match the schema: {e} at {}",
+                    e.instance_path()
+                )),
+            },
+            None => {
+                let text = outputs
+                    .get(0)
+                    .and_then(|o| o.get("text"))
+                    .and_then(|t| t.as_str())
+                    .ok_or("echo reply has no outputs[0].text")?;
+                let got: serde_json::Value = serde_json::from_str(text)
+                    .map_err(|_| format!("echo text is not the arguments: {text:.80}"))?;
+                let want: serde_json::Value =
+                    serde_json::from_str(&expected_args()).map_err(|e| e.to_string())?;
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!("echo returned {got:.80} for arguments {want:.80}"))
+                }
+            }
+        }
+    }
 }
 
 impl RunSpec {
@@ -222,6 +269,8 @@ pub async fn run(
             .ping
             .map(|(every, timeout)| Pinger::new(every, timeout, timing.start)),
         rng: fastrand::Rng::new(),
+        // Connections start their sampling at different points, so 1% means 1% of all.
+        sample_credit: f64::from(id) / f64::from(spec.conns.max(1)),
     };
     while let End::Dropped(at) = load.run(&mut pacer, &stop).await {
         let _ = load.events.send(Event::Conn { at, open: false });
@@ -531,6 +580,8 @@ struct Load<'a> {
     paused_until: Option<Instant>,
     ping: Option<Pinger>,
     rng: fastrand::Rng,
+    /// Validation sampler: accumulates the sample share per success, checks at each whole.
+    sample_credit: f64,
 }
 
 /// How a load phase ended.
@@ -961,7 +1012,8 @@ impl Load<'_> {
             return;
         };
         let was_full = self.window.outstanding >= self.spec.window;
-        let found = match self.seq_of(id) {
+        let seq = self.seq_of(id);
+        let found = match seq {
             Some(seq) => self.window.take(seq),
             None => Match::Unknown,
         };
@@ -970,7 +1022,32 @@ impl Load<'_> {
                 if was_full {
                     self.blocked_until = received;
                 }
-                let ok = c.kind.is_success();
+                let mut ok = c.kind.is_success();
+                let mut code = c.code.as_deref();
+                if ok
+                    && c.kind == Kind::Result
+                    && let (Some(seq), Some(v)) = (seq, &self.spec.validation)
+                {
+                    self.sample_credit += v.sample;
+                    if self.sample_credit >= 1.0 {
+                        self.sample_credit -= 1.0;
+                        let counts = bucket(&mut self.report, slot.warm);
+                        counts.validated += 1;
+                        let template = &self.template;
+                        let check = v.check(text, || {
+                            let mut buf = String::new();
+                            template.render_args(seq, &mut buf);
+                            buf
+                        });
+                        if let Err(why) = check {
+                            ok = false;
+                            code = Some("invalid_reply");
+                            if self.report.invalid_examples.len() < MAX_EXAMPLES {
+                                self.report.invalid_examples.push(format!("{id}: {why}"));
+                            }
+                        }
+                    }
+                }
                 self.spec.breaker.record(Call::Request, ok, false);
                 if !ok
                     && self.spec.honor_retry_after
@@ -979,7 +1056,7 @@ impl Load<'_> {
                     self.paused_until = Some(received + Duration::from_secs_f64(secs.min(3600.0)));
                     self.report.resilience.retry_after_pauses += 1;
                 }
-                self.complete(slot, received, ok, c.code.as_deref());
+                self.complete(slot, received, ok, code);
             }
             Match::Late => self.frame_counts().late += 1,
             Match::Duplicate => self.frame_counts().duplicates += 1,

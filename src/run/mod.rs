@@ -46,6 +46,8 @@ pub struct RunResult {
     pub server: Option<StatsSnapshot>,
     /// A merge: one row per worker.
     pub workers: Vec<crate::merge::WorkerRow>,
+    /// `--baseline`: this run side by side with the previous one.
+    pub baseline: Option<gate::baseline::BaselineReport>,
 }
 
 /// The `run` subcommand: run, write every report, return the outcome.
@@ -139,7 +141,9 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Res
         Some(e) => Some(e.shutdown().await?),
         None => None,
     };
-    let verdicts = gate::evaluate(&summary, &config.thresholds);
+    let mut verdicts = gate::evaluate(&summary, &config.thresholds);
+    let (baseline, regressions) = gate::baseline::check(&summary, &config);
+    verdicts.extend(regressions);
     let (outcome, reason) = judge(&summary, &verdicts);
     Ok(RunResult {
         config,
@@ -150,6 +154,7 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Res
         reason,
         server,
         workers: Vec::new(),
+        baseline,
     })
 }
 
@@ -252,6 +257,21 @@ async fn execute(
         bind_ips: config.bind_ips.clone(),
         headers: config.headers.clone(),
         subprotocol: config.subprotocol.clone(),
+        validation: match &config.validation {
+            None => None,
+            Some(v) => Some(connection::Validation {
+                sample: v.sample,
+                schema: match &v.schema {
+                    Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| {
+                        ConfigError::Rejected {
+                            name: "--expect-output".into(),
+                            reason: e.to_string(),
+                        }
+                    })?),
+                    None => None,
+                },
+            }),
+        },
     });
     let live = Arc::new(Mutex::new(Live::default()));
     let (events_tx, events_rx) = mpsc::unbounded_channel();

@@ -171,6 +171,10 @@ pub struct Counts {
     pub non_final: u64,
     /// Other frames: connection-level errors, unknown ops, unsolicited replies.
     pub unexpected: u64,
+    /// Successful replies whose content was checked (`--validate-sample`); the ones that
+    /// failed the check are in `failed` under `invalid_reply`.
+    #[serde(default)]
+    pub validated: u64,
 }
 
 impl Counts {
@@ -194,6 +198,7 @@ impl AddAssign<&Counts> for Counts {
         self.malformed += o.malformed;
         self.non_final += o.non_final;
         self.unexpected += o.unexpected;
+        self.validated += o.validated;
     }
 }
 
@@ -238,4 +243,6 @@ pub struct ConnReport {
     pub resilience: Resilience,
     /// Failed reconnect attempts, by description.
     pub reconnect_failures: BTreeMap<String, u64>,
+    /// The first few replies that failed validation, described.
+    pub invalid_examples: Vec<String>,
 }

@@ -81,6 +81,8 @@ pub struct Summary {
     pub resilience: Resilience,
     /// Failed reconnect attempts, by description.
     pub reconnect_failures: BTreeMap<String, u64>,
+    /// The first few replies that failed validation.
+    pub invalid_examples: Vec<String>,
     /// Circuit breaker state changes, in order.
     pub transitions: Vec<BreakerEvent>,
     /// Time the target was unavailable (breaker open, or no connection up) while measuring.
@@ -128,6 +130,7 @@ impl Summary {
             measured_from: std::time::Instant::now(),
             resilience: Resilience::default(),
             reconnect_failures: BTreeMap::new(),
+            invalid_examples: Vec::new(),
             transitions: Vec::new(),
             unavailable: Duration::ZERO,
             interrupted: false,
@@ -141,6 +144,14 @@ impl Summary {
             add_all(&mut s.conn_errors_by_code, &r.conn_errors_by_code);
             add_all(&mut s.close_codes, &r.close_codes);
             add_all(&mut s.reconnect_failures, &r.reconnect_failures);
+            if s.invalid_examples.len() < 5 {
+                s.invalid_examples.extend(
+                    r.invalid_examples
+                        .iter()
+                        .take(5 - s.invalid_examples.len())
+                        .cloned(),
+                );
+            }
             s.resilience += &r.resilience;
             match &r.setup_failure {
                 Some(f) => {

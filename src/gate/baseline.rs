@@ -1,0 +1,288 @@
+//! The regression gate: this run against a previous result file (`--baseline prev.json`),
+//! metric by metric, with a tolerance each (`--max-regress p99=+10%,rps=-5%`). Each comparison
+//! becomes a verdict like any threshold's, so it shows in the table, the JSON and JUnit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{Metric, Verdict};
+use crate::stats::Summary;
+
+/// A previous result, reduced to the figures a regression check compares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Baseline {
+    pub path: PathBuf,
+    pub run_id: String,
+    pub started_at: String,
+    /// Metric name -> value, in the metric's unit (per second, ms, ratio).
+    pub values: BTreeMap<&'static str, f64>,
+}
+
+/// How much worse a metric may get: a share of the baseline (error rate: percentage points).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerance {
+    pub metric: Metric,
+    /// 0.10 = 10%.
+    pub allowed: f64,
+}
+
+/// What a report shows of the comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BaselineReport {
+    pub file: String,
+    pub run_id: String,
+    pub started_at: String,
+    pub rows: Vec<Comparison>,
+}
+
+/// Compares, and returns the report and the verdicts the gate adds (none with the gate off).
+pub fn check(
+    s: &Summary,
+    config: &crate::config::RunConfig,
+) -> (Option<BaselineReport>, Vec<Verdict>) {
+    let Some((baseline, tolerances)) = &config.baseline else {
+        return (None, Vec::new());
+    };
+    let rows = compare(s, baseline, tolerances);
+    let gated = if config.gate {
+        verdicts(&rows)
+    } else {
+        Vec::new()
+    };
+    let report = BaselineReport {
+        file: baseline.path.display().to_string(),
+        run_id: baseline.run_id.clone(),
+        started_at: baseline.started_at.clone(),
+        rows,
+    };
+    (Some(report), gated)
+}
+
+/// One row of the side-by-side comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub metric: &'static str,
+    pub baseline: f64,
+    pub measured: Option<f64>,
+    /// (measured - baseline) / baseline; error rate: measured - baseline.
+    pub change: Option<f64>,
+    pub allowed: f64,
+    pub passed: bool,
+}
+
+const COMPARABLE: &[(&str, Metric)] = &[
+    ("rps", Metric::Rps),
+    ("p50", Metric::P50),
+    ("p90", Metric::P90),
+    ("p99", Metric::P99),
+    ("p99.9", Metric::P999),
+    ("p999", Metric::P999),
+    ("max", Metric::Max),
+    ("connect_p99", Metric::ConnectP99),
+    ("hello_p99", Metric::HelloP99),
+    ("error_rate", Metric::ErrorRate),
+];
+
+/// `p99=+10%,rps=-5%,error_rate=+0.1%`. The direction is the metric's: throughput may fall by
+/// the amount, everything else may rise by it; a sign that says otherwise is refused.
+pub fn parse_tolerances(spec: &str) -> Result<Vec<Tolerance>, String> {
+    spec.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|part| {
+            let (name, amount) = part
+                .split_once('=')
+                .ok_or_else(|| format!("'{part}' is not METRIC=+N%"))?;
+            let name = name.trim();
+            let metric = COMPARABLE
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, m)| *m)
+                .ok_or_else(|| format!("'{name}' cannot be compared (rps, p50, p90, p99, p99.9, max, connect_p99, hello_p99, error_rate)"))?;
+            let amount = amount.trim();
+            let (sign, digits) = match amount.as_bytes().first() {
+                Some(b'+') => (1.0, &amount[1..]),
+                Some(b'-') => (-1.0, &amount[1..]),
+                _ => (0.0, amount),
+            };
+            let worse = if metric == Metric::Rps { -1.0 } else { 1.0 };
+            if sign != 0.0 && sign != worse {
+                return Err(format!("{name} gets worse by going {}; write {name}={}{digits}", if worse > 0.0 { "up" } else { "down" }, if worse > 0.0 { '+' } else { '-' }));
+            }
+            let v: f64 = digits
+                .trim_end_matches('%')
+                .parse()
+                .map_err(|_| format!("'{amount}' is not a percentage"))?;
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("'{amount}' is not a percentage"));
+            }
+            Ok(Tolerance { metric, allowed: v / 100.0 })
+        })
+        .collect()
+}
+
+/// Reads the figures of a `run` or `merge` result file.
+pub fn load(path: &Path) -> Result<Baseline, String> {
+    let text = std::fs::read(path).map_err(|e| e.to_string())?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| format!("not a whole wsbench result: {e}"))?;
+    let version = v.get("schema_version").and_then(|s| s.as_u64());
+    let ours = u64::from(crate::report::json::SCHEMA_VERSION);
+    match version {
+        Some(n) if n == ours => {}
+        Some(n) => {
+            return Err(format!(
+                "schema_version {n}; this wsbench compares against {ours}"
+            ));
+        }
+        None => return Err("no schema_version: not a wsbench result".into()),
+    }
+    if v.get("kind").and_then(|k| k.as_str()) == Some("capacity") {
+        return Err("a capacity result has no run figures to compare".into());
+    }
+    let num = |ptr: &str| v.pointer(ptr).and_then(|x| x.as_f64());
+    let mut values = BTreeMap::new();
+    for (name, ptr) in [
+        ("rps", "/throughput_rps"),
+        ("p50", "/latency_ms/p50"),
+        ("p90", "/latency_ms/p90"),
+        ("p99", "/latency_ms/p99"),
+        ("p99.9", "/latency_ms/p999"),
+        ("max", "/latency_ms/max"),
+        ("connect_p99", "/connect_ms/p99"),
+        ("hello_p99", "/hello_ms/p99"),
+        ("error_rate", "/error_rate"),
+    ] {
+        if let Some(x) = num(ptr) {
+            values.insert(name, x);
+        }
+    }
+    Ok(Baseline {
+        path: path.to_owned(),
+        run_id: v
+            .get("run_id")
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .to_owned(),
+        started_at: v
+            .get("started_at")
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .to_owned(),
+        values,
+    })
+}
+
+/// Compares the run with the baseline; one comparison per tolerance.
+pub fn compare(s: &Summary, baseline: &Baseline, tolerances: &[Tolerance]) -> Vec<Comparison> {
+    tolerances
+        .iter()
+        .filter_map(|t| {
+            let name = t.metric.name();
+            let base = *baseline.values.get(name)?;
+            let now = t.metric.measure(s);
+            let measured = now.is_finite().then_some(now);
+            let limit = match t.metric {
+                Metric::Rps => base * (1.0 - t.allowed),
+                Metric::ErrorRate => base + t.allowed,
+                _ => base * (1.0 + t.allowed),
+            };
+            let passed = match (t.metric, measured) {
+                (_, None) => false,
+                (Metric::Rps, Some(m)) => m >= limit,
+                (_, Some(m)) => m <= limit,
+            };
+            let change = measured.map(|m| match t.metric {
+                Metric::ErrorRate => m - base,
+                _ if base != 0.0 => (m - base) / base,
+                _ => 0.0,
+            });
+            Some(Comparison {
+                metric: name,
+                baseline: base,
+                measured,
+                change,
+                allowed: t.allowed,
+                passed,
+            })
+        })
+        .collect()
+}
+
+/// The comparisons as verdicts for the gate.
+pub fn verdicts(comparisons: &[Comparison]) -> Vec<Verdict> {
+    comparisons
+        .iter()
+        .map(|c| {
+            let metric = COMPARABLE
+                .iter()
+                .find(|(n, _)| *n == c.metric)
+                .map(|(_, m)| *m)
+                .unwrap_or(Metric::P99);
+            let (dir, limit) = match metric {
+                Metric::Rps => (">=", c.baseline * (1.0 - c.allowed)),
+                Metric::ErrorRate => ("<=", c.baseline + c.allowed),
+                _ => ("<=", c.baseline * (1.0 + c.allowed)),
+            };
+            let sign = if metric == Metric::Rps { '-' } else { '+' };
+            Verdict {
+                metric: c.metric,
+                limit,
+                measured: c.measured,
+                passed: c.passed,
+                condition: format!(
+                    "{} {dir} baseline {}{:.1}%",
+                    c.metric,
+                    sign,
+                    c.allowed * 100.0
+                ),
+                measured_text: match (c.measured, c.change) {
+                    (Some(m), Some(ch)) if metric == Metric::ErrorRate => {
+                        format!("{:.4}% ({:+.4} pts)", m * 100.0, ch * 100.0)
+                    }
+                    (Some(m), Some(ch)) => format!("{} ({:+.1}%)", metric.format(m), ch * 100.0),
+                    _ => "n/a".into(),
+                },
+                inconclusive: None,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerances_read_in_the_metric_direction() {
+        let t = parse_tolerances("p99=+10%,rps=-5%,error_rate=+0.1%").unwrap();
+        assert_eq!(
+            t[0],
+            Tolerance {
+                metric: Metric::P99,
+                allowed: 0.10
+            }
+        );
+        assert_eq!(
+            t[1],
+            Tolerance {
+                metric: Metric::Rps,
+                allowed: 0.05
+            }
+        );
+        assert!((t[2].allowed - 0.001).abs() < 1e-12);
+        assert!(
+            parse_tolerances("p99=-10%")
+                .unwrap_err()
+                .contains("p99=+10%")
+        );
+        assert!(parse_tolerances("rps=+5%").is_err());
+        assert!(
+            parse_tolerances("p98=+1%")
+                .unwrap_err()
+                .contains("cannot be compared")
+        );
+        assert!(parse_tolerances("p99=lots").is_err());
+    }
+}
