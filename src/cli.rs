@@ -165,9 +165,6 @@ pub struct RunArgs {
     /// On an error carrying retry_after: honor (pause that connection) or ignore. Default ignore.
     #[arg(long, value_name = "honor|ignore")]
     pub retry_after: Option<String>,
-    /// Maximum time the target was unavailable (breaker open or no connection up), e.g. 1s.
-    #[arg(long)]
-    pub max_unavailable: Option<String>,
     /// Extra upgrade request header, repeatable: --header 'Authorization: Bearer ...'.
     #[arg(long, value_name = "NAME: VALUE")]
     pub header: Vec<String>,
@@ -180,10 +177,6 @@ pub struct RunArgs {
     /// Accept any server certificate for wss:// (prints a warning; never in production).
     #[arg(long)]
     pub insecure: bool,
-    /// A threshold expression, repeatable: 'p99<5ms', 'rps>=50k', 'error_rate<0.1%',
-    /// 'connect_p99<10ms', 'p99.9<20ms', 'unavailable<=1s'. Replaces the default for its metric.
-    #[arg(long, value_name = "EXPR")]
-    pub threshold: Vec<String>,
     /// What stdout shows: text (the report), json (the result), quiet (one verdict line).
     #[arg(long, value_name = "text|json|quiet")]
     pub output: Option<String>,
@@ -212,12 +205,6 @@ pub struct RunArgs {
     /// gives another range of ephemeral ports when one address runs out.
     #[arg(long, value_name = "IP,...")]
     pub bind_ip: Option<String>,
-    /// Compare with a previous result file (from `run` or `merge`) and fail on a regression.
-    #[arg(long, value_name = "FILE")]
-    pub baseline: Option<String>,
-    /// How much worse than the baseline each metric may get. Default p99=+10%,rps=-5%.
-    #[arg(long, value_name = "p99=+10%,rps=-5%,...")]
-    pub max_regress: Option<String>,
     /// Validate this share of successful replies (e.g. 1%): against --expect-output, or for
     /// the echo tool, that the reply echoes the request's arguments.
     #[arg(long, value_name = "RATIO")]
@@ -231,27 +218,9 @@ pub struct RunArgs {
     /// Write the full JSON result here ('-' = stdout; the text report then goes to stderr).
     #[arg(long)]
     pub json: Option<String>,
-    /// Report only: never fail on thresholds.
-    #[arg(long)]
-    pub no_gate: bool,
-    /// Minimum throughput, succeeded per second (e.g. 50000 or 50k). Default 50k.
-    #[arg(long)]
-    pub min_rps: Option<String>,
-    /// Maximum request latency p50 (e.g. 2ms).
-    #[arg(long)]
-    pub max_p50: Option<String>,
-    /// Maximum request latency p99. Default 5ms.
-    #[arg(long)]
-    pub max_p99: Option<String>,
-    /// Maximum request latency p99.9.
-    #[arg(long)]
-    pub max_p999: Option<String>,
-    /// Maximum connection setup (TCP + upgrade) p99. Default 10ms.
-    #[arg(long)]
-    pub max_connect_p99: Option<String>,
-    /// Maximum error rate, (failed + timed out + lost) / sent, as 0.001 or 0.1%. Default 0.
-    #[arg(long)]
-    pub max_error_rate: Option<String>,
+    /// The gate: thresholds and the baseline.
+    #[command(flatten)]
+    pub gate: GateArgs,
 }
 
 /// `wsbench serve` flags.
@@ -377,6 +346,45 @@ pub struct CapacityArgs {
     pub run: RunArgs,
 }
 
+/// The gate, shared by `run`, `merge` and `capacity`: thresholds and the baseline comparison.
+#[derive(Debug, Default, Clone, Args)]
+pub struct GateArgs {
+    /// Report only: never fail on thresholds.
+    #[arg(long)]
+    pub no_gate: bool,
+    /// A threshold expression, repeatable: 'p99<5ms', 'rps>=50k', 'error_rate<0.1%',
+    /// 'connect_p99<10ms', 'p99.9<20ms', 'unavailable<=1s'. Replaces the default for its metric.
+    #[arg(long, value_name = "EXPR")]
+    pub threshold: Vec<String>,
+    /// Minimum throughput, succeeded per second (e.g. 50000 or 50k). Default 50k.
+    #[arg(long)]
+    pub min_rps: Option<String>,
+    /// Maximum request latency p50 (e.g. 2ms).
+    #[arg(long)]
+    pub max_p50: Option<String>,
+    /// Maximum request latency p99. Default 5ms.
+    #[arg(long)]
+    pub max_p99: Option<String>,
+    /// Maximum request latency p99.9.
+    #[arg(long)]
+    pub max_p999: Option<String>,
+    /// Maximum connection setup (TCP + upgrade) p99. Default 10ms.
+    #[arg(long)]
+    pub max_connect_p99: Option<String>,
+    /// Maximum error rate, (failed + timed out + lost) / sent, as 0.001 or 0.1%. Default 0.
+    #[arg(long)]
+    pub max_error_rate: Option<String>,
+    /// Maximum time the target was unavailable (breaker open or no connection up), e.g. 1s.
+    #[arg(long)]
+    pub max_unavailable: Option<String>,
+    /// Compare with a previous result file (from `run` or `merge`) and fail on a regression.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<String>,
+    /// How much worse than the baseline each metric may get. Default p99=+10%,rps=-5%.
+    #[arg(long, value_name = "p99=+10%,rps=-5%,...")]
+    pub max_regress: Option<String>,
+}
+
 /// `wsbench merge` flags: the files, and the gate and outputs as `run` has them.
 #[derive(Debug, Default, Args)]
 pub struct MergeArgs {
@@ -386,26 +394,6 @@ pub struct MergeArgs {
     /// Thresholds from this profile's [thresholds] table.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Report only: never fail on thresholds.
-    #[arg(long)]
-    pub no_gate: bool,
-    /// A threshold expression, repeatable (see `wsbench run --help`).
-    #[arg(long, value_name = "EXPR")]
-    pub threshold: Vec<String>,
-    #[arg(long)]
-    pub min_rps: Option<String>,
-    #[arg(long)]
-    pub max_p50: Option<String>,
-    #[arg(long)]
-    pub max_p99: Option<String>,
-    #[arg(long)]
-    pub max_p999: Option<String>,
-    #[arg(long)]
-    pub max_connect_p99: Option<String>,
-    #[arg(long)]
-    pub max_error_rate: Option<String>,
-    #[arg(long)]
-    pub max_unavailable: Option<String>,
     /// What stdout shows: text, json or quiet.
     #[arg(long, value_name = "text|json|quiet")]
     pub output: Option<String>,
@@ -418,12 +406,8 @@ pub struct MergeArgs {
     /// Write the HTML report.
     #[arg(long, value_name = "FILE")]
     pub html: Option<String>,
-    /// Compare the merged result with a previous result file.
-    #[arg(long, value_name = "FILE")]
-    pub baseline: Option<String>,
-    /// How much worse than the baseline each metric may get.
-    #[arg(long)]
-    pub max_regress: Option<String>,
+    #[command(flatten)]
+    pub gate: GateArgs,
 }
 
 /// `wsbench config` subcommands.

@@ -342,11 +342,7 @@ pub fn merge(files: &[PathBuf], mut config: RunConfig) -> Result<RunResult, Conf
     if target_rps > 0.0 {
         s.mode = Mode::Open { target_rps };
     }
-    if let Some((_, median, _)) = s.per_conn_spread() {
-        for row in &mut s.per_conn {
-            row.starved = (row.succeeded as f64) < 0.1 * median as f64;
-        }
-    }
+    s.mark_starved();
     s.client.cpu_ms = cpu_ms;
     s.client.peak_rss_mb = rss;
     s.client.cores = 0;
@@ -389,22 +385,12 @@ pub fn main(args: &MergeArgs) -> anyhow::Result<Outcome> {
     // The gate and the outputs resolve exactly as `run` resolves them.
     let run_args = RunArgs {
         config: args.config.clone(),
-        no_gate: args.no_gate,
-        threshold: args.threshold.clone(),
-        min_rps: args.min_rps.clone(),
-        max_p50: args.max_p50.clone(),
-        max_p99: args.max_p99.clone(),
-        max_p999: args.max_p999.clone(),
-        max_connect_p99: args.max_connect_p99.clone(),
-        max_error_rate: args.max_error_rate.clone(),
-        max_unavailable: args.max_unavailable.clone(),
+        gate: args.gate.clone(),
         output: args.output.clone(),
         json: args.json.clone(),
         junit: args.junit.clone(),
         html: args.html.clone(),
         progress: Some("off".into()),
-        baseline: args.baseline.clone(),
-        max_regress: args.max_regress.clone(),
         ..RunArgs::default()
     };
     let config = RunConfig::from_args(&run_args)?;

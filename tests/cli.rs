@@ -355,33 +355,15 @@ fn the_token_never_appears_in_any_output() {
 #[test]
 fn serve_prints_its_address_and_stops_on_sigterm_writing_stats() {
     let (_dir, stats) = temp_path("stats.json");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("wsbench"))
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--stats-file",
-            stats.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(url.starts_with("ws://127.0.0.1:"), "{line}");
+    let (child, url) = common::spawn_serve(&["--stats-file", stats.to_str().unwrap()], &[]);
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
 
     let out = wsbench()
         .args(["run", "--url", &url, "-c", "2", "-n", "400", "--no-gate"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
+    let status = common::terminate(child).status;
     assert!(status.success(), "{status:?}");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
     for key in [
@@ -461,20 +443,15 @@ fn serve_reads_its_settings_from_a_config_file() {
         stderr_of(&out)
     );
 
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("wsbench"))
-        .args(["serve", "--config"])
-        .arg(&profile)
-        .args(["--stats-file", stats.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let (child, url) = common::spawn_serve(
+        &[
+            "--config",
+            profile.to_str().unwrap(),
+            "--stats-file",
+            stats.to_str().unwrap(),
+        ],
+        &[],
+    );
     let out = wsbench()
         .args([
             "run",
@@ -491,8 +468,7 @@ fn serve_reads_its_settings_from_a_config_file() {
         ])
         .output()
         .unwrap();
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    child.wait().unwrap();
+    common::terminate(child);
     assert_eq!(
         out.status.code(),
         Some(1),

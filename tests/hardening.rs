@@ -252,29 +252,16 @@ fn the_token_is_in_no_output_file_or_log_line() {
         ["r.json", "j.xml", "r.html", "p.svg", "h.hlog", "stats.json"].map(|f| dir.path().join(f));
 
     // The server, with the token and full logging, in a process of its own.
-    let mut server = std::process::Command::new(assert_cmd::cargo::cargo_bin("wsbench"))
-        .env("RUST_LOG", "trace")
-        .args([
-            "serve",
-            "--port",
-            "0",
+    let (server, url) = common::spawn_serve(
+        &[
             "-vv",
             "--token",
             TOKEN,
             "--stats-file",
-        ])
-        .arg(&files[5])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+            files[5].to_str().unwrap(),
+        ],
+        &[("RUST_LOG", "trace")],
+    );
 
     let mut outputs = Vec::new();
     let run = wsbench()
@@ -324,8 +311,7 @@ fn the_token_is_in_no_output_file_or_log_line() {
         .unwrap();
     outputs.push(("config show", out_str(&show.stdout)));
 
-    signal(server.id(), libc::SIGTERM);
-    let server_out = server.wait_with_output().unwrap();
+    let server_out = common::terminate(server);
     outputs.push(("server stderr", out_str(&server_out.stderr)));
     for f in &files {
         outputs.push((

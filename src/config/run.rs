@@ -278,26 +278,24 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         ..super::serve::resolve(&ServeArgs::default(), r)?
     };
 
-    let gate = !args.no_gate && r.get_or(None, "--no-gate", th("gate"), "true", parse_bool)?;
+    let gate = !args.gate.no_gate && r.get_or(None, "--no-gate", th("gate"), "true", parse_bool)?;
     let thresholds = thresholds(args, r)?;
-    let baseline = match r.get(
-        args.baseline.as_deref(),
-        "--baseline",
-        th("baseline"),
-        |s| crate::gate::baseline::load(std::path::Path::new(s)),
-    )? {
-        Some(b) => {
-            let tolerances = r.get_or(
-                args.max_regress.as_deref(),
-                "--max-regress",
-                th("max_regress"),
-                "p99=+10%,rps=-5%",
-                crate::gate::baseline::parse_tolerances,
-            )?;
-            Some((b, tolerances))
-        }
-        None => None,
-    };
+    // Validated whether or not a baseline is given, so a typo never passes silently.
+    let tolerances = r.get_or(
+        args.gate.max_regress.as_deref(),
+        "--max-regress",
+        th("max_regress"),
+        "p99=+10%,rps=-5%",
+        crate::gate::baseline::parse_tolerances,
+    )?;
+    let baseline = r
+        .get(
+            args.gate.baseline.as_deref(),
+            "--baseline",
+            th("baseline"),
+            |s| crate::gate::baseline::load(std::path::Path::new(s)),
+        )?
+        .map(|b| (b, tolerances));
     let tool_name_for_check = args.tool.clone().unwrap_or_else(|| "echo".into());
     let schema = r.get(
         args.expect_output.as_deref(),
@@ -464,7 +462,7 @@ fn thresholds(args: &RunArgs, r: &Resolver) -> Result<Vec<Threshold>, ConfigErro
         (
             Metric::Rps,
             r.get_or(
-                args.min_rps.as_deref(),
+                args.gate.min_rps.as_deref(),
                 "--min-rps",
                 th("min_rps"),
                 "50000",
@@ -474,7 +472,7 @@ fn thresholds(args: &RunArgs, r: &Resolver) -> Result<Vec<Threshold>, ConfigErro
         (
             Metric::P99,
             r.get_or(
-                args.max_p99.as_deref(),
+                args.gate.max_p99.as_deref(),
                 "--max-p99",
                 th("max_p99"),
                 "5ms",
@@ -484,7 +482,7 @@ fn thresholds(args: &RunArgs, r: &Resolver) -> Result<Vec<Threshold>, ConfigErro
         (
             Metric::ConnectP99,
             r.get_or(
-                args.max_connect_p99.as_deref(),
+                args.gate.max_connect_p99.as_deref(),
                 "--max-connect-p99",
                 th("max_connect_p99"),
                 "10ms",
@@ -494,7 +492,7 @@ fn thresholds(args: &RunArgs, r: &Resolver) -> Result<Vec<Threshold>, ConfigErro
         (
             Metric::ErrorRate,
             r.get_or(
-                args.max_error_rate.as_deref(),
+                args.gate.max_error_rate.as_deref(),
                 "--max-error-rate",
                 th("max_error_rate"),
                 "0",
@@ -505,16 +503,21 @@ fn thresholds(args: &RunArgs, r: &Resolver) -> Result<Vec<Threshold>, ConfigErro
     for (metric, value) in [
         (
             Metric::P50,
-            r.get(args.max_p50.as_deref(), "--max-p50", th("max_p50"), ms)?,
+            r.get(args.gate.max_p50.as_deref(), "--max-p50", th("max_p50"), ms)?,
         ),
         (
             Metric::P999,
-            r.get(args.max_p999.as_deref(), "--max-p999", th("max_p999"), ms)?,
+            r.get(
+                args.gate.max_p999.as_deref(),
+                "--max-p999",
+                th("max_p999"),
+                ms,
+            )?,
         ),
         (
             Metric::Unavailable,
             r.get(
-                args.max_unavailable.as_deref(),
+                args.gate.max_unavailable.as_deref(),
                 "--max-unavailable",
                 th("max_unavailable"),
                 secs,
@@ -529,10 +532,10 @@ fn thresholds(args: &RunArgs, r: &Resolver) -> Result<Vec<Threshold>, ConfigErro
         .into_iter()
         .map(|(m, v)| Threshold::new(m, v))
         .collect();
-    let exprs = if args.threshold.is_empty() {
+    let exprs = if args.gate.threshold.is_empty() {
         None
     } else {
-        Some(args.threshold.join(","))
+        Some(args.gate.threshold.join(","))
     };
     if let Some(extra) = r.get(
         exprs.as_deref(),
@@ -587,9 +590,9 @@ mod tests {
             (args(|a| a.duration = Some("0s".into())), "--duration"),
             (args(|a| a.url = Some("http://x".into())), "--url"),
             (args(|a| a.args = Some("{bad".into())), "--args"),
-            (args(|a| a.max_p99 = Some("soon".into())), "--max-p99"),
+            (args(|a| a.gate.max_p99 = Some("soon".into())), "--max-p99"),
             (
-                args(|a| a.max_error_rate = Some("2".into())),
+                args(|a| a.gate.max_error_rate = Some("2".into())),
                 "--max-error-rate",
             ),
         ] {

@@ -182,12 +182,17 @@ impl Summary {
                 }
             }
         }
-        if let Some((_, median, _)) = s.per_conn_spread() {
-            for row in &mut s.per_conn {
+        s.mark_starved();
+        s
+    }
+
+    /// Flags connections under 10% of the median connection's throughput.
+    pub fn mark_starved(&mut self) {
+        if let Some((_, median, _)) = self.per_conn_spread() {
+            for row in &mut self.per_conn {
                 row.starved = (row.succeeded as f64) < 0.1 * median as f64;
             }
         }
-        s
     }
 
     /// Succeeded requests per second of measured time.

@@ -126,3 +126,37 @@ pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
+
+/// `wsbench serve` as a process of its own with these flags; returns it and its URL.
+pub fn spawn_serve(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("wsbench"))
+        .arg("serve")
+        .args(["--port", "0"])
+        .args(args)
+        .env_remove("WSBENCH_TOKEN")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .expect("address line");
+    let url = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(url.starts_with("ws"), "serve printed {line:?}");
+    (child, url)
+}
+
+/// Sends SIGTERM to a child and waits for it.
+pub fn terminate(child: std::process::Child) -> std::process::Output {
+    // SAFETY: signals our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait_with_output().expect("child exits")
+}
