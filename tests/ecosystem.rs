@@ -404,7 +404,7 @@ fn every_setting_flag_has_a_profile_key() {
             let (dir, _) = temp_path("x");
             let profile = dir.path().join("p.toml");
             let section = table.unwrap_or_else(|| {
-                if key.starts_with("max_") || key.starts_with("min_") {
+                if key.starts_with("max_") || key.starts_with("min_") || key == "baseline" {
                     "thresholds"
                 } else if [
                     "reconnect",
