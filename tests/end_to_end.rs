@@ -3,16 +3,17 @@
 
 mod common;
 
-use common::{run, start_server};
+use common::{load, run, start_server};
 use wsbench::config::{Secret, ServeConfig};
 use wsbench::outcome::Outcome;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_equal_the_servers_counters_exactly() {
-    let server = start_server(ServeConfig::default()).await;
-    let url = server.url();
-    let r = run(&["--url", &url, "-c", "8", "-d", "1s", "--no-gate"]).await;
-    let stats = server.shutdown().await.unwrap();
+    let (r, stats) = load(
+        ServeConfig::default(),
+        &["-c", "8", "-d", "1s", "--no-gate"],
+    )
+    .await;
 
     let c = &r.summary.counts;
     assert!(c.sent > 1000, "a second of load sends plenty: {c:?}");
@@ -33,21 +34,11 @@ async fn counts_equal_the_servers_counters_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_replies_are_matched_to_their_requests() {
-    let server = start_server(ServeConfig::default()).await;
-    let url = server.url();
-    let r = run(&[
-        "--url",
-        &url,
-        "-c",
-        "4",
-        "--inflight",
-        "16",
-        "-n",
-        "20000",
-        "--no-gate",
-    ])
+    let (r, stats) = load(
+        ServeConfig::default(),
+        &["-c", "4", "--inflight", "16", "-n", "20000", "--no-gate"],
+    )
     .await;
-    let stats = server.shutdown().await.unwrap();
 
     let c = &r.summary.counts;
     assert_eq!(c.sent, 20_000);
@@ -60,10 +51,11 @@ async fn pipelined_replies_are_matched_to_their_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_mode_sends_exactly_n_across_connections() {
-    let server = start_server(ServeConfig::default()).await;
-    let url = server.url();
-    let r = run(&["--url", &url, "-c", "7", "-n", "1001", "--no-gate"]).await;
-    let stats = server.shutdown().await.unwrap();
+    let (r, stats) = load(
+        ServeConfig::default(),
+        &["-c", "7", "-n", "1001", "--no-gate"],
+    )
+    .await;
     assert_eq!(r.summary.counts.sent, 1001);
     assert_eq!(r.summary.counts.succeeded, 1001);
     assert_eq!(stats.call_tool, 1001);
@@ -75,22 +67,11 @@ async fn count_mode_sends_exactly_n_across_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_tool_failures_are_counted_by_code_and_fail_the_gate() {
-    let server = start_server(ServeConfig::default()).await;
-    let url = server.url();
-    let r = run(&[
-        "--url",
-        &url,
-        "-c",
-        "2",
-        "-n",
-        "500",
-        "--tool",
-        "nope",
-        "--min-rps",
-        "1",
-    ])
+    let (r, stats) = load(
+        ServeConfig::default(),
+        &["-c", "2", "-n", "500", "--tool", "nope", "--min-rps", "1"],
+    )
     .await;
-    let stats = server.shutdown().await.unwrap();
     let c = &r.summary.counts;
     assert_eq!(c.failed, 500);
     assert_eq!(r.summary.errors_by_code.get("TOOL_NOT_FOUND"), Some(&500));
@@ -139,27 +120,25 @@ async fn requests_past_the_timeout_count_as_timed_out_not_succeeded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_still_outstanding_at_the_end_are_unfinished() {
-    let server = start_server(ServeConfig::default()).await;
-    let url = server.url();
-    let r = run(&[
-        "--url",
-        &url,
-        "-c",
-        "1",
-        "-d",
-        "200ms",
-        "--tool",
-        "sleep",
-        "--args",
-        r#"{"ms":3000,"n":{{seq}}}"#,
-        "--inflight",
-        "3",
-        "--drain",
-        "100ms",
-        "--no-gate",
-    ])
+    let (r, stats) = load(
+        ServeConfig::default(),
+        &[
+            "-c",
+            "1",
+            "-d",
+            "200ms",
+            "--tool",
+            "sleep",
+            "--args",
+            r#"{"ms":3000,"n":{{seq}}}"#,
+            "--inflight",
+            "3",
+            "--drain",
+            "100ms",
+            "--no-gate",
+        ],
+    )
     .await;
-    let stats = server.shutdown().await.unwrap();
     let c = &r.summary.counts;
     assert_eq!((c.sent, c.unfinished), (3, 3), "{c:?}");
     assert_eq!(stats.call_tool, 3);

@@ -3,30 +3,28 @@
 
 mod common;
 
-use common::{run, serve_config, start_server, temp_path, wsbench};
+use common::{load, run, serve_config, start_server, temp_path, wsbench};
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use wsbench::report::Reporter as _;
 use wsbench::report::hdrlog::HdrLogReporter;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_rate_sends_every_scheduled_request_on_time() {
-    let server = start_server(serve_config(&[])).await;
-    let url = server.url();
-    let r = run(&[
-        "--url",
-        &url,
-        "-c",
-        "16",
-        "-d",
-        "5s",
-        "--rate",
-        "20000",
-        "--no-gate",
-        "--progress",
-        "off",
-    ])
+    let (r, stats) = load(
+        serve_config(&[]),
+        &[
+            "-c",
+            "16",
+            "-d",
+            "5s",
+            "--rate",
+            "20000",
+            "--no-gate",
+            "--progress",
+            "off",
+        ],
+    )
     .await;
-    let stats = server.shutdown().await.unwrap();
     let s = &r.summary;
     // The schedule holds exactly rate x duration slots and none is ever skipped.
     assert_eq!(s.counts.sent, 100_000);
@@ -102,44 +100,32 @@ async fn closed_loop_reports_service_time_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tool_adds_little_to_a_5ms_server_delay() {
-    let server = start_server(serve_config(&["--delay", "5ms"])).await;
-    let url = server.url();
-    let r = run(&[
-        "--url",
-        &url,
-        "-c",
-        "4",
-        "-d",
-        "2s",
-        "--no-gate",
-        "--progress",
-        "off",
-    ])
+    let (r, _) = load(
+        serve_config(&["--delay", "5ms"]),
+        &["-c", "4", "-d", "2s", "--no-gate", "--progress", "off"],
+    )
     .await;
-    server.shutdown().await.unwrap();
     let p50 = r.summary.latency_ms(50.0);
     assert!((5.0..=5.8).contains(&p50), "p50 {p50} ms");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warmup_traffic_is_counted_apart_and_excluded() {
-    let server = start_server(serve_config(&[])).await;
-    let url = server.url();
-    let r = run(&[
-        "--url",
-        &url,
-        "-c",
-        "4",
-        "--warmup",
-        "500ms",
-        "-d",
-        "1s",
-        "--no-gate",
-        "--progress",
-        "off",
-    ])
+    let (r, stats) = load(
+        serve_config(&[]),
+        &[
+            "-c",
+            "4",
+            "--warmup",
+            "500ms",
+            "-d",
+            "1s",
+            "--no-gate",
+            "--progress",
+            "off",
+        ],
+    )
     .await;
-    let stats = server.shutdown().await.unwrap();
     let s = &r.summary;
     assert!(s.warmup.sent > 0 && s.counts.sent > 0);
     assert_eq!(
@@ -158,23 +144,21 @@ async fn warmup_traffic_is_counted_apart_and_excluded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeline_and_per_connection_sums_equal_the_totals() {
-    let server = start_server(serve_config(&[])).await;
-    let url = server.url();
-    let r = run(&[
-        "--url",
-        &url,
-        "-c",
-        "6",
-        "-d",
-        "2500ms",
-        "--tool",
-        "echo",
-        "--no-gate",
-        "--progress",
-        "off",
-    ])
+    let (r, _) = load(
+        serve_config(&[]),
+        &[
+            "-c",
+            "6",
+            "-d",
+            "2500ms",
+            "--tool",
+            "echo",
+            "--no-gate",
+            "--progress",
+            "off",
+        ],
+    )
     .await;
-    server.shutdown().await.unwrap();
     let s = &r.summary;
     let sum = |f: fn(&wsbench::run::sample::Tally) -> u64| {
         s.seconds.iter().map(|x| f(&x.tally)).sum::<u64>()
@@ -215,21 +199,11 @@ async fn timeline_and_per_connection_sums_equal_the_totals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deliberately_slowed_connection_is_flagged_as_starved() {
     // Session ids end in -<connection index>: the server slows connection 3 alone.
-    let server = start_server(serve_config(&["--session-delay", "-3=20ms"])).await;
-    let url = server.url();
-    let r = run(&[
-        "--url",
-        &url,
-        "-c",
-        "6",
-        "-d",
-        "1500ms",
-        "--no-gate",
-        "--progress",
-        "off",
-    ])
+    let (r, _) = load(
+        serve_config(&["--session-delay", "-3=20ms"]),
+        &["-c", "6", "-d", "1500ms", "--no-gate", "--progress", "off"],
+    )
     .await;
-    server.shutdown().await.unwrap();
     let s = &r.summary;
     assert_eq!(s.starved(), vec![3], "{:?}", s.per_conn);
     assert!(s.jain_fairness().unwrap() < 0.95);

@@ -5,26 +5,16 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{run, serve_config, start_server};
+use common::{load, run, serve_config, start_server};
 use wsbench::run::breaker::State;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_disconnects_are_reconnected_and_counted_exactly() {
-    let server = start_server(serve_config(&["--disconnect-after", "500"])).await;
-    let url = server.url();
-    let r = run(&[
-        "--url",
-        &url,
-        "-c",
-        "4",
-        "-d",
-        "2s",
-        "--no-gate",
-        "--progress",
-        "off",
-    ])
+    let (r, stats) = load(
+        serve_config(&["--disconnect-after", "500"]),
+        &["-c", "4", "-d", "2s", "--no-gate", "--progress", "off"],
+    )
     .await;
-    let stats = server.shutdown().await.unwrap();
     let (c, x) = (&r.summary.counts, &r.summary.resilience);
     let forced = stats.injected.forced_closes;
     assert!(forced >= 4, "the server forced closes: {stats:?}");
@@ -116,25 +106,23 @@ async fn an_outage_walks_the_breaker_closed_open_half_open_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_replies_time_out_one_for_one() {
-    let server = start_server(serve_config(&["--drop-rate", "0.01", "--seed", "7"])).await;
-    let url = server.url();
-    let r = run(&[
-        "--url",
-        &url,
-        "-c",
-        "4",
-        "--inflight",
-        "4",
-        "-d",
-        "2s",
-        "--timeout",
-        "200ms",
-        "--no-gate",
-        "--progress",
-        "off",
-    ])
+    let (r, stats) = load(
+        serve_config(&["--drop-rate", "0.01", "--seed", "7"]),
+        &[
+            "-c",
+            "4",
+            "--inflight",
+            "4",
+            "-d",
+            "2s",
+            "--timeout",
+            "200ms",
+            "--no-gate",
+            "--progress",
+            "off",
+        ],
+    )
     .await;
-    let stats = server.shutdown().await.unwrap();
     let c = &r.summary.counts;
     assert!(stats.injected.dropped > 10, "{stats:?}");
     assert_eq!(c.timed_out, stats.injected.dropped);
@@ -188,23 +176,21 @@ async fn duplicates_malformed_frames_and_errors_match_what_was_injected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_and_phase_frames_are_counted_and_finals_matched() {
-    let server = start_server(serve_config(&["--stream", "3", "--ack", "--progress"])).await;
-    let url = server.url();
-    let r = run(&[
-        "--url",
-        &url,
-        "-c",
-        "2",
-        "--inflight",
-        "4",
-        "-n",
-        "2000",
-        "--no-gate",
-        "--progress",
-        "off",
-    ])
+    let (r, stats) = load(
+        serve_config(&["--stream", "3", "--ack", "--progress"]),
+        &[
+            "-c",
+            "2",
+            "--inflight",
+            "4",
+            "-n",
+            "2000",
+            "--no-gate",
+            "--progress",
+            "off",
+        ],
+    )
     .await;
-    let stats = server.shutdown().await.unwrap();
     let s = &r.summary;
     assert_eq!(s.counts.succeeded, 2000);
     assert_eq!(
@@ -221,27 +207,25 @@ async fn streams_and_phase_frames_are_counted_and_finals_matched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_server_is_detected_within_the_pong_timeout() {
     // Each connection freezes (no reads, no pongs) after 50 calls.
-    let server = start_server(serve_config(&["--freeze-after", "50"])).await;
-    let url = server.url();
-    let r = run(&[
-        "--url",
-        &url,
-        "-c",
-        "1",
-        "-d",
-        "2s",
-        "--ping-interval",
-        "100ms",
-        "--pong-timeout",
-        "300ms",
-        "--backoff-base",
-        "20ms",
-        "--no-gate",
-        "--progress",
-        "off",
-    ])
+    let (r, stats) = load(
+        serve_config(&["--freeze-after", "50"]),
+        &[
+            "-c",
+            "1",
+            "-d",
+            "2s",
+            "--ping-interval",
+            "100ms",
+            "--pong-timeout",
+            "300ms",
+            "--backoff-base",
+            "20ms",
+            "--no-gate",
+            "--progress",
+            "off",
+        ],
+    )
     .await;
-    let stats = server.shutdown().await.unwrap();
     let x = &r.summary.resilience;
     // Detection takes at most interval + timeout (400 ms), so 2 s hold at least 3 cycles;
     // relying on the 10 s request timeout instead would find none.
@@ -257,25 +241,23 @@ async fn a_hung_server_is_detected_within_the_pong_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_pings_are_answered_under_load() {
-    let server = start_server(serve_config(&["--ping-interval", "20ms"])).await;
-    let url = server.url();
-    let r = run(&[
-        "--url",
-        &url,
-        "-c",
-        "4",
-        "--inflight",
-        "8",
-        "-d",
-        "1500ms",
-        "--ping-interval",
-        "50ms",
-        "--no-gate",
-        "--progress",
-        "off",
-    ])
+    let (r, stats) = load(
+        serve_config(&["--ping-interval", "20ms"]),
+        &[
+            "-c",
+            "4",
+            "--inflight",
+            "8",
+            "-d",
+            "1500ms",
+            "--ping-interval",
+            "50ms",
+            "--no-gate",
+            "--progress",
+            "off",
+        ],
+    )
     .await;
-    let stats = server.shutdown().await.unwrap();
     let i = &stats.injected;
     // Both directions: the server's pings answered, the client's pongs timed.
     assert!(

@@ -37,6 +37,20 @@ pub async fn start_server(config: ServeConfig) -> Server {
     Server::start(listener, config).unwrap()
 }
 
+/// Starts a server with `config`, runs `wsbench run --url <it>` with `args`, stops the server:
+/// the run's result and the server's final counters.
+pub async fn load(config: ServeConfig, args: &[&str]) -> (RunResult, StatsSnapshot) {
+    let server = start_server(config).await;
+    let url = server.url();
+    let argv: Vec<&str> = ["--url", url.as_str()]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    let r = run(&argv).await;
+    let stats = server.shutdown().await.expect("server stops");
+    (r, stats)
+}
+
 /// Runs `wsbench run` in-process with these flags.
 pub async fn run(args: &[&str]) -> RunResult {
     wsbench::run::run(run_config(args), CancellationToken::new())
