@@ -476,3 +476,28 @@ fn serve_reads_its_settings_from_a_config_file() {
     );
     assert!(stdout_of(&out).contains("OVER_CAPACITY 50"));
 }
+
+#[test]
+fn output_files_are_readable_by_others_like_any_report() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (_dir, json) = temp_path("r.json");
+    let out = wsbench()
+        .args([
+            "run",
+            "--embedded",
+            "-c",
+            "1",
+            "-n",
+            "10",
+            "--no-gate",
+            "--progress",
+            "off",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let mode = std::fs::metadata(&json).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "not the temp file's private 0600");
+}

@@ -105,6 +105,16 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .with_context(|| format!("could not write '{}'", path.display()))?;
+    // Temp files are created private (0600); a report is for others too. Keep the mode of a
+    // file being replaced, else the usual 0644.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("could not write '{}'", path.display()))?;
+    }
     tmp.persist(path)
         .with_context(|| format!("could not write '{}'", path.display()))?;
     Ok(())
