@@ -76,7 +76,10 @@ impl Reporter for HtmlReporter {
     fn render(&self, r: &RunResult) -> anyhow::Result<Vec<u8>> {
         let s = &r.summary;
         let h = &s.histograms;
-        let secs: Vec<_> = s.seconds.iter().enumerate().collect();
+        // Whole seconds of the measured window only: the last, partial one (the drain) would
+        // read as a collapse.
+        let whole = (s.duration.as_secs() as usize).min(s.seconds.len()).max(1);
+        let secs: Vec<_> = s.seconds.iter().enumerate().take(whole).collect();
         let per_sec = |f: &dyn Fn(&crate::stats::recorder::Second) -> Option<f64>| {
             secs.iter()
                 .filter_map(|(i, x)| f(x).map(|v| (*i as f64, v)))
@@ -223,6 +226,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}.pass{{color:#27ae
             write!(o, "<tr><th>{k}</th><td>{}</td></tr>", esc(&v))?;
         }
         o.push_str("</table><h2>Thresholds</h2><table><tr><th>threshold</th><th>measured</th><th>result</th></tr>");
+        if r.verdicts.is_empty() {
+            o.push_str("<tr><td colspan=\"3\">none (gate off)</td></tr>");
+        }
         for v in &r.verdicts {
             let (class, word) = if v.passed {
                 ("pass", "PASS")

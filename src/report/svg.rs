@@ -22,7 +22,7 @@ pub enum XAxis<'a> {
 const W: f64 = 720.0;
 const H: f64 = 300.0;
 const LEFT: f64 = 64.0;
-const RIGHT: f64 = 16.0;
+const RIGHT: f64 = 36.0;
 const TOP: f64 = 36.0;
 const BOTTOM: f64 = 44.0;
 
@@ -110,13 +110,20 @@ impl Frame {
         H - BOTTOM - y / self.y1 * (H - TOP - BOTTOM)
     }
 
-    fn x_tick(&mut self, x: f64, text: &str) {
+    /// A labelled x position; `grid` draws a guide line up the chart (not through bars).
+    fn x_tick(&mut self, x: f64, text: &str, grid: bool) {
         let px = self.px(x);
+        if grid {
+            let _ = write!(
+                self.svg,
+                r##"<line x1="{px:.1}" x2="{px:.1}" y1="{t}" y2="{b}" stroke="#eee"/>"##,
+                t = TOP,
+                b = H - BOTTOM
+            );
+        }
         let _ = write!(
             self.svg,
-            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{t}" y2="{b}" stroke="#eee"/><text x="{px:.1}" y="{ly}" text-anchor="middle">{l}</text>"##,
-            t = TOP,
-            b = H - BOTTOM,
+            r#"<text x="{px:.1}" y="{ly}" text-anchor="middle">{l}</text>"#,
             ly = H - BOTTOM + 16.0,
             l = esc(text)
         );
@@ -178,7 +185,7 @@ pub fn line_chart(
                 .enumerate()
             {
                 if k as f64 <= f.x1 + 1e-9 {
-                    f.x_tick(k as f64, name);
+                    f.x_tick(k as f64, name, true);
                 }
             }
             "percentile"
@@ -187,7 +194,7 @@ pub fn line_chart(
             let s = step(f.x1 - f.x0, 8.0);
             let mut x = (f.x0 / s).ceil() * s;
             while x <= f.x1 + 1e-9 {
-                f.x_tick(x, &label(x));
+                f.x_tick(x, &label(x), true);
                 x += s;
             }
             unit
@@ -239,7 +246,7 @@ pub fn bar_chart(
             n = esc(name)
         );
         if i % every == 0 {
-            f.x_tick(i as f64 + 0.4, name);
+            f.x_tick(i as f64 + 0.4, name, false);
         }
     }
     f.finish(x_label, &[])

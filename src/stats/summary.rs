@@ -182,6 +182,8 @@ impl Summary {
                 }
             }
         }
+        // Tasks finish in any order; people read connections in theirs.
+        s.per_conn.sort_by_key(|c| c.id);
         s.mark_starved();
         s
     }
