@@ -34,8 +34,10 @@ pub async fn show(
     }
 }
 
-/// One status line: elapsed/total, rate, last-second p99, errors, open connections.
-fn status(live: &Live, timing: &Timing, rate: f64, now: Instant) -> String {
+/// One status line: elapsed/total, the last complete second's rate and p99, errors, open
+/// connections. (Counts reach the recorder in per-second batches, so a rate taken between two
+/// ticks would jump; the last whole second is the honest figure.)
+fn status(live: &Live, timing: &Timing, now: Instant) -> String {
     let elapsed = now.saturating_duration_since(timing.start).as_secs_f64();
     let total = timing
         .stop_at
@@ -50,13 +52,14 @@ fn status(live: &Live, timing: &Timing, rate: f64, now: Instant) -> String {
         Some((p, _)) if p.is_finite() => format!("{} ms", fmt_ms(p)),
         _ => "-".into(),
     };
+    let rate = live.last_second.map_or(0, |(_, n)| n);
     let t = &live.totals;
     format!(
-        "[{elapsed:>6.1}s/{total:.0}s{phase}] sent {} ok {} err {}  {:.0}/s  p99(last s) {p99}  conns {}",
+        "[{elapsed:>6.1}s/{total:.0}s{phase}] sent {} ok {} err {}  last second: {}/s, p99 {p99}  conns {}",
         fmt_count(t.sent),
         fmt_count(t.succeeded),
         fmt_count(t.failed + t.timed_out + t.lost),
-        rate,
+        fmt_count(rate),
         live.open_conns
     )
 }
@@ -64,7 +67,6 @@ fn status(live: &Live, timing: &Timing, rate: f64, now: Instant) -> String {
 async fn lines(live: Arc<Mutex<Live>>, timing: Timing, total: Duration, done: CancellationToken) {
     let every = (total / 15).clamp(Duration::from_secs(2), Duration::from_secs(10));
     let mut tick = tokio::time::interval_at((Instant::now() + every).into(), every);
-    let mut last = (Instant::now(), 0u64);
     loop {
         tokio::select! {
             _ = done.cancelled() => return,
@@ -72,10 +74,7 @@ async fn lines(live: Arc<Mutex<Live>>, timing: Timing, total: Duration, done: Ca
         }
         let now = Instant::now();
         let snapshot = live.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let rate = (snapshot.totals.succeeded.saturating_sub(last.1)) as f64
-            / now.duration_since(last.0).as_secs_f64().max(1e-3);
-        last = (now, snapshot.totals.succeeded);
-        let line = status(&snapshot, &timing, rate, now);
+        let line = status(&snapshot, &timing, now);
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
 }
@@ -88,7 +87,6 @@ async fn bar(live: Arc<Mutex<Live>>, timing: Timing, total: Duration, done: Canc
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut last = (Instant::now(), 0u64);
     loop {
         tokio::select! {
             _ = done.cancelled() => break,
@@ -96,11 +94,8 @@ async fn bar(live: Arc<Mutex<Live>>, timing: Timing, total: Duration, done: Canc
         }
         let now = Instant::now();
         let snapshot = live.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let rate = (snapshot.totals.succeeded.saturating_sub(last.1)) as f64
-            / now.duration_since(last.0).as_secs_f64().max(1e-3);
-        last = (now, snapshot.totals.succeeded);
         pb.set_position(now.saturating_duration_since(timing.start).as_millis() as u64);
-        pb.set_message(status(&snapshot, &timing, rate, now));
+        pb.set_message(status(&snapshot, &timing, now));
     }
     pb.finish_and_clear();
 }
