@@ -4,15 +4,7 @@
 
 mod common;
 
-use common::{TestServer, serve_config, temp_path, wsbench};
-
-fn out_str(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn json(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
+use common::{TestServer, out_str, serve_config, temp_path, wsbench};
 
 #[test]
 fn capacity_finds_a_knee_known_by_construction() {
@@ -62,7 +54,7 @@ fn capacity_finds_a_knee_known_by_construction() {
         "{text}\n{}",
         out_str(&out.stderr)
     );
-    let v = json(&out_json);
+    let v = common::read_json(&out_json);
     assert_eq!(v["kind"], "capacity");
     let answer = v["capacity_rps"].as_f64().unwrap();
     assert!(
@@ -137,7 +129,7 @@ fn the_baseline_gate_passes_an_improvement_and_fails_a_regression() {
         text.contains("p99 <= baseline +10.0%") && text.contains("REGRESSED"),
         "{text}"
     );
-    let v = json(&now);
+    let v = common::read_json(&now);
     let row = &v["baseline"]["rows"][0];
     assert_eq!(row["metric"], "p99");
     assert!(row["change"].as_f64().unwrap() > 0.5, "{row}");
@@ -189,7 +181,7 @@ fn full_validation_catches_every_corrupted_reply() {
         .unwrap();
     let stats = server.stop();
     assert_eq!(out.status.code(), Some(0));
-    let v = json(&r);
+    let v = common::read_json(&r);
     assert!(stats.injected.corrupted > 100, "{:?}", stats.injected);
     assert_eq!(
         v["errors_by_code"]["invalid_reply"].as_u64().unwrap(),
@@ -227,7 +219,7 @@ fn sampled_validation_finds_corruption_at_the_expected_rate() {
         .unwrap();
     server.stop();
     assert_eq!(out.status.code(), Some(0));
-    let v = json(&r);
+    let v = common::read_json(&r);
     let checked = v["counts"]["validated"].as_u64().unwrap() as f64;
     let caught = v["errors_by_code"]["invalid_reply"].as_u64().unwrap_or(0) as f64;
     assert!(

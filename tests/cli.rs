@@ -171,7 +171,7 @@ fn an_unknown_tool_fails_the_gate_with_exit_1() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let v = common::read_json(&json);
     assert_eq!(v["verdict"], "fail");
     assert_eq!(v["exit_code"], 1);
     assert_eq!(v["counts"]["failed"], 300);
@@ -199,7 +199,7 @@ fn the_json_result_round_trips_and_matches_the_printed_report() {
         .unwrap();
     let stats = server.stop();
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let v = common::read_json(&json);
 
     for key in [
         "schema_version",
@@ -365,7 +365,7 @@ fn serve_prints_its_address_and_stops_on_sigterm_writing_stats() {
     assert_eq!(out.status.code(), Some(0));
     let status = common::terminate(child).status;
     assert!(status.success(), "{status:?}");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    let v = common::read_json(&stats);
     for key in [
         "connections",
         "hello_ok",
@@ -413,7 +413,7 @@ fn the_chaos_profile_passes_its_own_thresholds() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let v = common::read_json(&json);
     let server = &v["server"]["injected"];
     // The embedded server really injected faults, and the client counted them exactly.
     assert!(server["errors"].as_u64().unwrap() > 0);

@@ -3,11 +3,7 @@
 
 mod common;
 
-use common::{TestServer, temp_path, wsbench};
-
-fn out_str(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{TestServer, out_str, temp_path, wsbench};
 
 /// `config show` value and source of one key.
 fn shown(show: &str, key: &str) -> (String, String) {

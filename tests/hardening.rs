@@ -8,14 +8,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory as _;
-use common::{TestServer, temp_path, wsbench};
+use common::{TestServer, out_str, temp_path, wsbench};
 use futures_util::{SinkExt as _, StreamExt as _};
 use proptest::prelude::*;
 use tokio_tungstenite::tungstenite::Message;
-
-fn out_str(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Sends `frames` after a good hello, then asks for health: the server must still answer.
 fn server_survives(url: &str, frames: Vec<Message>) -> Result<(), String> {
@@ -198,7 +194,7 @@ fn a_signal_stops_the_run_gracefully_with_every_file_written() {
         );
         assert!(t0.elapsed() < Duration::from_secs(10));
         assert!(out_str(&out.stdout).contains("Verdict: INTERRUPTED (exit 130)"));
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let v = common::read_json(&json);
         assert_eq!(v["verdict"], "interrupted");
         assert!(v["counts"]["succeeded"].as_u64().unwrap() > 0);
         assert_eq!(v["identity_holds"], true);

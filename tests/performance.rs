@@ -5,11 +5,7 @@
 
 mod common;
 
-use common::{TestServer, temp_path, wsbench};
-
-fn out_str(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{TestServer, out_str, temp_path, wsbench};
 
 #[test]
 fn the_self_check_is_in_every_report() {
@@ -36,7 +32,7 @@ fn the_self_check_is_in_every_report() {
         "{}",
         out_str(&out.stdout)
     );
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let v = common::read_json(&json);
     let c = &v["client"];
     let cpu_ms = c["cpu_ms"].as_f64().unwrap();
     let per_req = c["cpu_us_per_request"].as_f64().unwrap();
@@ -120,7 +116,7 @@ fn backpressure_from_a_slow_server_is_not_blamed_on_the_client() {
         .arg(&json)
         .output()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let v = common::read_json(&json);
     let rate = &v["rate"];
     assert!(
         rate["achieved_send_rps"].as_f64().unwrap() < 0.5 * rate["target_rps"].as_f64().unwrap()

@@ -5,16 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, temp_path, wsbench};
+use common::{TestServer, out_str, temp_path, wsbench};
 use wsbench::report::json::decode_histogram;
-
-fn out_str(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn json(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
 
 /// Three workers started together against one server; returns their files and the server's
 /// counters.
@@ -78,8 +70,8 @@ fn merged_results_equal_the_sum_of_the_workers_and_the_servers_counters() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
-    let workers: Vec<_> = files.iter().map(|f| json(f)).collect();
-    let m = json(&merged);
+    let workers: Vec<_> = files.iter().map(|f| common::read_json(f)).collect();
+    let m = common::read_json(&merged);
     let sum = |key: &str| {
         workers
             .iter()

@@ -4,12 +4,8 @@
 
 mod common;
 
-use common::{TestServer, temp_path, wsbench};
+use common::{TestServer, out_str, temp_path, wsbench};
 use wsbench::config::ServeConfig;
-
-fn out_str(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// A self-signed certificate for 127.0.0.1, written as PEM files into `dir`.
 fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -75,7 +71,7 @@ fn wss_needs_a_trusted_certificate() {
         "{}",
         out_str(&trusted.stdout)
     );
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let v = common::read_json(&json);
     assert_eq!(v["counts"]["succeeded"], 200);
     assert!(
         v["handshake_ms"]["tls"]["p50"].as_f64().unwrap() > 0.0,

@@ -174,3 +174,14 @@ pub fn terminate(child: std::process::Child) -> std::process::Output {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     child.wait_with_output().expect("child exits")
 }
+
+/// A result (or stats) file, parsed.
+pub fn read_json(path: &std::path::Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Process output as text.
+pub fn out_str(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
