@@ -418,6 +418,13 @@ impl Connection {
             self.shared.stats.injected(Fault::Dropped);
             return None;
         }
+        // The id as a JSON string, built once and only when an injected frame carries it: with no
+        // faults configured a call costs nothing here.
+        let quoted = if config.stream > 0 || config.ack || config.progress || f.malformed {
+            serde_json::to_string(id).unwrap_or_default()
+        } else {
+            String::new()
+        };
         if f.corrupt
             && let Some((text, _)) = out.frames.last_mut()
             && text.as_str().contains(r#""outputs""#)
@@ -440,7 +447,6 @@ impl Connection {
         } else if config.stream > 0
             && let Some((_, counted)) = out.frames.pop()
         {
-            let quoted = serde_json::to_string(id).unwrap_or_default();
             for i in 0..config.stream {
                 let chunk =
                     format!(r#"{{"op":"stream_chunk","request_id":{quoted},"chunk":"part {i}"}}"#);
@@ -454,7 +460,6 @@ impl Connection {
             out.frames.push((done.into(), counted));
         }
         let mut before = Vec::new();
-        let quoted = serde_json::to_string(id).unwrap_or_default();
         if config.ack {
             let ack = format!(
                 r#"{{"op":"call_tool_ack","request_id":{quoted},"accepted":true,"timeout":300}}"#
