@@ -297,9 +297,20 @@ pub struct ServeArgs {
     /// Send a progress frame before each reply.
     #[arg(long)]
     pub progress: bool,
-    /// Answer with N stream_chunk frames and a stream_complete instead of call_tool_res.
+    /// Precede each successful call_tool_res with N stream_chunk frames and a stream_complete.
     #[arg(long, value_name = "N")]
     pub stream: Option<String>,
+    /// Send stream_complete before every successful call_tool_res (the field daemon's order).
+    #[arg(long)]
+    pub stream_complete: bool,
+    /// Share of calls rejected with {"op":"error","error":{"code":"OVER_CAPACITY"}} and no
+    /// request_id (the field daemon's rate limiter); such a call gets no reply of its own.
+    #[arg(long)]
+    pub uncorrelated_error_rate: Option<String>,
+    /// Answer unknown tools with {"error":{"code":"TOOL_NOT_FOUND"}}: no op, no request_id (the
+    /// field daemon's shape).
+    #[arg(long)]
+    pub bare_tool_errors: bool,
     /// Ping every connection this often (pongs are counted).
     #[arg(long)]
     pub ping_interval: Option<String>,

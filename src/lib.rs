@@ -23,6 +23,7 @@ pub mod signal;
 pub mod stats;
 pub mod tls;
 pub mod units;
+pub mod wsio;
 
 use cli::{Cli, Command};
 use config::{RunConfig, ServeConfig};

@@ -111,6 +111,8 @@ struct TimelineIn {
     failed: u64,
     timed_out: u64,
     lost: u64,
+    #[serde(default)]
+    dropped: u64,
     open_conns: u32,
     #[serde(default)]
     histogram: String,
@@ -291,6 +293,7 @@ pub fn merge(files: &[PathBuf], mut config: RunConfig) -> Result<RunResult, Conf
                 failed: t.failed,
                 timed_out: t.timed_out,
                 lost: t.lost,
+                dropped: t.dropped,
             };
             sec.open_conns += t.open_conns;
             if !t.histogram.is_empty() {

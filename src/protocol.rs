@@ -44,7 +44,7 @@ pub enum Kind {
     CallToolAck,
     /// `stream_chunk` (not final).
     StreamChunk,
-    /// `stream_complete`: final, success.
+    /// `stream_complete`: the end of a stream, not final (the `call_tool_res` follows it).
     StreamComplete,
     /// `call_tool_res` without an `error`: final, success.
     Result,
@@ -65,20 +65,20 @@ pub enum Kind {
 impl Kind {
     /// Whether this frame ends the request it names.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            Kind::StreamComplete | Kind::Result | Kind::ResultError | Kind::Error
-        )
+        matches!(self, Kind::Result | Kind::ResultError | Kind::Error)
     }
 
     /// Whether this final frame means the call succeeded.
     pub fn is_success(self) -> bool {
-        matches!(self, Kind::StreamComplete | Kind::Result)
+        self == Kind::Result
     }
 
-    /// Non-final frames about a request: counted, not timed.
+    /// Non-final frames about a request: counted and stamped as phases.
     pub fn is_non_final(self) -> bool {
-        matches!(self, Kind::Progress | Kind::CallToolAck | Kind::StreamChunk)
+        matches!(
+            self,
+            Kind::Progress | Kind::CallToolAck | Kind::StreamChunk | Kind::StreamComplete
+        )
     }
 }
 
@@ -105,26 +105,122 @@ impl Classified<'_> {
     }
 }
 
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(borrow)]
-    op: Option<&'a RawValue>,
-    #[serde(borrow)]
-    request_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    error: Option<&'a RawValue>,
-    #[serde(borrow)]
-    code: Option<&'a RawValue>,
-    #[serde(borrow)]
-    ok: Option<&'a RawValue>,
+/// The raw values of some fields of one JSON object, by the index of their name in the list
+/// asked for. A repeated key keeps its last value, as common JSON parsers do (PROTOCOL.md asks
+/// for that tolerance); other keys are skipped without being parsed into anything.
+struct Fields<const N: usize>(&'static [&'static str; N]);
+
+/// Picks a key's index in the name list without allocating (escaped keys are compared decoded).
+struct KeySeed<const N: usize>(&'static [&'static str; N]);
+
+impl<'de, const N: usize> serde::de::DeserializeSeed<'de> for KeySeed<N> {
+    type Value = Option<usize>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
 }
 
-#[derive(Deserialize)]
-struct ErrorObject<'a> {
-    #[serde(borrow)]
+impl<const N: usize> serde::de::Visitor<'_> for KeySeed<N> {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|n| *n == v))
+    }
+}
+
+impl<'de, const N: usize> serde::de::DeserializeSeed<'de> for Fields<N> {
+    type Value = [Option<&'de RawValue>; N];
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, const N: usize> serde::de::Visitor<'de> for Fields<N> {
+    type Value = [Option<&'de RawValue>; N];
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut values = [None; N];
+        while let Some(key) = map.next_key_seed(KeySeed(self.0))? {
+            match key {
+                Some(i) => values[i] = Some(map.next_value::<&'de RawValue>()?),
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// The named fields of the JSON object `text`; `None` when it is not one object.
+fn fields<'a, const N: usize>(
+    text: &'a str,
+    names: &'static [&'static str; N],
+) -> Option<[Option<&'a RawValue>; N]> {
+    use serde::de::DeserializeSeed as _;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let values = Fields(names).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(values)
+}
+
+const HEAD: &[&str; 7] = &[
+    "op",
+    "request_id",
+    "error",
+    "code",
+    "ok",
+    "outputs",
+    "message",
+];
+
+/// The fields of a server frame the classifier reads.
+struct Head<'a> {
+    op: Option<&'a RawValue>,
+    request_id: Option<&'a RawValue>,
+    error: Option<&'a RawValue>,
     code: Option<&'a RawValue>,
-    #[serde(borrow)]
+    ok: Option<&'a RawValue>,
+    outputs: Option<&'a RawValue>,
+}
+
+impl<'a> Head<'a> {
+    fn parse(text: &'a str) -> Option<Self> {
+        let [op, request_id, error, code, ok, outputs, _message] = fields(text, HEAD)?;
+        Some(Head {
+            op,
+            request_id,
+            error,
+            code,
+            ok,
+            outputs,
+        })
+    }
+}
+
+/// An `error` object's fields.
+struct ErrorObject<'a> {
+    code: Option<&'a RawValue>,
     retry_after: Option<&'a RawValue>,
+}
+
+impl<'a> ErrorObject<'a> {
+    fn parse(text: &'a str) -> Option<Self> {
+        let [code, retry_after] = fields(text, &["code", "retry_after"])?;
+        Some(ErrorObject { code, retry_after })
+    }
+}
+
+/// Whether a JSON value is "falsy": false, null, "", 0, [] or {}.
+fn falsy(raw: &RawValue) -> bool {
+    let t = raw.get().trim();
+    matches!(t, "false" | "null" | "\"\"" | "[]" | "{}")
+        || t.parse::<f64>().is_ok_and(|n| n == 0.0)
+        || (t.starts_with('[') && t[1..t.len().saturating_sub(1)].trim().is_empty())
 }
 
 /// A JSON string value, unescaped only when it has escapes.
@@ -149,7 +245,7 @@ fn raw_scalar(raw: &RawValue) -> Option<Cow<'_, str>> {
 
 /// `error.retry_after` as seconds, when the error object carries a number there.
 fn retry_after(head: &Head<'_>) -> Option<f64> {
-    let obj = serde_json::from_str::<ErrorObject<'_>>(head.error?.get()).ok()?;
+    let obj = ErrorObject::parse(head.error?.get())?;
     obj.retry_after?
         .get()
         .parse::<f64>()
@@ -162,7 +258,7 @@ fn error_code(head: &Head<'_>) -> Option<Cow<'static, str>> {
     if let Some(err) = head.error {
         let text = err.get();
         if text.starts_with('{') {
-            if let Ok(obj) = serde_json::from_str::<ErrorObject<'_>>(text)
+            if let Some(obj) = ErrorObject::parse(text)
                 && let Some(code) = obj.code.and_then(raw_scalar)
             {
                 return Some(Cow::Owned(code.into_owned()));
@@ -179,16 +275,30 @@ fn error_code(head: &Head<'_>) -> Option<Cow<'static, str>> {
 }
 
 /// Classifies one text frame from a server. Never panics, whatever the input.
+///
+/// Tolerance (PROTOCOL.md): a repeated key takes its last value; a `call_tool_res` fails only on
+/// an `error` object, or on a truthy non-object `error` with no `outputs` beside it; a frame
+/// with no `op` but an `error` object is an error frame (the field's daemon sends
+/// `{"error":{"code":"TOOL_NOT_FOUND",…}}` that way).
 pub fn classify(text: &str) -> Classified<'_> {
-    let head: Head<'_> = match serde_json::from_str(text) {
-        Ok(head) => head,
-        Err(_) => return Classified::bare(Kind::Malformed),
-    };
-    let Some(op) = head.op.and_then(raw_str) else {
+    let Some(head) = Head::parse(text) else {
         return Classified::bare(Kind::Malformed);
     };
     let request_id = head.request_id.and_then(raw_scalar);
-    let has_error = head.error.is_some_and(|e| e.get() != "null");
+    let error_object = head.error.is_some_and(|e| e.get().starts_with('{'));
+    let op = match head.op {
+        Some(op) => match raw_str(op) {
+            Some(op) => op,
+            None => return Classified::bare(Kind::Malformed),
+        },
+        None if error_object => Cow::Borrowed("error"),
+        None => return Classified::bare(Kind::Malformed),
+    };
+    let has_error = match head.error {
+        None => false,
+        Some(_) if error_object => true,
+        Some(e) => head.outputs.is_none() && !falsy(e),
+    };
     let kind = match op.as_ref() {
         "hello_ack" | "hello_res" => Kind::HelloAck {
             ok: head.ok.is_some_and(|v| v.get() == "true"),
@@ -209,7 +319,7 @@ pub fn classify(text: &str) -> Classified<'_> {
         }
         _ => None,
     };
-    let retry_after = if kind == Kind::ResultError {
+    let retry_after = if matches!(kind, Kind::ResultError | Kind::Error) {
         retry_after(&head)
     } else {
         None
@@ -446,7 +556,11 @@ mod tests {
             Kind::StreamChunk
         );
         let done = classify(r#"{"op":"stream_complete","request_id":"a","metadata":{}}"#);
-        assert!(done.kind.is_final() && done.kind.is_success());
+        assert_eq!(done.kind, Kind::StreamComplete);
+        assert!(
+            !done.kind.is_final() && done.kind.is_non_final(),
+            "a phase, not the end"
+        );
 
         let res = classify(
             r#"{"op":"call_tool_res","request_id":"r-3-42","outputs":[{"type":"text","text":"{\"error\":1}"}]}"#,
@@ -492,6 +606,46 @@ mod tests {
         );
         let c = classify(r#"{"op":"call_tool_res","request_id":"a","error":null}"#);
         assert_eq!(c.kind, Kind::Result);
+    }
+
+    #[test]
+    fn tolerant_as_protocol_md_says() {
+        // A repeated key takes its last value.
+        let c = classify(
+            r#"{"op":"progress","op":"call_tool_res","request_id":"x","request_id":"y","outputs":[]}"#,
+        );
+        assert_eq!((c.kind, c.request_id.as_deref()), (Kind::Result, Some("y")));
+        // A non-object error beside outputs is a success.
+        for e in ["false", r#""""#, "0", "[]", "null", "{}"] {
+            let f =
+                format!(r#"{{"op":"call_tool_res","request_id":"a","error":{e},"outputs":[]}}"#);
+            let want = if e == "{}" {
+                Kind::ResultError
+            } else {
+                Kind::Result
+            };
+            assert_eq!(kind(&f), want, "{f}");
+        }
+        // The field daemon's error shapes, with and without op, nested and flat.
+        let c = classify(
+            r#"{"op":"error","error":{"code":"OVER_CAPACITY","message":"Rate limit exceeded","details":{}}}"#,
+        );
+        assert_eq!(
+            (c.kind, c.code.as_deref(), c.request_id),
+            (Kind::Error, Some("OVER_CAPACITY"), None)
+        );
+        let c = classify(r#"{"error":{"code":"TOOL_NOT_FOUND","message":"Tool not found: x"}}"#);
+        assert_eq!(
+            (c.kind, c.code.as_deref()),
+            (Kind::Error, Some("TOOL_NOT_FOUND"))
+        );
+        let c = classify(r#"{"op":"error","code":"OVER_CAPACITY","message":"m"}"#);
+        assert_eq!(
+            (c.kind, c.code.as_deref()),
+            (Kind::Error, Some("OVER_CAPACITY"))
+        );
+        // Trailing garbage after the object is not one object.
+        assert_eq!(kind(r#"{"op":"call_tool_res"} x"#), Kind::Malformed);
     }
 
     #[test]

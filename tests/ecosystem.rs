@@ -199,8 +199,8 @@ fn junit_has_one_case_per_threshold_and_failures_exactly_for_failed_ones() {
         .descendants()
         .filter(|n| n.has_tag_name("testcase"))
         .collect();
-    // rps, p99 (expressions) + connect_p99 (flag) + error_rate (default).
-    assert_eq!(cases.len(), 4, "{xml}");
+    // rps, p99 (expressions) + connect_p99 (flag) + error_rate, connection_errors (default).
+    assert_eq!(cases.len(), 5, "{xml}");
     let failed: Vec<_> = cases
         .iter()
         .filter(|c| c.children().any(|n| n.has_tag_name("failure")))

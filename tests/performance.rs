@@ -68,6 +68,8 @@ fn a_percentile_from_too_few_samples_is_inconclusive() {
             "1",
             "--max-connect-p99",
             "10s",
+            "--max-p99",
+            "10s",
             "--threshold",
             "p99.9<1us",
         ])

@@ -197,11 +197,15 @@ async fn streams_and_phase_frames_are_counted_and_finals_matched() {
         (s.counts.unmatched, s.counts.duplicates, s.counts.malformed),
         (0, 0, 0)
     );
-    // ack + progress + 3 chunks per call.
-    assert_eq!(s.counts.non_final, 2000 * 5);
+    // ack + progress + 3 chunks + stream_complete per call; then the call_tool_res ends it.
+    assert_eq!(s.counts.non_final, 2000 * 6);
     assert_eq!(s.counts.non_final, stats.injected.non_final);
+    assert_eq!(stats.results_ok, 2000);
     assert_eq!(s.histograms.ack.len(), 2000);
     assert_eq!(s.histograms.first_chunk.len(), 2000);
+    assert_eq!(s.histograms.stream_end.len(), 2000);
+    // The stream's end comes before the result, which is the request's latency.
+    assert!(s.histograms.stream_end.max() <= s.histograms.service.max());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -279,7 +279,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     };
 
     let gate = !args.gate.no_gate && r.get_or(None, "--no-gate", th("gate"), "true", parse_bool)?;
-    let thresholds = thresholds(args, r)?;
+    let thresholds = thresholds(args, r, schedule.is_some())?;
     // Validated whether or not a baseline is given, so a typo never passes silently.
     let tolerances = r.get_or(
         args.gate.max_regress.as_deref(),
@@ -454,7 +454,11 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
 
 /// The gate: built-in targets, replaced metric by metric by the dedicated flags (shorthands)
 /// and by threshold expressions.
-fn thresholds(args: &RunArgs, r: &Resolver) -> Result<Vec<Threshold>, ConfigError> {
+fn thresholds(
+    args: &RunArgs,
+    r: &Resolver,
+    open_loop: bool,
+) -> Result<Vec<Threshold>, ConfigError> {
     let th = |k| ("thresholds", k);
     let ms = duration_ms;
     let secs = |s: &str| units::parse_duration(s).map(|d| d.as_secs_f64());
@@ -528,6 +532,12 @@ fn thresholds(args: &RunArgs, r: &Resolver) -> Result<Vec<Threshold>, ConfigErro
             list.push((metric, v));
         }
     }
+    // Nothing unanswered passes: no slot of an open-loop schedule dropped, no connection that
+    // could not be set up (override with --threshold 'dropped<=N' / 'connection_errors<=N').
+    if open_loop {
+        list.push((Metric::Dropped, 0.0));
+    }
+    list.push((Metric::ConnectionErrors, 0.0));
     let mut thresholds: Vec<Threshold> = list
         .into_iter()
         .map(|(m, v)| Threshold::new(m, v))
@@ -578,7 +588,8 @@ mod tests {
                 ("rps", 50_000.0),
                 ("p99", 5.0),
                 ("connect_p99", 10.0),
-                ("error_rate", 0.0)
+                ("error_rate", 0.0),
+                ("connection_errors", 0.0)
             ]
         );
     }

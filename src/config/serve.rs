@@ -139,6 +139,12 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
             ack: switch(args.ack, "--ack")?,
             progress: switch(args.progress, "--progress")?,
             stream: count(&args.stream, "--stream")?.map_or(0, |n| n.min(10_000) as u32),
+            stream_complete: switch(args.stream_complete, "--stream-complete")?,
+            uncorrelated_error_rate: ratio(
+                &args.uncorrelated_error_rate,
+                "--uncorrelated-error-rate",
+            )?,
+            bare_tool_errors: switch(args.bare_tool_errors, "--bare-tool-errors")?,
             ping_interval: get(r, &args.ping_interval, "--ping-interval", positive_duration)?,
             max_inflight: count(&args.max_inflight, "--max-inflight")?,
             corrupt_rate: ratio(&args.corrupt_rate, "--corrupt-rate")?,

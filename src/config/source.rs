@@ -98,6 +98,9 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "max_message_size",
             "max_inflight",
             "corrupt_rate",
+            "stream_complete",
+            "uncorrelated_error_rate",
+            "bare_tool_errors",
         ],
     ),
     (

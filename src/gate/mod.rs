@@ -26,10 +26,14 @@ pub enum Metric {
     ConnectP99,
     /// hello to hello_ack p99, in milliseconds.
     HelloP99,
-    /// (failed + timed out + lost) / sent.
+    /// (sent - succeeded) / sent: failed, timed out, lost and unfinished.
     ErrorRate,
     /// Seconds the target was unavailable: breaker open, or no connection up.
     Unavailable,
+    /// Open loop: slots of the schedule never sent.
+    Dropped,
+    /// Connections not set up by the synchronized start.
+    ConnectionErrors,
 }
 
 impl Metric {
@@ -46,6 +50,8 @@ impl Metric {
             Metric::HelloP99 => "hello_p99",
             Metric::ErrorRate => "error_rate",
             Metric::Unavailable => "unavailable",
+            Metric::Dropped => "dropped",
+            Metric::ConnectionErrors => "connection_errors",
         }
     }
 
@@ -54,7 +60,10 @@ impl Metric {
     pub fn default_cmp(self) -> Cmp {
         match self {
             Metric::Rps => Cmp::Ge,
-            Metric::ErrorRate | Metric::Unavailable => Cmp::Le,
+            Metric::ErrorRate
+            | Metric::Unavailable
+            | Metric::Dropped
+            | Metric::ConnectionErrors => Cmp::Le,
             _ => Cmp::Lt,
         }
     }
@@ -72,11 +81,15 @@ impl Metric {
             Metric::ConnectP99 => s.connect_ms(99.0),
             Metric::ErrorRate => s.error_rate(),
             Metric::Unavailable => s.unavailable.as_secs_f64(),
+            Metric::Dropped => s.counts.dropped as f64,
+            Metric::ConnectionErrors => s.connections_failed as f64,
         }
     }
 
     /// The histogram a percentile metric reads, its quantile, and so the samples it needs:
-    /// at least 1/(1-q) (p99.9 needs 1,000 requests to mean anything).
+    /// at least 1/(1-q) (p99.9 needs 1,000 requests to mean anything). Only request latencies
+    /// are samples; connection setup and hello are a census (every connection is measured), so
+    /// their percentiles are exact over any number.
     fn samples(self, s: &Summary) -> Option<(u64, u64)> {
         let h = &s.histograms;
         let (hist, q): (_, f64) = match self {
@@ -84,8 +97,6 @@ impl Metric {
             Metric::P90 => (&h.latency, 0.9),
             Metric::P99 => (&h.latency, 0.99),
             Metric::P999 => (&h.latency, 0.999),
-            Metric::ConnectP99 => (&h.connect, 0.99),
-            Metric::HelloP99 => (&h.hello, 0.99),
             _ => return None,
         };
         Some((hist.len(), (1.0 / (1.0 - q)).round() as u64))
@@ -97,6 +108,7 @@ impl Metric {
             Metric::Rps => format!("{v:.0}/s"),
             Metric::ErrorRate => format!("{:.4}%", v * 100.0),
             Metric::Unavailable => format!("{v:.2} s"),
+            Metric::Dropped | Metric::ConnectionErrors => format!("{v:.0}"),
             _ => format!("{} ms", fmt_ms(v)),
         }
     }

@@ -18,6 +18,8 @@ pub const METRIC_NAMES: &[(&str, Metric)] = &[
     ("hello_p99", Metric::HelloP99),
     ("error_rate", Metric::ErrorRate),
     ("unavailable", Metric::Unavailable),
+    ("dropped", Metric::Dropped),
+    ("connection_errors", Metric::ConnectionErrors),
 ];
 
 /// Parses one expression.
@@ -50,6 +52,10 @@ pub fn parse(expr: &str) -> Result<Threshold, String> {
         Metric::Rps => units::parse_count(value.trim_end_matches("/s"))?,
         Metric::ErrorRate => units::parse_ratio(value)?,
         Metric::Unavailable => units::parse_duration(value)?.as_secs_f64(),
+        Metric::Dropped | Metric::ConnectionErrors => value
+            .parse::<u64>()
+            .map(|n| n as f64)
+            .map_err(|_| format!("'{value}' is not a whole number"))?,
         _ => {
             if value.parse::<f64>().is_ok() {
                 return Err(format!("'{value}' needs a unit, e.g. 5ms or 250us"));

@@ -192,6 +192,7 @@ struct TimelineRow {
     failed: u64,
     timed_out: u64,
     lost: u64,
+    dropped: u64,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
     max_ms: Option<f64>,
@@ -307,11 +308,15 @@ impl Reporter for JsonReporter {
             .filter(|(k, v)| *k != "tls" || !v.is_empty())
             .map(|(k, v)| (k, Percentiles::of(v)))
             .collect(),
-            phases_ms: [("ack", &h.ack), ("first_chunk", &h.first_chunk)]
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| (k, Percentiles::of(v)))
-                .collect(),
+            phases_ms: [
+                ("ack", &h.ack),
+                ("first_chunk", &h.first_chunk),
+                ("stream_end", &h.stream_end),
+            ]
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k, Percentiles::of(v)))
+            .collect(),
             client_lag_ms: Percentiles::of(&h.client_lag),
             schedule_lag_ms: Percentiles::of(&h.schedule_lag),
             connections: Connections {
@@ -350,6 +355,7 @@ impl Reporter for JsonReporter {
                     failed: sec.tally.failed,
                     timed_out: sec.tally.timed_out,
                     lost: sec.tally.lost,
+                    dropped: sec.tally.dropped,
                     p50_ms: finite(percentile_ms(&sec.latency, 50.0), &sec.latency),
                     p99_ms: finite(percentile_ms(&sec.latency, 99.0), &sec.latency),
                     max_ms: finite(sec.latency.max() as f64 / 1e3, &sec.latency),

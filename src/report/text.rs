@@ -99,9 +99,18 @@ impl Reporter for TextReporter {
             fmt_count(k.lost),
             fmt_count(k.unfinished)
         )?;
+        if s.is_open_loop() {
+            writeln!(
+                o,
+                "Schedule    scheduled {} = sent {} + dropped {} (never sent: connection down, breaker open, paused, or queued at the end)",
+                fmt_count(k.sent + k.dropped),
+                fmt_count(k.sent),
+                fmt_count(k.dropped)
+            )?;
+        }
         writeln!(
             o,
-            "Throughput  {:.0} req/s succeeded over {:.2} s measured; error rate {:.4}%",
+            "Throughput  {:.0} req/s succeeded over {:.2} s measured; error rate {:.4}% (sent but not succeeded)",
             s.throughput(),
             s.duration.as_secs_f64(),
             s.error_rate() * 100.0
@@ -151,7 +160,11 @@ impl Reporter for TextReporter {
             )?;
             writeln!(o, "  {}", full(&h.latency))?;
         }
-        for (name, hist) in [("To ack", &h.ack), ("To chunk", &h.first_chunk)] {
+        for (name, hist) in [
+            ("To ack", &h.ack),
+            ("To chunk", &h.first_chunk),
+            ("To stream end", &h.stream_end),
+        ] {
             if !hist.is_empty() {
                 writeln!(
                     o,
@@ -233,7 +246,11 @@ impl Reporter for TextReporter {
                     .iter()
                     .map(|(c, n)| format!("{c} {n}")),
             );
-            writeln!(o, "Conn errors {list}")?;
+            writeln!(
+                o,
+                "Conn errors {list}  (error frames without a request id; {} could not be tied to one request, whose requests ended timed out or unfinished)",
+                fmt_count(k.uncorrelated_errors)
+            )?;
         }
         if !s.close_codes.is_empty() {
             let list = join(&mut s.close_codes.iter().map(|(c, n)| format!("{c} x{n}")));
@@ -359,16 +376,13 @@ impl TextReporter {
         let s = &r.summary;
         let x = &s.resilience;
         let h = &s.histograms;
-        if x.disconnects + x.reconnect_attempts + x.blocked + x.pong_timeouts + x.retry_after_pauses
-            > 0
-        {
+        if x.disconnects + x.reconnect_attempts + x.pong_timeouts + x.retry_after_pauses > 0 {
             writeln!(
                 o,
-                "Resilience  disconnects {}, reconnects {}/{} attempts, blocked {}, pong timeouts {}, retry-after pauses {}; unavailable {:.2} s",
+                "Resilience  disconnects {}, reconnects {}/{} attempts, pong timeouts {}, retry-after pauses {}; unavailable {:.2} s",
                 x.disconnects,
                 x.reconnects,
                 x.reconnect_attempts,
-                fmt_count(x.blocked),
                 x.pong_timeouts,
                 x.retry_after_pauses,
                 s.unavailable.as_secs_f64()

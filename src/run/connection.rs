@@ -23,6 +23,7 @@ use crate::protocol::{self, Kind, RequestTemplate};
 use crate::tls::{self, Stream};
 
 type Ws = WebSocketStream<Stream>;
+use crate::wsio::{Duplex, Io};
 
 /// Samples go to the recorder when this many have gathered...
 const BATCH: usize = 512;
@@ -30,8 +31,8 @@ const BATCH: usize = 512;
 const BATCH_AGE: Duration = Duration::from_millis(250);
 /// Frames read per turn of the loop before it looks at the clock again.
 const READ_BATCH: usize = 256;
-/// Timed-out ids remembered to tell late replies from duplicates; beyond, the set restarts.
-const MAX_REMEMBERED_TIMEOUTS: usize = 1 << 20;
+/// Unanswered ids remembered to tell late replies from duplicates; beyond, the set restarts.
+const MAX_REMEMBERED_UNANSWERED: usize = 1 << 20;
 
 /// What every connection of a run shares; read-only except for the atomics.
 #[derive(Debug)]
@@ -151,13 +152,23 @@ impl Backoff {
     }
 }
 
-/// When sending stops: at the end of the run, on interrupt, or when the request budget is spent.
+/// When sending stops: at the end of the run, on interrupt, or when the request budget is spent;
+/// and when everything stops at once.
 #[derive(Debug, Clone)]
 pub struct Stop {
+    /// The first signal: stop sending, cut the drain to at most [`INTERRUPT_DRAIN`].
     pub interrupt: CancellationToken,
+    /// The run's time is up (its bound, or the interrupt's drain): every connection counts what
+    /// is still in flight as unfinished and returns its report at once.
+    pub end: CancellationToken,
     /// Requests left to hand out across all connections (`-n`), if counted.
     pub budget: Option<Arc<AtomicU64>>,
 }
+
+/// The longest drain an interrupted run waits for.
+pub const INTERRUPT_DRAIN: Duration = Duration::from_secs(1);
+/// The longest a connection waits for the server's close reply after the drain.
+const CLOSE_LIMIT: Duration = Duration::from_millis(500);
 
 impl Stop {
     fn take_ticket(&self) -> bool {
@@ -166,6 +177,14 @@ impl Stop {
             Some(b) => b
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                 .is_ok(),
+        }
+    }
+
+    /// Resolves on the interrupt or the end, whichever comes first.
+    async fn either(&self) {
+        tokio::select! {
+            _ = self.interrupt.cancelled() => {}
+            _ = self.end.cancelled() => {}
         }
     }
 }
@@ -184,14 +203,19 @@ pub struct Timing {
 /// Channels between a connection task and the orchestrator.
 pub struct Links {
     pub events: mpsc::UnboundedSender<Event>,
-    /// Told once when setup finished, either way.
-    pub ready: mpsc::UnboundedSender<()>,
+    /// Told once when setup finished: whether the connection is up.
+    pub ready: mpsc::UnboundedSender<bool>,
     /// The run's clock, once everyone is ready.
     pub start: watch::Receiver<Option<Timing>>,
 }
 
+/// A set-up connection: the socket, its stamps, and the frames that came before `hello_ack`.
+type Established = (Ws, SetupStamps, Vec<Message>);
+
 /// Runs connection `id` to completion and reports what it counted. `setup_delay` spreads
-/// connection setup over a ramp-up.
+/// connection setup over a ramp-up. A connection that is not up by the synchronized start is
+/// reported as failed; with reconnects on it keeps trying (through the breaker) and joins the
+/// load when it gets through.
 pub async fn run(
     spec: Arc<RunSpec>,
     id: u32,
@@ -203,42 +227,70 @@ pub async fn run(
         id,
         ..ConnReport::default()
     };
-    let setup = tokio::select! {
+    let first = tokio::select! {
         s = async {
             tokio::time::sleep(setup_delay).await;
-            if !spec.breaker.try_connect() {
-                return Err(fail("connect", "blocked: circuit breaker open".into(), None, false));
-            }
-            let s = setup(&spec, id).await;
-            spec.breaker.record(Call::Connect, s.is_ok(), false);
-            s
+            connect_through_breaker(&spec, id).await
         } => s,
-        _ = stop.interrupt.cancelled() => Err(fail("connect", "interrupted".into(), None, false)),
+        _ = stop.either() => Err(fail("connect", "interrupted".into(), None, false)),
     };
-    let ws = match setup {
-        Ok((ws, stamps)) => {
-            let _ = links.events.send(Event::Setup(stamps));
-            ws
-        }
-        Err(failure) => {
-            report.setup_failure = Some(failure);
-            let _ = links.ready.send(());
-            return report;
-        }
+    let _ = links.ready.send(first.is_ok());
+    let timing = tokio::select! {
+        t = links.start.wait_for(Option::is_some) => t.ok().and_then(|t| *t),
+        _ = stop.end.cancelled() => None,
     };
-    let _ = links.ready.send(());
-    let Ok(timing) = links.start.wait_for(Option::is_some).await.map(|s| *s) else {
+    let Some(timing) = timing else {
+        report.setup_failure = first.err();
         return report;
     };
-    let timing = timing.expect("waited for Some");
-    let _ = links.events.send(Event::Conn {
-        at: timing.start,
-        open: true,
-    });
     let mut pacer = match &spec.schedule {
         Some(schedule) => Pacer::open(schedule.clone(), timing.start, id, spec.conns),
         None => Pacer::Closed,
     };
+    let mut tallies = Tallies::new(timing.measure_from, links.events.clone());
+    let mut rng = fastrand::Rng::new();
+    let (ws, early, retried) = match first {
+        Ok((ws, stamps, early)) => {
+            let _ = links.events.send(Event::Setup(stamps));
+            (ws, early, false)
+        }
+        Err(failure) => {
+            // A refused hello (token, format) fails the same way every time: no retry.
+            let retry_it = !failure.rejected;
+            report.setup_failure = Some(failure);
+            let retried = match spec.reconnect {
+                Some(backoff) if retry_it => {
+                    let stop_at = timing.stop_at;
+                    retry(&spec, id, &stop, stop_at, backoff, &mut rng, &mut report).await
+                }
+                _ => None,
+            };
+            match retried {
+                Some((ws, stamps, early)) => {
+                    let _ = links.events.send(Event::Setup(stamps));
+                    (ws, early, true)
+                }
+                None => {
+                    // Never up: its whole share of an open-loop schedule is dropped.
+                    let mut idle = Idle {
+                        report: &mut report,
+                        tallies: &mut tallies,
+                        timing,
+                    };
+                    idle.finish_schedule(&mut pacer, &stop, false).await;
+                    tallies.flush();
+                    return report;
+                }
+            }
+        }
+    };
+    report.opened = true;
+    let up = if retried {
+        Instant::now()
+    } else {
+        timing.start
+    };
+    let _ = links.events.send(Event::Conn { at: up, open: true });
     let id_prefix = format!("{}-{}-{}-", spec.run_id, spec.worker_id, id);
     let mut load = Load {
         template: RequestTemplate::new(
@@ -249,7 +301,7 @@ pub async fn run(
             spec.conns,
         ),
         id_prefix,
-        ws,
+        ws: Duplex::new(ws),
         spec: &spec,
         id,
         timing,
@@ -258,39 +310,123 @@ pub async fn run(
         buf: String::with_capacity(256),
         samples: Vec::new(),
         batch_started: timing.start,
-        tally_sec: 0,
-        tally: Tally::default(),
+        tallies,
         events: links.events,
         report,
         sending: true,
+        budget_spent: false,
+        interrupted: false,
         deadline: timing.stop_at,
         paused_until: None,
         ping: spec
             .ping
             .map(|(every, timeout)| Pinger::new(every, timeout, timing.start)),
-        rng: fastrand::Rng::new(),
+        rng,
         // Connections start their sampling at different points, so 1% means 1% of all.
         sample_credit: f64::from(id) / f64::from(spec.conns.max(1)),
+        early: false,
     };
+    load.early_frames(early);
+    if retried {
+        // Came up on a retry: the slots that passed meanwhile were dropped.
+        load.resume(&mut pacer, up);
+    }
     while let End::Dropped(at) = load.run(&mut pacer, &stop).await {
         let _ = load.events.send(Event::Conn { at, open: false });
-        let Some(ws) = load.reconnect(&stop).await else {
+        let Some((ws, stamps, early)) = load.reconnect(&stop).await else {
             load.report.resilience.reconnects_abandoned += 1;
             break;
         };
         let up = Instant::now();
+        let _ = load.events.send(Event::Setup(stamps));
         let _ = load.events.send(Event::Reconnect { dropped: at, up });
         let _ = load.events.send(Event::Conn { at: up, open: true });
-        load.ws = ws;
+        load.ws = Duplex::new(ws);
+        load.early_frames(early);
         load.resume(&mut pacer, up);
     }
     let closed = Instant::now();
-    load.flush_tally();
     let _ = load.events.send(Event::Conn {
         at: closed,
         open: false,
     });
+    let budget_spent = load.budget_spent;
+    let mut idle = Idle {
+        report: &mut load.report,
+        tallies: &mut load.tallies,
+        timing,
+    };
+    idle.finish_schedule(&mut pacer, &stop, budget_spent).await;
+    load.tallies.flush();
     load.report
+}
+
+/// One connect attempt, if the breaker lets it through, with its outcome told to the breaker.
+async fn connect_through_breaker(spec: &RunSpec, id: u32) -> Result<Established, SetupFailure> {
+    if !spec.breaker.try_connect() {
+        return Err(fail(
+            "connect",
+            "blocked: circuit breaker open".into(),
+            None,
+            false,
+        ));
+    }
+    let s = setup(spec, id).await;
+    spec.breaker.record(Call::Connect, s.is_ok(), false);
+    s
+}
+
+/// Connects again with backoff, through the breaker, until `stop_at`; `None` when the run
+/// ended (or sending stopped) first. No attempt outlives `stop_at`: a server that accepts TCP
+/// and then hangs the upgrade cannot hold the run past its end.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the connection's parts a retry touches"
+)]
+async fn retry(
+    spec: &RunSpec,
+    id: u32,
+    stop: &Stop,
+    stop_at: Instant,
+    backoff: Backoff,
+    rng: &mut fastrand::Rng,
+    report: &mut ConnReport,
+) -> Option<Established> {
+    let mut attempt = 0;
+    let mut at = Instant::now() + backoff.delay(attempt, rng);
+    loop {
+        if at >= stop_at {
+            return None;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(at.into()) => {}
+            _ = stop.either() => return None,
+        }
+        // Asked right before the attempt: the breaker may have opened during the backoff.
+        if !spec.breaker.try_connect() {
+            // Open: no attempt at all until the breaker says so.
+            at = spec.breaker.retry_at();
+            continue;
+        }
+        report.resilience.reconnect_attempts += 1;
+        let result = tokio::select! {
+            r = setup(spec, id) => r,
+            _ = stop.either() => return None,
+            _ = tokio::time::sleep_until(stop_at.into()) => return None,
+        };
+        spec.breaker.record(Call::Connect, result.is_ok(), false);
+        match result {
+            Ok(established) => {
+                report.resilience.reconnects += 1;
+                return Some(established);
+            }
+            Err(f) => {
+                *report.reconnect_failures.entry(f.describe()).or_default() += 1;
+                attempt += 1;
+                at = Instant::now() + backoff.delay(attempt, rng);
+            }
+        }
+    }
 }
 
 fn fail(
@@ -307,8 +443,9 @@ fn fail(
     }
 }
 
-/// TCP connect, WebSocket upgrade and hello, all within `connect_timeout`.
-async fn setup(spec: &RunSpec, id: u32) -> Result<(Ws, SetupStamps), SetupFailure> {
+/// TCP connect, WebSocket upgrade and hello, all within `connect_timeout`. Frames the server
+/// sends before its `hello_ack` are kept, to be counted like any other frame.
+async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupFailure> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::from_std(started + spec.connect_timeout);
     let timed_out = || format!("timed out after {:?}", spec.connect_timeout);
@@ -352,9 +489,19 @@ async fn setup(spec: &RunSpec, id: u32) -> Result<(Ws, SetupStamps), SetupFailur
     // stays last so that a server can single out a connection by suffix.
     let session = format!("{}-{}-{}", spec.session_prefix, spec.worker_id, id);
     let hello = protocol::hello_frame(&session, spec.hello_token.expose());
-    if let Err(e) = ws.send(Message::text(hello)).await {
-        return Err(fail("hello", e.to_string(), None, false));
+    match tokio::time::timeout_at(deadline, ws.send(Message::text(hello))).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(fail("hello", e.to_string(), None, false)),
+        Err(_) => {
+            return Err(fail(
+                "hello",
+                format!("hello not taken: {}", timed_out()),
+                None,
+                false,
+            ));
+        }
     }
+    let mut early = Vec::new();
     loop {
         let msg = match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => {
@@ -375,21 +522,25 @@ async fn setup(spec: &RunSpec, id: u32) -> Result<(Ws, SetupStamps), SetupFailur
                         let code = await_close_code(&mut ws).await;
                         return Err(fail("hello", format!("rejected: {why}"), code, true));
                     }
-                    // Anything before the ack (a banner, a stray error) is not the ack.
-                    _ => continue,
+                    // Anything before the ack (a banner, a stray result) is not the ack, but
+                    // it is a frame the server sent: counted once the connection is up.
+                    _ if early.len() < MAX_EARLY_FRAMES => early.push(Message::Text(text)),
+                    _ => {}
                 }
             }
             Message::Close(frame) => {
                 let code = frame.map(|f| u16::from(f.code));
-                let rejected =
-                    code.is_some_and(|c| (4000..=4003).contains(&c) || c == protocol::CLOSE_POLICY);
-                let why = if rejected {
+                // 4000-4003: the server refused this hello (token, format): a setting to fix,
+                // not load to measure. 1008 (too many connections) is a connection error.
+                let rejected = code.is_some_and(|c| (4000..=4003).contains(&c));
+                let why = if rejected || code == Some(protocol::CLOSE_POLICY) {
                     "rejected"
                 } else {
                     "closed by server"
                 };
                 return Err(fail("hello", why.into(), code, rejected));
             }
+            Message::Binary(b) if early.len() < MAX_EARLY_FRAMES => early.push(Message::Binary(b)),
             _ => continue,
         }
     }
@@ -401,8 +552,11 @@ async fn setup(spec: &RunSpec, id: u32) -> Result<(Ws, SetupStamps), SetupFailur
         upgraded,
         acked,
     };
-    Ok((ws, stamps))
+    Ok((ws, stamps, early))
 }
+
+/// Frames kept from before `hello_ack`; a server that floods them is cut off by the deadline.
+const MAX_EARLY_FRAMES: usize = 1024;
 
 /// TCP connect, from the connection's `--bind-ip` address when there are some.
 async fn tcp_connect(spec: &RunSpec, id: u32) -> std::io::Result<TcpStream> {
@@ -461,7 +615,9 @@ struct Window {
     /// Sequence number the next request gets.
     next: u64,
     outstanding: usize,
-    timed_out: HashSet<u64>,
+    /// Requests that ended without a reply (timed out, lost, unfinished): a reply that still
+    /// comes for one is late (once), not a duplicate.
+    unanswered: HashSet<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -473,6 +629,7 @@ struct Slot {
     warm: bool,
     acked: Option<Instant>,
     first_chunk: Option<Instant>,
+    stream_end: Option<Instant>,
 }
 
 /// What a final reply's id turned out to be.
@@ -509,9 +666,25 @@ impl Window {
                 }
                 Match::InFlight(slot)
             }
-            None if self.timed_out.remove(&seq) => Match::Late,
+            None if self.unanswered.remove(&seq) => Match::Late,
             None => Match::Duplicate,
         }
+    }
+
+    /// The sequence number of the one request in flight, when exactly one is.
+    fn only(&self) -> Option<u64> {
+        if self.outstanding != 1 {
+            return None;
+        }
+        let i = self.slots.iter().position(Option::is_some)?;
+        Some(self.base + i as u64)
+    }
+
+    fn remember_unanswered(&mut self, seq: u64) {
+        if self.unanswered.len() >= MAX_REMEMBERED_UNANSWERED {
+            self.unanswered.clear();
+        }
+        self.unanswered.insert(seq);
     }
 
     /// Pops requests sent at or before `cutoff`, calling `expired` for each.
@@ -521,10 +694,8 @@ impl Window {
                 Some(slot) if slot.sent > cutoff => break,
                 Some(slot) => {
                     expired(slot);
-                    if self.timed_out.len() >= MAX_REMEMBERED_TIMEOUTS {
-                        self.timed_out.clear();
-                    }
-                    self.timed_out.insert(self.base);
+                    let seq = self.base;
+                    self.remember_unanswered(seq);
                     self.outstanding -= 1;
                 }
                 None => {}
@@ -538,25 +709,118 @@ impl Window {
         self.slots.iter().flatten().next().map(|s| s.sent)
     }
 
-    /// Empties the window, returning what was in flight.
-    fn clear(&mut self) -> impl Iterator<Item = Slot> + use<> {
-        self.clear_indexed().map(|(_, slot)| slot)
-    }
-
-    /// Empties the window, returning what was in flight with its offset from the old base.
-    fn clear_indexed(&mut self) -> impl Iterator<Item = (u64, Slot)> + use<> {
+    /// Empties the window, returning what was in flight; each is remembered as unanswered.
+    fn clear(&mut self) -> Vec<Slot> {
         self.outstanding = 0;
+        let base = self.base;
         self.base = self.next;
-        std::mem::take(&mut self.slots)
+        let slots: Vec<(u64, Slot)> = std::mem::take(&mut self.slots)
             .into_iter()
             .enumerate()
-            .filter_map(|(i, s)| s.map(|s| (i as u64, s)))
+            .filter_map(|(i, s)| s.map(|s| (base + i as u64, s)))
+            .collect();
+        slots
+            .into_iter()
+            .map(|(seq, slot)| {
+                self.remember_unanswered(seq);
+                slot
+            })
+            .collect()
+    }
+}
+
+/// Per-second counts of one connection, sent to the recorder when the second turns and at
+/// least every [`BATCH_AGE`], so live progress shows what happened even when traffic stops.
+struct Tallies {
+    measure_from: Instant,
+    sec: u32,
+    tally: Tally,
+    flushed_at: Instant,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Tallies {
+    fn new(measure_from: Instant, events: mpsc::UnboundedSender<Event>) -> Self {
+        Tallies {
+            measure_from,
+            sec: 0,
+            tally: Tally::default(),
+            flushed_at: Instant::now(),
+            events,
+        }
+    }
+
+    /// The tally of the measured second `at` falls in, flushing the previous one first.
+    fn at(&mut self, at: Instant) -> &mut Tally {
+        let sec = at.saturating_duration_since(self.measure_from).as_secs() as u32;
+        if sec != self.sec {
+            self.flush();
+            self.sec = sec;
+        }
+        &mut self.tally
+    }
+
+    fn flush(&mut self) {
+        self.flushed_at = Instant::now();
+        if self.tally != Tally::default() {
+            let tally = std::mem::take(&mut self.tally);
+            let _ = self.events.send(Event::Tally {
+                sec: self.sec,
+                tally,
+            });
+        }
+    }
+
+    /// When the tally should next go out, if it holds anything.
+    fn due(&self) -> Option<Instant> {
+        (self.tally != Tally::default()).then(|| self.flushed_at + BATCH_AGE)
+    }
+}
+
+/// What a connection without a socket still accounts for: its share of the schedule.
+struct Idle<'a> {
+    report: &'a mut ConnReport,
+    tallies: &'a mut Tallies,
+    timing: Timing,
+}
+
+impl Idle<'_> {
+    /// Counts open-loop slots that fall due by `until` and will never be sent as dropped.
+    fn drop_due(&mut self, pacer: &mut Pacer, until: Instant) {
+        if !matches!(pacer, Pacer::Open { .. }) {
+            return;
+        }
+        while let Some(slot) = pacer.due(until) {
+            if slot < self.timing.measure_from {
+                self.report.warmup.dropped += 1;
+            } else {
+                self.report.counts.dropped += 1;
+                self.tallies.at(slot).dropped += 1;
+            }
+        }
+    }
+
+    /// The end of a connection's schedule: every slot due until sending stopped for the run
+    /// (its end, or the interrupt) that was not sent is dropped. A connection that ended early
+    /// waits for that moment, so the count is exact: scheduled = sent + dropped.
+    async fn finish_schedule(&mut self, pacer: &mut Pacer, stop: &Stop, budget_spent: bool) {
+        if !matches!(pacer, Pacer::Open { .. }) || budget_spent || pacer.finished() {
+            return;
+        }
+        let stop_at = self.timing.stop_at;
+        if Instant::now() < stop_at {
+            tokio::select! {
+                _ = tokio::time::sleep_until(stop_at.into()) => {}
+                _ = stop.either() => {}
+            }
+        }
+        self.drop_due(pacer, Instant::now().min(stop_at));
     }
 }
 
 /// The load phase of one connection.
 struct Load<'a> {
-    ws: Ws,
+    ws: Duplex<Stream>,
     spec: &'a RunSpec,
     id: u32,
     timing: Timing,
@@ -568,12 +832,15 @@ struct Load<'a> {
     buf: String,
     samples: Vec<Sample>,
     batch_started: Instant,
-    tally_sec: u32,
-    tally: Tally,
+    tallies: Tallies,
     events: mpsc::UnboundedSender<Event>,
     report: ConnReport,
     /// Still in the sending phase (survives reconnects).
     sending: bool,
+    /// `-n` ran out: the schedule ended there, nothing after it was dropped.
+    budget_spent: bool,
+    /// The interrupt has been seen (the drain is cut short once).
+    interrupted: bool,
     /// End of the current phase: `stop_at` while sending, then the end of the drain.
     deadline: Instant,
     /// Sending paused until then (an honoured `retry_after`).
@@ -582,6 +849,8 @@ struct Load<'a> {
     rng: fastrand::Rng,
     /// Validation sampler: accumulates the sample share per success, checks at each whole.
     sample_credit: f64,
+    /// Frames being counted arrived before `hello_ack`: they go to the measured counts.
+    early: bool,
 }
 
 /// How a load phase ended.
@@ -630,11 +899,29 @@ impl Pinger {
 /// Whether the socket is still usable.
 type Alive = bool;
 
+/// Bytes a connection queues before it waits for the socket to take them: a server that stops
+/// reading holds the connection's sending up (its queueing, counted from the schedule), while
+/// the connection goes on reading replies.
+const WRITE_BACKLOG: usize = 256 << 10;
+
 impl Load<'_> {
-    fn stop_sending(&mut self, now: Instant) {
+    /// Sending stops at `now`: the drain begins, and open-loop slots due by then are dropped.
+    fn stop_sending(&mut self, pacer: &mut Pacer, now: Instant) {
         if self.sending {
             self.sending = false;
             self.deadline = now + self.spec.drain;
+            if !self.budget_spent {
+                self.skip_due(pacer, now.min(self.timing.stop_at));
+            }
+        }
+    }
+
+    /// The first signal: stop sending and give what is in flight at most [`INTERRUPT_DRAIN`].
+    fn interrupt(&mut self, pacer: &mut Pacer, now: Instant) {
+        if !self.interrupted {
+            self.interrupted = true;
+            self.stop_sending(pacer, now);
+            self.deadline = self.deadline.min(now + INTERRUPT_DRAIN);
         }
     }
 
@@ -649,11 +936,12 @@ impl Load<'_> {
 
     /// Open loop: slots that fall due while sending is held back are not made, but counted.
     fn skip_due(&mut self, pacer: &mut Pacer, until: Instant) {
-        if matches!(pacer, Pacer::Open { .. }) {
-            while pacer.due(until).is_some() {
-                self.report.resilience.blocked += 1;
-            }
+        Idle {
+            report: &mut self.report,
+            tallies: &mut self.tallies,
+            timing: self.timing,
         }
+        .drop_due(pacer, until);
     }
 
     /// Back on a fresh connection after a reconnect.
@@ -665,7 +953,17 @@ impl Load<'_> {
         }
     }
 
-    /// Runs the load until it is over or the connection drops.
+    /// Counts the frames a server sent before its `hello_ack`, like any other frames.
+    fn early_frames(&mut self, frames: Vec<Message>) {
+        self.early = true;
+        for msg in frames {
+            self.on_message(Some(Ok(msg)));
+        }
+        self.early = false;
+    }
+
+    /// Runs the load until it is over or the connection drops. Reading never waits on writing:
+    /// requests are queued on the socket and flushed as it takes them, while replies are read.
     async fn run(&mut self, pacer: &mut Pacer, stop: &Stop) -> End {
         let stop_at = self.timing.stop_at;
         let wake = tokio::time::sleep_until(self.deadline.into());
@@ -673,8 +971,11 @@ impl Load<'_> {
         let mut wake_at = self.deadline;
         loop {
             let now = Instant::now();
+            if stop.end.is_cancelled() {
+                return self.finish(false).await;
+            }
             if stop.interrupt.is_cancelled() {
-                self.stop_sending(now);
+                self.interrupt(pacer, now);
             }
             if let Some(cutoff) = now.checked_sub(self.spec.timeout) {
                 self.expire(cutoff, now);
@@ -690,20 +991,23 @@ impl Load<'_> {
             if self.sending && (now < stop_at || matches!(pacer, Pacer::Open { .. })) {
                 if held {
                     self.skip_due(pacer, now.min(stop_at));
-                } else {
-                    match self.fill(pacer, stop, now.min(stop_at)).await {
+                } else if self.ws.backlog_bytes() < WRITE_BACKLOG {
+                    match self.fill(pacer, stop, now.min(stop_at)) {
                         Ok(true) => {}
                         // The budget is spent: what is in flight gets the drain.
-                        Ok(false) => self.stop_sending(Instant::now()),
+                        Ok(false) => {
+                            self.budget_spent = true;
+                            self.stop_sending(pacer, Instant::now());
+                        }
                         Err(()) => return self.dropped(Instant::now()),
                     }
                 }
             }
             if self.sending && (now >= stop_at || pacer.finished()) {
-                self.stop_sending(now);
+                self.stop_sending(pacer, now);
             }
             if !self.sending && (self.window.outstanding == 0 || now >= self.deadline) {
-                break;
+                return self.finish(true).await;
             }
             if let Some(p) = &mut self.ping
                 && p.outstanding.is_none()
@@ -712,13 +1016,18 @@ impl Load<'_> {
                 p.seq += 1;
                 p.outstanding = Some((p.seq, now));
                 let payload = p.seq.to_be_bytes().to_vec();
-                if self.ws.send(Message::Ping(payload.into())).await.is_err() {
+                if self.ws.queue(Message::Ping(payload.into())).is_err()
+                    || self.ws.try_flush().is_err()
+                {
                     return self.dropped(now);
                 }
             }
+            if self.tallies.due().is_some_and(|t| now >= t) {
+                self.tallies.flush();
+            }
 
             // Wake for whichever comes first: end of phase, next timeout, next pacer slot,
-            // the keepalive, the end of a hold.
+            // the keepalive, the end of a hold, the live tally.
             let mut target = self.deadline;
             if let Some(oldest) = self.window.oldest_sent() {
                 target = target.min(oldest + self.spec.timeout);
@@ -731,6 +1040,9 @@ impl Load<'_> {
             }
             if let Some(p) = &self.ping {
                 target = target.min(p.wake_at());
+            }
+            if let Some(t) = self.tallies.due() {
+                target = target.min(t);
             }
             if held {
                 let until = self
@@ -745,44 +1057,52 @@ impl Load<'_> {
 
             tokio::select! {
                 biased;
-                msg = self.ws.next() => {
-                    if !self.on_message(msg) || !self.read_ready() {
+                io = self.ws.next_io(true) => match io {
+                    Io::Frame(msg) => {
+                        if !self.on_message(msg) || !self.read_ready() {
+                            return self.dropped(Instant::now());
+                        }
+                    }
+                    // The socket took a backlog it could not take at once: what fell due
+                    // meanwhile was held up by the server not reading.
+                    Io::Flushed => self.blocked_until = Instant::now(),
+                    Io::WriteFailed(_) => {
+                        *self.report.close_codes.entry(1006).or_default() += 1;
                         return self.dropped(Instant::now());
                     }
-                }
+                },
                 _ = &mut wake => {}
-                _ = stop.interrupt.cancelled(), if self.sending => {}
+                _ = stop.interrupt.cancelled(), if !self.interrupted => {}
+                _ = stop.end.cancelled() => {}
             }
         }
-        let base = self.window.base;
-        for (i, slot) in self.window.clear_indexed() {
+    }
+
+    /// Sending and draining are over: what is still in flight is unfinished. With `close`, the
+    /// close handshake follows (briefly): frames that arrive before the server's close reply
+    /// are still this run's and are counted; the reply itself is the echo of our own close.
+    async fn finish(&mut self, close: bool) -> End {
+        for slot in self.window.clear() {
             bucket(&mut self.report, slot.warm).unfinished += 1;
-            // A reply that still comes is late, not a duplicate.
-            self.window.timed_out.insert(base + i);
         }
         self.flush_samples();
-        // Frames that arrive before the server's close reply are still this run's: a trailing
-        // duplicate or stray frame is counted like any other; so is a close code the server
-        // sent at the same moment.
-        let closing = async {
-            let _ = self.ws.close(None).await;
-            while let Some(Ok(msg)) = self.ws.next().await {
-                match msg {
-                    Message::Close(Some(frame)) => {
-                        *self
-                            .report
-                            .close_codes
-                            .entry(u16::from(frame.code))
-                            .or_default() += 1;
+        if close {
+            let mut trailing = Vec::new();
+            self.ws
+                .close(None, CLOSE_LIMIT, |msg| {
+                    if trailing.len() < READ_BATCH {
+                        trailing.push(msg)
                     }
-                    other => {
-                        self.on_message(Some(Ok(other)));
-                    }
+                })
+                .await;
+            for msg in trailing {
+                if !matches!(msg, Message::Close(_)) {
+                    self.on_message(Some(Ok(msg)));
                 }
             }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
-        self.flush_samples();
+            self.flush_samples();
+        }
+        self.tallies.flush();
         End::Done
     }
 
@@ -790,6 +1110,7 @@ impl Load<'_> {
     fn dropped(&mut self, at: Instant) -> End {
         self.lost();
         self.report.resilience.disconnects += 1;
+        self.tallies.flush();
         if self.sending && self.spec.reconnect.is_some() {
             End::Dropped(at)
         } else {
@@ -801,57 +1122,27 @@ impl Load<'_> {
     }
 
     /// Connects again with backoff, through the breaker; `None` when the run ended first.
-    async fn reconnect(&mut self, stop: &Stop) -> Option<Ws> {
+    async fn reconnect(&mut self, stop: &Stop) -> Option<Established> {
         let backoff = self.spec.reconnect?;
-        let stop_at = self.timing.stop_at;
-        let mut attempt = 0;
-        let mut at = Instant::now() + backoff.delay(attempt, &mut self.rng);
-        loop {
-            if at >= stop_at {
-                return None;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(at.into()) => {}
-                _ = stop.interrupt.cancelled() => return None,
-            }
-            // Asked right before the attempt: the breaker may have opened during the backoff.
-            if !self.spec.breaker.try_connect() {
-                // Open: no attempt at all until the breaker says so.
-                at = self.spec.breaker.retry_at();
-                continue;
-            }
-            self.report.resilience.reconnect_attempts += 1;
-            let result = tokio::select! {
-                r = setup(self.spec, self.id) => r,
-                _ = stop.interrupt.cancelled() => return None,
-            };
-            self.spec
-                .breaker
-                .record(Call::Connect, result.is_ok(), false);
-            match result {
-                Ok((ws, stamps)) => {
-                    self.report.resilience.reconnects += 1;
-                    let _ = self.events.send(Event::Setup(stamps));
-                    return Some(ws);
-                }
-                Err(f) => {
-                    *self
-                        .report
-                        .reconnect_failures
-                        .entry(f.describe())
-                        .or_default() += 1;
-                    attempt += 1;
-                    at = Instant::now() + backoff.delay(attempt, &mut self.rng);
-                }
-            }
-        }
+        retry(
+            self.spec,
+            self.id,
+            stop,
+            self.timing.stop_at,
+            backoff,
+            &mut self.rng,
+            &mut self.report,
+        )
+        .await
     }
 
-    /// Sends while the window has room and the pacer allows. `Ok(false)`: budget spent.
-    async fn fill(&mut self, pacer: &mut Pacer, stop: &Stop, now: Instant) -> Result<bool, ()> {
-        let mut fed = false;
+    /// Queues requests while the window has room, the pacer allows and the socket keeps up.
+    /// Never waits. `Ok(false)`: budget spent; `Err`: the connection is unusable.
+    fn fill(&mut self, pacer: &mut Pacer, stop: &Stop, now: Instant) -> Result<bool, ()> {
+        let mut queued = false;
         let mut more = true;
-        while self.window.outstanding < self.spec.window {
+        while self.window.outstanding < self.spec.window && self.ws.backlog_bytes() < WRITE_BACKLOG
+        {
             let Some(scheduled) = pacer.due(now) else {
                 break;
             };
@@ -860,12 +1151,7 @@ impl Load<'_> {
                 break;
             }
             self.template.render(self.window.next, &mut self.buf);
-            if self
-                .ws
-                .feed(Message::text(self.buf.as_str()))
-                .await
-                .is_err()
-            {
+            if self.ws.queue(Message::text(self.buf.as_str())).is_err() {
                 return Err(());
             }
             let sent = Instant::now();
@@ -877,21 +1163,18 @@ impl Load<'_> {
                 warm,
                 acked: None,
                 first_chunk: None,
+                stream_end: None,
             });
             if warm {
                 self.report.warmup.sent += 1;
             } else {
                 self.report.counts.sent += 1;
-                self.tally_at(sent).sent += 1;
+                self.tallies.at(sent).sent += 1;
             }
-            fed = true;
+            queued = true;
         }
-        if fed {
-            if self.ws.flush().await.is_err() {
-                return Err(());
-            }
-            // Slots that fell due while the write was in progress were held up by the socket.
-            self.blocked_until = Instant::now();
+        if queued && self.ws.try_flush().is_err() {
+            return Err(());
         }
         Ok(more)
     }
@@ -904,7 +1187,7 @@ impl Load<'_> {
             self.spec.breaker.record(Call::Request, false, true);
             bucket(&mut self.report, warm).timed_out += 1;
             if !warm {
-                self.tally_at(now).timed_out += 1;
+                self.tallies.at(now).timed_out += 1;
             }
         }
         if was_full && self.window.outstanding < self.spec.window {
@@ -916,7 +1199,7 @@ impl Load<'_> {
     /// floods frames cannot keep the loop from sending, timing out or stopping.
     fn read_ready(&mut self) -> Alive {
         for _ in 0..READ_BATCH {
-            let Some(msg) = self.ws.next().now_or_never() else {
+            let Some(msg) = self.ws.ws.next().now_or_never() else {
                 break;
             };
             if !self.on_message(msg) {
@@ -955,7 +1238,7 @@ impl Load<'_> {
                 }
                 true
             }
-            Some(Ok(_)) => true, // pings: tungstenite queues the pong, the next flush sends it
+            Some(Ok(_)) => true, // pings: tungstenite queues the pong and sends it as it reads
             Some(Err(tungstenite::Error::Capacity(_))) => {
                 // Over --max-frame-size: the connection cannot go on; 1009 is "message too big".
                 self.report.resilience.oversized_frames += 1;
@@ -969,14 +1252,22 @@ impl Load<'_> {
         }
     }
 
-    /// Frame-level counters go to warmup or measured by when the frame arrived.
+    /// Frame-level counters go to warmup or measured by when the frame arrived; frames from
+    /// before `hello_ack` always count as measured.
     fn frame_counts(&mut self) -> &mut Counts {
-        let warm = Instant::now() < self.timing.measure_from;
+        let warm = !self.early && Instant::now() < self.timing.measure_from;
         bucket(&mut self.report, warm)
     }
 
+    /// The sequence number in one of this connection's request ids, only when the id is
+    /// byte for byte one it sent: the prefix, then the decimal number as rendered (no sign, no
+    /// leading zero, nothing after).
     fn seq_of(&self, id: &str) -> Option<u64> {
-        id.strip_prefix(self.id_prefix.as_str())?.parse().ok()
+        let digits = id.strip_prefix(self.id_prefix.as_str())?;
+        let canonical = !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (digits.len() == 1 || !digits.starts_with('0'));
+        if canonical { digits.parse().ok() } else { None }
     }
 
     fn on_text(&mut self, text: &str) {
@@ -989,6 +1280,7 @@ impl Load<'_> {
                 if let Some(slot) = slot.and_then(|seq| self.window.get_mut(seq)) {
                     let stamp = match c.kind {
                         Kind::CallToolAck => &mut slot.acked,
+                        Kind::StreamComplete => &mut slot.stream_end,
                         _ => &mut slot.first_chunk,
                     };
                     stamp.get_or_insert(received);
@@ -1002,10 +1294,22 @@ impl Load<'_> {
         }
         let Some(id) = c.request_id.as_deref() else {
             if c.kind == Kind::Error {
-                // A connection-level error: about no request in particular.
-                self.frame_counts().unexpected += 1;
-                let code = c.code.as_deref().unwrap_or("UNKNOWN").to_owned();
-                *self.report.conn_errors_by_code.entry(code).or_default() += 1;
+                let code = c.code.as_deref().unwrap_or("UNKNOWN");
+                // With one request in flight, an error with no id can only be about that one
+                // (PROTOCOL.md section 2); with more, it stays unattributed and the request it
+                // rejected ends timed out or unfinished, never a success.
+                if let Some(seq) = self.window.only()
+                    && let Match::InFlight(slot) = self.window.take(seq)
+                {
+                    self.spec.breaker.record(Call::Request, false, false);
+                    self.honor_retry_after(c.retry_after, received);
+                    let code = code.to_owned();
+                    self.complete(slot, received, false, Some(&code));
+                } else {
+                    self.frame_counts().uncorrelated_errors += 1;
+                    let code = code.to_owned();
+                    *self.report.conn_errors_by_code.entry(code).or_default() += 1;
+                }
             } else {
                 self.frame_counts().unmatched += 1;
             }
@@ -1049,18 +1353,25 @@ impl Load<'_> {
                     }
                 }
                 self.spec.breaker.record(Call::Request, ok, false);
-                if !ok
-                    && self.spec.honor_retry_after
-                    && let Some(secs) = c.retry_after
-                {
-                    self.paused_until = Some(received + Duration::from_secs_f64(secs.min(3600.0)));
-                    self.report.resilience.retry_after_pauses += 1;
+                if !ok {
+                    self.honor_retry_after(c.retry_after, received);
                 }
-                self.complete(slot, received, ok, code);
+                let code = code.map(str::to_owned);
+                self.complete(slot, received, ok, code.as_deref());
             }
             Match::Late => self.frame_counts().late += 1,
             Match::Duplicate => self.frame_counts().duplicates += 1,
             Match::Unknown => self.frame_counts().unmatched += 1,
+        }
+    }
+
+    /// `--honor-retry-after`: an error's `retry_after` pauses this connection's sending.
+    fn honor_retry_after(&mut self, retry_after: Option<f64>, received: Instant) {
+        if self.spec.honor_retry_after
+            && let Some(secs) = retry_after
+        {
+            self.paused_until = Some(received + Duration::from_secs_f64(secs.min(3600.0)));
+            self.report.resilience.retry_after_pauses += 1;
         }
     }
 
@@ -1075,7 +1386,7 @@ impl Load<'_> {
             return;
         }
         if success {
-            self.tally_at(received).succeeded += 1;
+            self.tallies.at(received).succeeded += 1;
             if self.samples.is_empty() {
                 self.batch_started = received;
             }
@@ -1087,36 +1398,15 @@ impl Load<'_> {
                 received,
                 acked: slot.acked,
                 first_chunk: slot.first_chunk,
+                stream_end: slot.stream_end,
             });
             if self.samples.len() >= BATCH || received - self.batch_started >= BATCH_AGE {
                 self.flush_samples();
             }
         } else {
-            self.tally_at(received).failed += 1;
+            self.tallies.at(received).failed += 1;
             let code = code.unwrap_or("UNKNOWN").to_owned();
             *self.report.errors_by_code.entry(code).or_default() += 1;
-        }
-    }
-
-    /// The tally of the measured second `at` falls in, flushing the previous one first.
-    fn tally_at(&mut self, at: Instant) -> &mut Tally {
-        let sec = at
-            .saturating_duration_since(self.timing.measure_from)
-            .as_secs() as u32;
-        if sec != self.tally_sec {
-            self.flush_tally();
-            self.tally_sec = sec;
-        }
-        &mut self.tally
-    }
-
-    fn flush_tally(&mut self) {
-        if self.tally != Tally::default() {
-            let tally = std::mem::take(&mut self.tally);
-            let _ = self.events.send(Event::Tally {
-                sec: self.tally_sec,
-                tally,
-            });
         }
     }
 
@@ -1127,14 +1417,14 @@ impl Load<'_> {
         }
     }
 
-    /// The connection dropped: whatever was in flight is lost.
+    /// The connection dropped: whatever was in flight is lost (a reply that still comes on a
+    /// new connection of this session is late, not a duplicate).
     fn lost(&mut self) {
         let now = Instant::now();
-        let slots: Vec<_> = self.window.clear().collect();
-        for slot in slots {
+        for slot in self.window.clear() {
             bucket(&mut self.report, slot.warm).lost += 1;
             if !slot.warm {
-                self.tally_at(now).lost += 1;
+                self.tallies.at(now).lost += 1;
             }
         }
         self.flush_samples();

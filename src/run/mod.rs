@@ -73,6 +73,21 @@ pub async fn main(config: RunConfig) -> anyhow::Result<Outcome> {
     Ok(result.outcome)
 }
 
+/// How long after the drain connections get to close before the run ends regardless.
+const END_SLACK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Fires `end` at `at`, or [`connection::INTERRUPT_DRAIN`] + [`END_SLACK`] after an interrupt.
+async fn end_at(at: Instant, interrupt: CancellationToken, end: CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep_until(at.into()) => {}
+        _ = interrupt.cancelled() => {
+            let cut = Instant::now() + connection::INTERRUPT_DRAIN + END_SLACK;
+            tokio::time::sleep_until(cut.min(at).into()).await;
+        }
+    }
+    end.cancel();
+}
+
 /// First SIGINT/SIGTERM: stop sending, drain, report. Second: leave at once.
 async fn watch_signals(interrupt: CancellationToken) {
     crate::signal::terminated().await;
@@ -163,10 +178,7 @@ pub(crate) fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<Strin
     let first_failure = || s.setup_failures.keys().next().cloned().unwrap_or_default();
     if s.interrupted {
         (Outcome::Interrupted, Some("interrupted by signal".into()))
-    } else if s.connections_opened == 0 {
-        let why = format!("every connection failed ({})", first_failure());
-        (Outcome::CouldNotRun, Some(why))
-    } else if s.hello_rejected {
+    } else if s.connections_opened == 0 && s.hello_rejected {
         let why = s
             .setup_failures
             .keys()
@@ -177,6 +189,9 @@ pub(crate) fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<Strin
             Outcome::CouldNotRun,
             Some(format!("the server rejected a hello: {why}")),
         )
+    } else if s.connections_opened == 0 {
+        let why = format!("every connection failed ({})", first_failure());
+        (Outcome::CouldNotRun, Some(why))
     } else {
         let failed: Vec<_> = verdicts.iter().filter(|v| !v.passed).collect();
         let unsure: Vec<_> = failed
@@ -281,6 +296,7 @@ async fn execute(
     let budget = config.requests.map(|n| Arc::new(AtomicU64::new(n)));
     let stop = Stop {
         interrupt: interrupt.clone(),
+        end: CancellationToken::new(),
         budget: budget.clone(),
     };
 
@@ -303,13 +319,21 @@ async fn execute(
     drop((ready_tx, start_rx));
 
     // Everyone connects first; load starts for all at once, so setup never counts as load.
+    // Each connection reports within its ramp-up delay + --connect-timeout, whatever happens.
+    let mut up = 0u32;
     for _ in 0..config.conns {
-        if ready_rx.recv().await.is_none() {
-            break;
+        match ready_rx.recv().await {
+            Some(ok) => up += u32::from(ok),
+            None => break,
         }
     }
+    if up == 0 {
+        // Nothing to measure: the run could not run, and says so now rather than retrying
+        // for the whole duration. (With some connections up, failed ones keep retrying.)
+        stop.end.cancel();
+    }
     // A synchronized start across workers: everyone is connected; wait for the agreed instant.
-    if let Some(at) = config.start_at {
+    if let Some(at) = config.start_at.filter(|_| up > 0) {
         match at.duration_since(SystemTime::now()) {
             Ok(wait) => {
                 tokio::select! {
@@ -337,6 +361,10 @@ async fn execute(
     });
     drop(events_tx);
     let _ = start_tx.send(Some(timing));
+    // The run's bound: sending, the drain, then a little for closes. An interrupt cuts it to
+    // the interrupt's drain. Past it every connection stops at once and reports.
+    let hard_end = timing.stop_at + config.drain + END_SLACK;
+    let watchdog = tokio::spawn(end_at(hard_end, interrupt.clone(), stop.end.clone()));
     let progress_done = CancellationToken::new();
     let progress = tokio::spawn(crate::progress::show(
         config.progress,
@@ -349,6 +377,7 @@ async fn execute(
     while let Some(joined) = tasks.join_next().await {
         reports.push(joined.context("a connection task failed")?);
     }
+    watchdog.abort();
     let cpu = cpu_start.until(&CpuMark::now(excluded.as_ref()));
     let load_wall = start.elapsed();
     progress_done.cancel();
@@ -495,7 +524,10 @@ mod tests {
             false,
             Mode::Closed,
             std::time::Duration::from_secs(1),
-            &[sample::ConnReport::default()],
+            &[sample::ConnReport {
+                opened: true,
+                ..sample::ConnReport::default()
+            }],
             Recorder::default(),
         );
         s.client.saturated = saturated;

@@ -24,6 +24,8 @@ pub struct Sample {
     pub acked: Option<Instant>,
     /// First `progress` or `stream_chunk`, if any.
     pub first_chunk: Option<Instant>,
+    /// `stream_complete` (the stream's end; the result follows it), if any.
+    pub stream_end: Option<Instant>,
 }
 
 impl Sample {
@@ -62,6 +64,9 @@ pub struct Tally {
     pub failed: u64,
     pub timed_out: u64,
     pub lost: u64,
+    /// Open loop: slots of the schedule that fell due in this second and were never sent.
+    #[serde(default)]
+    pub dropped: u64,
 }
 
 impl AddAssign<&Tally> for Tally {
@@ -71,6 +76,7 @@ impl AddAssign<&Tally> for Tally {
         self.failed += o.failed;
         self.timed_out += o.timed_out;
         self.lost += o.lost;
+        self.dropped += o.dropped;
     }
 }
 
@@ -118,9 +124,6 @@ pub struct Resilience {
     pub disconnects_after_stop: u64,
     /// Drops whose reconnect was given up because the run ended first.
     pub reconnects_abandoned: u64,
-    /// Requests not made because the breaker was open or the connection was down
-    /// (open loop: their slots passed; closed loop: never counted).
-    pub blocked: u64,
     /// Pings that got no pong within `--pong-timeout` (the connection was then closed).
     pub pong_timeouts: u64,
     /// Times sending paused to honour an error's `retry_after`.
@@ -136,7 +139,6 @@ impl AddAssign<&Resilience> for Resilience {
         self.reconnects += o.reconnects;
         self.disconnects_after_stop += o.disconnects_after_stop;
         self.reconnects_abandoned += o.reconnects_abandoned;
-        self.blocked += o.blocked;
         self.pong_timeouts += o.pong_timeouts;
         self.retry_after_pauses += o.retry_after_pauses;
         self.oversized_frames += o.oversized_frames;
@@ -144,7 +146,8 @@ impl AddAssign<&Resilience> for Resilience {
 }
 
 /// Request and frame counts. Every request sent ends in exactly one of succeeded, failed,
-/// timed_out, lost or unfinished; the other fields count frames, not requests.
+/// timed_out, lost or unfinished; in open loop every slot of the schedule is either sent or
+/// dropped. The other fields count frames, not requests.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Requests handed to the socket.
@@ -159,6 +162,10 @@ pub struct Counts {
     pub lost: u64,
     /// Still in flight when the run ended (after the drain).
     pub unfinished: u64,
+    /// Open loop: slots of the schedule never sent (the connection was down, reconnecting,
+    /// blocked by the breaker or paused by `retry_after`, or the run ended with them queued).
+    #[serde(default)]
+    pub dropped: u64,
     /// A second final reply for an already answered id.
     pub duplicates: u64,
     /// A final reply for an id this connection never sent (or with no id).
@@ -171,6 +178,10 @@ pub struct Counts {
     pub non_final: u64,
     /// Other frames: connection-level errors, unknown ops, unsolicited replies.
     pub unexpected: u64,
+    /// Error frames without a `request_id` that could not be tied to one request (more than
+    /// one was in flight): the request they rejected ends timed out or unfinished.
+    #[serde(default)]
+    pub uncorrelated_errors: u64,
     /// Successful replies whose content was checked (`--validate-sample`); the ones that
     /// failed the check are in `failed` under `invalid_reply`.
     #[serde(default)]
@@ -182,6 +193,11 @@ impl Counts {
     pub fn identity_holds(&self) -> bool {
         self.sent == self.succeeded + self.failed + self.timed_out + self.lost + self.unfinished
     }
+
+    /// Requests that did not succeed: failed, timed out, lost or unfinished.
+    pub fn not_succeeded(&self) -> u64 {
+        self.sent.saturating_sub(self.succeeded)
+    }
 }
 
 impl AddAssign<&Counts> for Counts {
@@ -192,6 +208,8 @@ impl AddAssign<&Counts> for Counts {
         self.timed_out += o.timed_out;
         self.lost += o.lost;
         self.unfinished += o.unfinished;
+        self.dropped += o.dropped;
+        self.uncorrelated_errors += o.uncorrelated_errors;
         self.duplicates += o.duplicates;
         self.unmatched += o.unmatched;
         self.late += o.late;
@@ -229,7 +247,10 @@ impl SetupFailure {
 #[derive(Debug, Clone, Default)]
 pub struct ConnReport {
     pub id: u32,
+    /// Why the connection was not up by the synchronized start, if it was not.
     pub setup_failure: Option<SetupFailure>,
+    /// Whether the connection carried load at all (a failed one may come up on a retry).
+    pub opened: bool,
     /// Requests sent in the measured window, by outcome.
     pub counts: Counts,
     /// Requests sent during warmup, by outcome (excluded from everything else).

@@ -46,8 +46,19 @@ pub struct FaultConfig {
     pub ack: bool,
     /// Send a `progress` frame before each reply.
     pub progress: bool,
-    /// Answer with this many `stream_chunk` frames and a `stream_complete`.
+    /// Precede each successful result with this many `stream_chunk` frames and a
+    /// `stream_complete`.
     pub stream: u32,
+    /// Send `stream_complete` before every successful `call_tool_res`, as the field's daemon
+    /// does (implied by `stream`).
+    pub stream_complete: bool,
+    /// Share of calls rejected the way the field daemon's rate limiter does: an
+    /// `{"op":"error","error":{"code":"OVER_CAPACITY",…}}` frame with no `request_id`, and no
+    /// reply of the call's own.
+    pub uncorrelated_error_rate: f64,
+    /// Answer unknown tools as the field daemon does: `{"error":{"code":"TOOL_NOT_FOUND",…}}`
+    /// with no `op` and no `request_id`.
+    pub bare_tool_errors: bool,
     /// Ping every connection this often.
     pub ping_interval: Option<Duration>,
     /// At most this many calls are worked on at once, server-wide; the rest queue. With a
@@ -208,6 +219,8 @@ pub struct CallFaults {
     pub corrupt: bool,
     /// Stop serving this connection after this call.
     pub freeze: bool,
+    /// Reject this call with an error frame that carries no `request_id`.
+    pub uncorrelated: bool,
 }
 
 impl ConnFaults {
@@ -230,7 +243,9 @@ impl ConnFaults {
         let malformed = roll(config.malformed_rate);
         let duplicate = roll(config.duplicate_rate);
         let corrupt = roll(config.corrupt_rate);
+        let uncorrelated = roll(config.uncorrelated_error_rate);
         CallFaults {
+            uncorrelated: uncorrelated && !drop && !error,
             corrupt,
             drop,
             error: error && !drop,

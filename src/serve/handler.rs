@@ -1,15 +1,16 @@
 //! One reference-server connection: WebSocket upgrade, the hello handshake, then answering
-//! frames per PROTOCOL.md. Replies are fed as they are produced and flushed once the socket
-//! has no more frames ready, so a pipelining client gets batched writes.
+//! frames per PROTOCOL.md. Replies are queued as they are produced and flushed once the socket
+//! has no more frames ready, so a pipelining client gets batched writes. Writing never stops
+//! reading: while the client is slow to take replies the connection keeps reading its frames,
+//! up to a bounded backlog; past that it stops reading (TCP backpressure) until the client reads.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, StreamExt as _};
 use subtle::ConstantTimeEq as _;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -20,10 +21,15 @@ use super::faults::ConnFaults;
 use super::stats::{Fault, Reply};
 use crate::protocol::{self, Inbound};
 use crate::tls::Stream;
+use crate::wsio::{Duplex, Io};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http;
 
-type Ws = WebSocketStream<Stream>;
+/// Reply bytes a connection may have queued for a client that is not reading before it stops
+/// reading that client's frames.
+const MAX_BACKLOG: usize = 4 << 20;
+/// The longest a close handshake may take, whatever the peer does.
+const CLOSE_LIMIT: Duration = Duration::from_secs(1);
 
 /// Longest `sleep` the server agrees to, so a hostile client cannot park tasks forever.
 const MAX_SLEEP_MS: u64 = 60_000;
@@ -71,7 +77,7 @@ pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: Cance
             .ok()
     };
     // TLS and the upgrade share the hello timeout: a peer that stalls before hello is cut off.
-    let mut ws = match tokio::time::timeout(shared.config.hello_timeout, accept).await {
+    let ws = match tokio::time::timeout(shared.config.hello_timeout, accept).await {
         Ok(Some(ws)) => ws,
         _ => return,
     };
@@ -80,10 +86,16 @@ pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: Cance
         && shared.stats.active() > max
     {
         shared.stats.refused();
-        close(&mut ws, CloseCode::Policy, "too many connections").await;
+        close(
+            &mut Duplex::new(ws),
+            CloseCode::Policy,
+            "too many connections",
+        )
+        .await;
         shared.stats.connection_closed();
         return;
     }
+    let mut ws = Duplex::new(ws);
     if let Some(session) = handshake(&mut ws, &shared).await {
         Connection::new(ws, shared.clone(), &session)
             .serve(cancel)
@@ -113,27 +125,37 @@ fn echo_subprotocol(req: &Request, mut resp: Response) -> Result<Response, Error
 }
 
 /// Sends a close frame and waits briefly for the peer's, so the code reaches the client.
-async fn close(ws: &mut Ws, code: CloseCode, reason: &str) {
+async fn close(ws: &mut Duplex<Stream>, code: CloseCode, reason: &str) {
     let frame = CloseFrame {
         code,
         reason: reason.to_owned().into(),
     };
-    let _ = ws.close(Some(frame)).await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        while let Some(Ok(_)) = ws.next().await {}
-    })
-    .await;
+    ws.close(Some(frame), CLOSE_LIMIT, |_| {}).await;
+}
+
+/// Queues a frame and waits (at most the hello timeout) for the socket to take it.
+async fn send_bounded(ws: &mut Duplex<Stream>, msg: Message, limit: Duration) -> bool {
+    if ws.queue(msg).is_err() {
+        return false;
+    }
+    if ws.backlog() == 0 {
+        return true;
+    }
+    // With reading off, the only way this resolves is the backlog emptying or failing.
+    let flushed = async { matches!(ws.next_io(false).await, Io::Flushed) };
+    tokio::time::timeout(limit, flushed).await.unwrap_or(false)
 }
 
 /// Runs the hello exchange; the session id, or `None` when the connection was closed.
-async fn handshake(ws: &mut Ws, shared: &Shared) -> Option<String> {
+async fn handshake(dx: &mut Duplex<Stream>, shared: &Shared) -> Option<String> {
     let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
+    let ws = &mut dx.ws;
     let text = loop {
         match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => {
                 shared.stats.hello(false);
                 close(
-                    ws,
+                    dx,
                     CloseCode::from(protocol::CLOSE_HELLO_TIMEOUT),
                     "hello timeout",
                 )
@@ -162,16 +184,17 @@ async fn handshake(ws: &mut Ws, shared: &Shared) -> Option<String> {
                     .unwrap_or_else(random_session_id);
                 let ack = serde_json::json!({"op": "hello_ack", "ok": true, "session_id": session});
                 shared.stats.hello(true);
-                let sent = ws.send(Message::text(ack.to_string())).await;
-                return sent.is_ok().then_some(session);
+                let limit = shared.config.hello_timeout;
+                let sent = send_bounded(dx, Message::text(ack.to_string()), limit).await;
+                return sent.then_some(session);
             }
             (protocol::CLOSE_UNAUTHORIZED, "unauthorized")
         }
     };
     shared.stats.hello(false);
     let nack = serde_json::json!({"op": "hello_ack", "ok": false, "error": error});
-    let _ = ws.send(Message::text(nack.to_string())).await;
-    close(ws, CloseCode::from(code), error).await;
+    let _ = dx.queue(Message::text(nack.to_string()));
+    close(dx, CloseCode::from(code), error).await;
     None
 }
 
@@ -198,7 +221,7 @@ fn random_session_id() -> String {
 }
 
 struct Connection {
-    ws: Ws,
+    ws: Duplex<Stream>,
     shared: Arc<Shared>,
     /// Replies of delayed calls (`sleep`) come back through here.
     delayed_tx: mpsc::UnboundedSender<Outgoing>,
@@ -211,7 +234,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(ws: Ws, shared: Arc<Shared>, session: &str) -> Self {
+    fn new(ws: Duplex<Stream>, shared: Arc<Shared>, session: &str) -> Self {
         let (delayed_tx, delayed_rx) = mpsc::unbounded_channel();
         let mut faults = shared.faults.connection();
         faults.on_session(&shared.faults.config, session);
@@ -246,37 +269,40 @@ impl Connection {
         loop {
             if let Some(resume) = self.shared.faults.paused_until(Instant::now()) {
                 // An injected stall: read nothing, write nothing, until it ends.
-                let _ = self.flush().await;
+                let _ = self.flush();
                 tokio::select! {
                     _ = cancel.cancelled() => {}
                     _ = tokio::time::sleep_until(resume.into()) => {}
                 }
             }
+            // Reading goes on while replies wait for the client, up to a bounded backlog.
+            let read = self.ws.backlog_bytes() < MAX_BACKLOG;
             let alive = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => {
-                    let _ = self.flush().await;
+                    let _ = self.flush();
                     close(&mut self.ws, CloseCode::Away, "server shutting down").await;
                     return;
                 }
                 _ = &mut down => {
                     self.shared.stats.injected(Fault::DownClose);
-                    let _ = self.flush().await;
+                    let _ = self.flush();
                     close(&mut self.ws, CloseCode::Restart, "outage").await;
                     return;
                 }
                 _ = ping.tick(), if ping_every.is_some() => {
                     self.shared.stats.injected(Fault::PingSent);
                     self.unflushed += 1;
-                    self.ws.feed(Message::Ping(Vec::new().into())).await.is_ok()
+                    self.ws.queue(Message::Ping(Vec::new().into())).is_ok()
                 }
-                Some(out) = self.delayed_rx.recv() => self.write(out).await,
-                msg = self.ws.next() => match msg {
-                    Some(Ok(msg)) => self.on_message(msg).await,
-                    _ => false,
+                Some(out) = self.delayed_rx.recv() => self.write(out),
+                io = self.ws.next_io(read) => match io {
+                    Io::Frame(Some(Ok(msg))) => self.on_message(msg),
+                    Io::Frame(_) | Io::WriteFailed(_) => false,
+                    Io::Flushed => true,
                 },
             };
-            if !alive || !self.drain_ready().await || self.flush().await.is_err() {
+            if !alive || !self.drain_ready() || self.flush().is_err() {
                 return;
             }
             if self.disconnect {
@@ -294,20 +320,20 @@ impl Connection {
     }
 
     /// Handles whatever is already readable without waiting, so one flush covers them all.
-    async fn drain_ready(&mut self) -> bool {
+    fn drain_ready(&mut self) -> bool {
         while let Ok(out) = self.delayed_rx.try_recv() {
-            if !self.write(out).await {
+            if !self.write(out) {
                 return false;
             }
         }
         // At most a batch per turn: a flooding client must not starve shutdown or delayed replies.
         for _ in 0..256 {
-            if self.disconnect || self.frozen {
+            if self.disconnect || self.frozen || self.ws.backlog_bytes() >= MAX_BACKLOG {
                 break;
             }
-            match self.ws.next().now_or_never() {
+            match self.ws.ws.next().now_or_never() {
                 Some(Some(Ok(msg))) => {
-                    if !self.on_message(msg).await {
+                    if !self.on_message(msg) {
                         return false;
                     }
                 }
@@ -318,19 +344,20 @@ impl Connection {
         true
     }
 
-    async fn flush(&mut self) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    /// Pushes queued replies out as far as the socket takes them now, without waiting: the
+    /// rest goes out while the loop reads.
+    fn flush(&mut self) -> Result<(), tokio_tungstenite::tungstenite::Error> {
         if self.unflushed > 0 {
             self.shared.stats.frames_out(self.unflushed);
             self.unflushed = 0;
-            self.ws.flush().await?;
         }
-        Ok(())
+        self.ws.try_flush().map(|_| ())
     }
 
-    /// Queues frames; each outcome is counted only once the socket took its frame.
-    async fn write(&mut self, out: Outgoing) -> bool {
+    /// Queues frames; each outcome is counted once the socket has accepted its frame.
+    fn write(&mut self, out: Outgoing) -> bool {
         for (text, counted) in out.frames {
-            if self.ws.feed(Message::Text(text)).await.is_err() {
+            if self.ws.queue(Message::Text(text)).is_err() {
                 return false;
             }
             self.unflushed += 1;
@@ -345,12 +372,12 @@ impl Connection {
         true
     }
 
-    async fn on_message(&mut self, msg: Message) -> bool {
+    fn on_message(&mut self, msg: Message) -> bool {
         match msg {
             Message::Text(text) => {
                 self.shared.stats.frame_in();
                 match self.answer(text.as_str()) {
-                    Some(out) => self.write(out).await,
+                    Some(out) => self.write(out),
                     None => true,
                 }
             }
@@ -359,7 +386,7 @@ impl Connection {
                 self.shared.stats.error_code("INVALID_REQUEST");
                 let msg = "binary frames are not supported";
                 let frame = protocol::error_frame(None, "INVALID_REQUEST", msg);
-                self.write(Outgoing::plain(frame)).await
+                self.write(Outgoing::plain(frame))
             }
             Message::Close(_) => false,
             Message::Pong(_) => {
@@ -420,7 +447,12 @@ impl Connection {
         }
         // The id as a JSON string, built once and only when an injected frame carries it: with no
         // faults configured a call costs nothing here.
-        let quoted = if config.stream > 0 || config.ack || config.progress || f.malformed {
+        let quoted = if config.stream > 0
+            || config.stream_complete
+            || config.ack
+            || config.progress
+            || f.malformed
+        {
             serde_json::to_string(id).unwrap_or_default()
         } else {
             String::new()
@@ -433,6 +465,15 @@ impl Connection {
             *text = protocol::result_frame(id, r#"{"corrupted":true}"#).into();
             self.shared.stats.injected(Fault::Corrupted);
         }
+        if f.uncorrelated {
+            // The field daemon's rate limiter: an error about the connection, not the call.
+            let frame = r#"{"op":"error","error":{"code":"OVER_CAPACITY","message":"Rate limit exceeded: injected","details":{}}}"#;
+            self.shared.stats.injected(Fault::Uncorrelated);
+            return Some(Outgoing::one(
+                frame.into(),
+                Counted::ReplyError("OVER_CAPACITY".into()),
+            ));
+        }
         if f.error {
             let reply = serde_json::json!({
                 "op": "call_tool_res",
@@ -444,9 +485,11 @@ impl Connection {
                 Counted::ReplyError("OVER_CAPACITY".into()),
             );
             self.shared.stats.injected(Fault::Error);
-        } else if config.stream > 0
-            && let Some((_, counted)) = out.frames.pop()
+        } else if (config.stream > 0 || config.stream_complete)
+            && let Some((_, Counted::Reply(Reply::Ok))) = out.frames.last()
         {
+            // Chunks, then the stream's end, then the result: the field daemon's order.
+            let last = out.frames.pop().expect("checked above");
             for i in 0..config.stream {
                 let chunk =
                     format!(r#"{{"op":"stream_chunk","request_id":{quoted},"chunk":"part {i}"}}"#);
@@ -457,7 +500,9 @@ impl Connection {
                 r#"{{"op":"stream_complete","request_id":{quoted},"metadata":{{"chunks":{}}}}}"#,
                 config.stream
             );
-            out.frames.push((done.into(), counted));
+            out.frames
+                .push((done.into(), Counted::Injected(Fault::NonFinal)));
+            out.frames.push(last);
         }
         let mut before = Vec::new();
         if config.ack {
@@ -540,6 +585,14 @@ impl Connection {
                 Some(self.ok_reply(id, &snapshot))
             }
             "sleep" => self.sleep(id, args),
+            _ if self.shared.faults.config.bare_tool_errors => {
+                // No op, no request_id: the field daemon's shape, about the call nonetheless.
+                let v = serde_json::json!({"error": {"code": "TOOL_NOT_FOUND", "message": format!("Tool not found: {name}")}});
+                Some(Outgoing::one(
+                    v.to_string().into(),
+                    Counted::ReplyError("TOOL_NOT_FOUND".into()),
+                ))
+            }
             _ => Some(self.error_reply(id, "TOOL_NOT_FOUND", &format!("Unknown tool: {name}"))),
         }
     }

@@ -45,6 +45,7 @@ struct Injected {
     pings_sent: AtomicU64,
     pongs_received: AtomicU64,
     corrupted: AtomicU64,
+    uncorrelated_errors: AtomicU64,
 }
 
 /// A kind of injected fault, for [`ServerStats::injected`].
@@ -62,6 +63,7 @@ pub enum Fault {
     PingSent,
     PongReceived,
     Corrupted,
+    Uncorrelated,
 }
 
 /// Injected-fault counters in a snapshot.
@@ -90,6 +92,9 @@ pub struct InjectedSnapshot {
     /// Echo replies whose text was corrupted (`--corrupt-rate`).
     #[serde(default)]
     pub corrupted: u64,
+    /// Calls rejected with an error frame carrying no request id (`--uncorrelated-error-rate`).
+    #[serde(default)]
+    pub uncorrelated_errors: u64,
 }
 
 /// A point-in-time copy of [`ServerStats`]; the `--stats-file` and `stats_res` format.
@@ -206,6 +211,7 @@ impl ServerStats {
             Fault::PingSent => &i.pings_sent,
             Fault::PongReceived => &i.pongs_received,
             Fault::Corrupted => &i.corrupted,
+            Fault::Uncorrelated => &i.uncorrelated_errors,
         };
         c.fetch_add(1, Relaxed);
     }
@@ -259,6 +265,7 @@ impl ServerStats {
                     pings_sent: i.pings_sent.load(Relaxed),
                     pongs_received: i.pongs_received.load(Relaxed),
                     corrupted: i.corrupted.load(Relaxed),
+                    uncorrelated_errors: i.uncorrelated_errors.load(Relaxed),
                 }
             },
         }

@@ -53,6 +53,8 @@ pub struct Histograms {
     pub ack: Histogram<u64>,
     /// Send to first `progress` / `stream_chunk` (only requests that got one).
     pub first_chunk: Histogram<u64>,
+    /// Send to `stream_complete` (the stream's end; the result follows).
+    pub stream_end: Histogram<u64>,
     /// Schedule lag: actual send minus scheduled slot (open loop).
     pub schedule_lag: Histogram<u64>,
     /// Client lag: actual send minus the moment it could have been sent. Large values mean the
@@ -66,7 +68,7 @@ pub struct Histograms {
 
 impl Histograms {
     /// Every histogram with its name in the result file.
-    pub fn named(&self) -> [(&'static str, &Histogram<u64>); 13] {
+    pub fn named(&self) -> [(&'static str, &Histogram<u64>); 14] {
         [
             ("latency", &self.latency),
             ("service", &self.service),
@@ -77,6 +79,7 @@ impl Histograms {
             ("hello", &self.hello),
             ("ack", &self.ack),
             ("first_chunk", &self.first_chunk),
+            ("stream_end", &self.stream_end),
             ("schedule_lag", &self.schedule_lag),
             ("client_lag", &self.client_lag),
             ("reconnect", &self.reconnect),
@@ -96,6 +99,7 @@ impl Histograms {
             "hello" => &mut self.hello,
             "ack" => &mut self.ack,
             "first_chunk" => &mut self.first_chunk,
+            "stream_end" => &mut self.stream_end,
             "schedule_lag" => &mut self.schedule_lag,
             "client_lag" => &mut self.client_lag,
             "reconnect" => &mut self.reconnect,
@@ -117,6 +121,7 @@ impl Default for Histograms {
             hello: new_histogram(),
             ack: new_histogram(),
             first_chunk: new_histogram(),
+            stream_end: new_histogram(),
             schedule_lag: new_histogram(),
             client_lag: new_histogram(),
             reconnect: new_histogram(),
@@ -246,6 +251,9 @@ impl Recorder {
         if let Some(chunk) = s.first_chunk {
             h.first_chunk.saturating_record(micros(chunk, s.sent));
         }
+        if let Some(end) = s.stream_end {
+            h.stream_end.saturating_record(micros(end, s.sent));
+        }
         let conn = s.conn as usize;
         if self.per_conn.len() <= conn {
             self.per_conn.resize_with(conn + 1, new_small_histogram);
@@ -336,6 +344,7 @@ mod tests {
             received: at(received),
             acked: None,
             first_chunk: None,
+            stream_end: None,
         }
     }
 

@@ -66,9 +66,10 @@ pub struct Summary {
     pub errors_by_code: BTreeMap<String, u64>,
     pub conn_errors_by_code: BTreeMap<String, u64>,
     pub close_codes: BTreeMap<u16, u64>,
-    /// Connections that completed the handshake.
+    /// Connections that carried load (set up by the start, or later on a retry).
     pub connections_opened: u64,
-    /// Connections whose setup failed, and why (description -> count).
+    /// Connections not set up by the synchronized start (some may have come up later on a
+    /// retry), and why (description -> count).
     pub connections_failed: u64,
     pub setup_failures: BTreeMap<String, u64>,
     /// Whether any server refused a hello (wrong token and the like).
@@ -153,13 +154,14 @@ impl Summary {
                 );
             }
             s.resilience += &r.resilience;
-            match &r.setup_failure {
-                Some(f) => {
-                    s.connections_failed += 1;
-                    s.hello_rejected |= f.rejected;
-                    *s.setup_failures.entry(f.describe()).or_default() += 1;
-                }
-                None => {
+            if let Some(f) = &r.setup_failure {
+                s.connections_failed += 1;
+                s.hello_rejected |= f.rejected;
+                *s.setup_failures.entry(f.describe()).or_default() += 1;
+            }
+            match r.opened {
+                false => {}
+                true => {
                     s.connections_opened += 1;
                     let p99 = recorder
                         .per_conn
@@ -207,13 +209,14 @@ impl Summary {
         per_second(self.counts.sent, self.send_window)
     }
 
-    /// (failed + timed_out + lost) / sent; 0 when nothing was sent.
+    /// (sent - succeeded) / sent: failed, timed out, lost and unfinished all count, since
+    /// anything not answered is not a success. 0 when nothing was sent.
     pub fn error_rate(&self) -> f64 {
         let c = &self.counts;
         if c.sent == 0 {
             return 0.0;
         }
-        (c.failed + c.timed_out + c.lost) as f64 / c.sent as f64
+        c.not_succeeded() as f64 / c.sent as f64
     }
 
     /// Request latency (response time) at percentile `p` (0-100), in ms; NaN when empty.

@@ -1,0 +1,132 @@
+//! WebSocket I/O where writing never stops reading: frames are queued on the socket at once
+//! and pushed out as the peer takes them, while the owner keeps polling for incoming frames.
+//! Both `run` (client) and `serve` (server) use it, so neither side can deadlock the other by
+//! writing into a full socket while nothing reads.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use futures_util::{Sink, StreamExt as _};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{Error, Message};
+
+/// What one turn of [`Duplex::next_io`] brought.
+#[derive(Debug)]
+pub enum Io {
+    /// A frame arrived (or the stream ended: `None`, or failed).
+    Frame(Option<Result<Message, Error>>),
+    /// Everything queued has reached the socket.
+    Flushed,
+    /// The socket refused a write: the connection is gone.
+    WriteFailed(Error),
+}
+
+/// A WebSocket with a write backlog instead of blocking writes.
+#[derive(Debug)]
+pub struct Duplex<S> {
+    pub ws: WebSocketStream<S>,
+    /// Frames queued since the socket last took everything.
+    backlog: usize,
+    /// Their bytes (payload sizes), to bound how much a peer that does not read can pile up.
+    backlog_bytes: usize,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Duplex<S> {
+    pub fn new(ws: WebSocketStream<S>) -> Self {
+        Duplex {
+            ws,
+            backlog: 0,
+            backlog_bytes: 0,
+        }
+    }
+
+    /// Queues a frame without waiting. The frame is accepted even when the socket is full
+    /// (tungstenite keeps it in its write buffer); an error means the connection is unusable.
+    pub fn queue(&mut self, msg: Message) -> Result<(), Error> {
+        self.backlog += 1;
+        self.backlog_bytes += msg.len();
+        Pin::new(&mut self.ws).start_send(msg)
+    }
+
+    /// Frames queued and not yet taken by the socket.
+    pub fn backlog(&self) -> usize {
+        self.backlog
+    }
+
+    /// Bytes queued and not yet taken by the socket.
+    pub fn backlog_bytes(&self) -> usize {
+        self.backlog_bytes
+    }
+
+    /// Pushes the backlog out as far as the socket takes it now, without waiting. True when
+    /// nothing is left queued.
+    pub fn try_flush(&mut self) -> Result<bool, Error> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.poll_flush(&mut cx) {
+            Poll::Ready(r) => r.map(|()| true),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.backlog == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let r = std::task::ready!(Pin::new(&mut self.ws).poll_flush(cx));
+        self.backlog = 0;
+        self.backlog_bytes = 0;
+        Poll::Ready(r)
+    }
+
+    /// Makes progress on both directions: pushes the backlog out, and reads the next frame
+    /// when `read` is set. Resolves on a frame, on the backlog emptying, or on a write error.
+    pub fn poll_io(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<Io> {
+        let had_backlog = self.backlog > 0;
+        if had_backlog {
+            match self.poll_flush(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Io::WriteFailed(e)),
+                Poll::Pending => {}
+            }
+        }
+        if read && let Poll::Ready(msg) = self.ws.poll_next_unpin(cx) {
+            return Poll::Ready(Io::Frame(msg));
+        }
+        if had_backlog && self.backlog == 0 {
+            Poll::Ready(Io::Flushed)
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// [`Duplex::poll_io`] as a future, for `select!`.
+    pub async fn next_io(&mut self, read: bool) -> Io {
+        poll_fn(|cx| self.poll_io(cx, read)).await
+    }
+
+    /// Sends a close frame and reads until the peer's close (or the end of the stream), every
+    /// frame meanwhile handed to `on_frame`; gives up after `limit`, whatever the peer does.
+    pub async fn close(
+        &mut self,
+        frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+        limit: std::time::Duration,
+        mut on_frame: impl FnMut(Message),
+    ) {
+        let closing = async {
+            // Queued like any frame: a peer that does not read cannot hold the close up.
+            if self.queue(Message::Close(frame)).is_err() {
+                return;
+            }
+            loop {
+                match self.next_io(true).await {
+                    Io::Frame(Some(Ok(msg))) => on_frame(msg),
+                    Io::Frame(_) | Io::WriteFailed(_) => return,
+                    Io::Flushed => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(limit, closing).await;
+    }
+}
