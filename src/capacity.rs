@@ -1,7 +1,10 @@
 //! `wsbench capacity`: the highest request rate at which the thresholds still hold. Each step
 //! is a full open-loop run (so queueing counts) with its own warmup; the rate is bisected
 //! between `--min-rate` and `--max-rate` until the answer is known within `--precision`. A
-//! step where the client itself saturated is never called sustainable.
+//! step where the client itself saturated is never called sustainable. A step the server could
+//! not keep up with shows its ceiling (the throughput it did sustain): the search narrows to
+//! that ceiling and probes just under it, so a server-limited knee is found closely whatever
+//! the precision.
 
 use std::time::Duration;
 
@@ -23,6 +26,8 @@ pub struct Step {
     pub rate: f64,
     /// The rate sent.
     pub achieved: f64,
+    /// Succeeded requests per second (what the server sustained).
+    pub throughput: f64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub error_rate: f64,
@@ -150,6 +155,7 @@ async fn step(
     let step = Step {
         rate,
         achieved: sm.send_rate(),
+        throughput: sm.throughput(),
         p50_ms: ms(50.0),
         p99_ms: ms(99.0),
         error_rate: sm.error_rate(),
@@ -175,6 +181,17 @@ async fn step(
         anyhow::bail!("{}", r.reason.unwrap_or_else(|| "could not run".into()));
     }
     Ok(step)
+}
+
+/// How far under a measured ceiling the search probes.
+const CEILING_MARGIN: f64 = 0.02;
+
+/// The server's ceiling shown by an unsustainable step: the throughput it sustained, when that
+/// fell well short of the rate asked and the client was not the one that fell short.
+fn ceiling(step: &Step) -> Option<f64> {
+    (!step.sustainable && !step.client_saturated && step.throughput < 0.95 * step.rate)
+        .then_some(step.throughput)
+        .filter(|t| *t > 0.0)
 }
 
 /// The search. Every step is recorded; the answer is the highest sustainable rate.
@@ -214,22 +231,32 @@ pub async fn search(
     if first_ok {
         lo = Some(s.min);
         let top = run_step(s.max).await?;
+        let mut probe_under = None;
         if top.sustainable {
             lo = Some(s.max);
         } else {
+            probe_under = ceiling(&top);
             hi = Some((s.max, top.client_saturated));
         }
         steps.push(top);
         while let (Some(l), Some((h, _))) = (lo, hi) {
-            if (h - l) / l <= s.precision || interrupt.is_cancelled() {
+            // A fresh ceiling is probed once, just under it, even within the precision.
+            let next = probe_under
+                .take()
+                .map(|c| c * (1.0 - CEILING_MARGIN))
+                .filter(|r| *r > l && *r < h);
+            if next.is_none() && (h - l) / l <= s.precision || interrupt.is_cancelled() {
                 break;
             }
-            let mid = (l + h) / 2.0;
-            let st = run_step(mid).await?;
+            let rate = next.unwrap_or((l + h) / 2.0);
+            let st = run_step(rate).await?;
             if st.sustainable {
-                lo = Some(mid);
+                lo = Some(rate);
             } else {
-                hi = Some((mid, st.client_saturated));
+                // The ceiling is a hint, not a bound: measured under overload it can read low,
+                // so the bisection still closes on rates actually tried.
+                probe_under = ceiling(&st);
+                hi = Some((rate, st.client_saturated));
             }
             steps.push(st);
         }

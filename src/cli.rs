@@ -417,6 +417,10 @@ pub struct MergeArgs {
     /// Write the HTML report.
     #[arg(long, value_name = "FILE")]
     pub html: Option<String>,
+    /// Merge workers whose measured windows do not overlap (refused otherwise: their sum is
+    /// not one load).
+    #[arg(long)]
+    pub allow_disjoint: bool,
     #[command(flatten)]
     pub gate: GateArgs,
 }

@@ -19,7 +19,7 @@ use crate::run::RunResult;
 use crate::run::sample::{Counts, Resilience, Tally};
 use crate::run::selfcheck::ClientCheck;
 use crate::stats::recorder::{Histograms, Second};
-use crate::stats::summary::{ConnRow, Mode, Summary, percentile_ms};
+use crate::stats::summary::{BreakerEvent, ConnRow, Mode, Summary, percentile_ms};
 
 /// One worker of a merge, as the per-worker table shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +40,8 @@ pub struct WorkerRow {
 /// The parts of a result file a merge reads.
 #[derive(Debug, Deserialize)]
 struct ResultFile {
+    #[serde(default)]
+    verdict: String,
     run_id: String,
     #[serde(default)]
     worker_id: String,
@@ -59,10 +61,24 @@ struct ResultFile {
     per_connection: PerConnIn,
     timeline: Vec<TimelineIn>,
     histograms: BTreeMap<String, String>,
-    resilience: Resilience,
+    resilience: ResilienceIn,
     client: ClientIn,
     #[serde(default)]
     workers: Vec<WorkerRow>,
+}
+
+/// The result file's `resilience` block: the counters, and what the run measured of the
+/// target's availability.
+#[derive(Debug, Deserialize)]
+struct ResilienceIn {
+    #[serde(flatten)]
+    counts: Resilience,
+    #[serde(default)]
+    reconnect_failures: BTreeMap<String, u64>,
+    #[serde(default)]
+    breaker_transitions: Vec<BreakerEvent>,
+    #[serde(default)]
+    unavailable_s: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,16 +191,54 @@ fn add_all<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>)
     }
 }
 
-/// Merges the files into one result, judged against `config`'s thresholds.
-pub fn merge(files: &[PathBuf], mut config: RunConfig) -> Result<RunResult, ConfigError> {
+/// Merges the files into one result, judged against `config`'s thresholds. A file given twice
+/// (same run and worker id) is refused; so are workers whose measured windows do not overlap,
+/// unless `allow_disjoint`.
+pub fn merge(
+    files: &[PathBuf],
+    mut config: RunConfig,
+    allow_disjoint: bool,
+) -> Result<RunResult, ConfigError> {
     let loaded: Vec<(PathBuf, ResultFile)> = files
         .iter()
         .map(|p| load(p).map(|r| (p.clone(), r)))
         .collect::<Result<_, _>>()?;
+    let mut seen = BTreeMap::new();
+    for (path, r) in &loaded {
+        if let Some(first) = seen.insert((&r.run_id, &r.worker_id), path) {
+            return Err(bad(
+                path,
+                format!(
+                    "the same worker's result as {} (run {}, worker '{}'): each worker counts once",
+                    first.display(),
+                    r.run_id,
+                    r.worker_id
+                ),
+            ));
+        }
+    }
     let starts: Vec<SystemTime> = loaded
         .iter()
         .map(|(p, r)| time(p, &r.started_at))
         .collect::<Result<_, _>>()?;
+    let ends: Vec<SystemTime> = loaded
+        .iter()
+        .zip(&starts)
+        .map(|((_, r), s)| *s + Duration::from_secs_f64(r.duration_s.max(0.0)))
+        .collect();
+    let (latest_start, earliest_end) = (starts.iter().max().copied(), ends.iter().min().copied());
+    if let (Some(ls), Some(ee)) = (latest_start, earliest_end)
+        && ls >= ee
+        && loaded.len() > 1
+        && !allow_disjoint
+    {
+        let i = starts.iter().position(|s| *s == ls).unwrap_or(0);
+        return Err(bad(
+            &loaded[i].0,
+            "its measured window does not overlap the other workers' (start them together with \
+             --start-at, or pass --allow-disjoint to merge them anyway)",
+        ));
+    }
     let base = *starts
         .iter()
         .min()
@@ -249,7 +303,28 @@ pub fn merge(files: &[PathBuf], mut config: RunConfig) -> Result<RunResult, Conf
         add_all(&mut s.setup_failures, &r.connections.failures);
         s.connections_opened += r.connections.opened;
         s.connections_failed += r.connections.failed;
-        s.resilience += &r.resilience;
+        s.resilience += &r.resilience.counts;
+        add_all(&mut s.reconnect_failures, &r.resilience.reconnect_failures);
+        // The target was unavailable to the whole as long as it was to any worker.
+        s.unavailable = s
+            .unavailable
+            .max(Duration::from_secs_f64(r.resilience.unavailable_s.max(0.0)));
+        let offset_s = start.duration_since(base).unwrap_or_default().as_secs_f64();
+        s.transitions.extend(
+            r.resilience
+                .breaker_transitions
+                .iter()
+                .map(|t| BreakerEvent {
+                    at_s: t.at_s + offset_s,
+                    ..t.clone()
+                }),
+        );
+        s.interrupted |= r.verdict == Outcome::Interrupted.verdict();
+        s.hello_rejected |= r.connections.failures.keys().any(|k| {
+            ["4000", "4001", "4002", "4003"]
+                .iter()
+                .any(|c| k.contains(&format!("(close {c})")))
+        });
         if let Some(rate) = &r.rate {
             target_rps += rate.target_rps;
         }
@@ -318,7 +393,7 @@ pub fn merge(files: &[PathBuf], mut config: RunConfig) -> Result<RunResult, Conf
             .get("latency")
             .map(|t| hist(path, t))
             .transpose()?;
-        let errors = r.counts.failed + r.counts.timed_out + r.counts.lost;
+        let errors = r.counts.not_succeeded();
         workers.push(WorkerRow {
             worker_id: r.worker_id.clone(),
             run_id: r.run_id.clone(),
@@ -342,6 +417,11 @@ pub fn merge(files: &[PathBuf], mut config: RunConfig) -> Result<RunResult, Conf
     }
     s.histograms = histograms;
     s.send_window = s.duration;
+    s.transitions.sort_by(|a, b| {
+        a.at_s
+            .partial_cmp(&b.at_s)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     if target_rps > 0.0 {
         s.mode = Mode::Open { target_rps };
     }
@@ -400,7 +480,7 @@ pub fn main(args: &MergeArgs) -> anyhow::Result<Outcome> {
     for target in config.outputs.targets() {
         crate::report::check_writable(Some(target))?;
     }
-    let result = merge(&args.files, config)?;
+    let result = merge(&args.files, config, args.allow_disjoint)?;
     crate::report::emit_all(&result)?;
     Ok(result.outcome)
 }

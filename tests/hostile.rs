@@ -4,67 +4,14 @@
 
 mod common;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
-use common::run;
+use common::{Ws, id_of, ok, run, tcp_server, ws_server};
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsbench::outcome::Outcome;
-
-type Ws = WebSocketStream<TcpStream>;
-
-/// A raw TCP server on 127.0.0.1:0 handing each connection to `conn`.
-async fn tcp_server<F, Fut>(conn: F) -> String
-where
-    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(conn(stream));
-        }
-    });
-    url
-}
-
-/// A WebSocket server that acknowledges hello, then runs `behave` on the connection.
-async fn ws_server<F, Fut>(behave: F) -> String
-where
-    F: Fn(Ws) -> Fut + Send + Sync + Copy + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    tcp_server(move |tcp| async move {
-        let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-            return;
-        };
-        if let Some(Ok(Message::Text(_))) = ws.next().await {
-            let _ = ws
-                .send(Message::text(r#"{"op":"hello_ack","ok":true}"#))
-                .await;
-            behave(ws).await;
-        }
-    })
-    .await
-}
-
-/// The request id of a call_tool frame.
-fn id_of(text: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(text).unwrap();
-    v["request_id"].as_str().unwrap().to_owned()
-}
-
-fn ok(id: &str) -> Message {
-    Message::text(format!(
-        r#"{{"op":"call_tool_res","request_id":"{id}","outputs":[]}}"#
-    ))
-}
 
 /// Answers each call with `extra(id)` frames first, then (if `answer`) the real reply.
 async fn answer_with(mut ws: Ws, extra: fn(&str) -> Vec<Message>, answer: bool) {

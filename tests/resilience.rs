@@ -26,9 +26,16 @@ async fn forced_disconnects_are_reconnected_and_counted_exactly() {
         forced,
         "{x:?}"
     );
-    assert_eq!(
-        x.reconnects, x.reconnect_attempts,
-        "a healthy server takes every reconnect"
+    // A healthy server takes every reconnect; only an attempt still under way when the run
+    // ended is cut short (and counted abandoned).
+    assert!(
+        r.summary.reconnect_failures.is_empty(),
+        "{:?}",
+        r.summary.reconnect_failures
+    );
+    assert!(
+        x.reconnect_attempts - x.reconnects <= x.reconnects_abandoned,
+        "{x:?}"
     );
     assert_eq!(stats.connections, 4 + x.reconnects);
     assert!(c.identity_holds(), "{c:?}");

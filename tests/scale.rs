@@ -172,11 +172,15 @@ fn merge_exits_like_run_and_names_a_damaged_file() {
 fn merging_a_hundred_files_is_quick() {
     let (dir, _) = temp_path("x");
     let (files, _) = three_workers(dir.path());
-    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let one = common::read_json(&files[0]);
+    // A hundred workers of one run: the same figures under distinct worker ids (the same
+    // worker twice would be refused).
     let many: Vec<_> = (0..100)
         .map(|i| {
+            let mut v = one.clone();
+            v["worker_id"] = format!("w{i}").into();
             let p = dir.path().join(format!("copy{i}.json"));
-            std::fs::write(&p, &text).unwrap();
+            std::fs::write(&p, v.to_string()).unwrap();
             p
         })
         .collect();

@@ -35,6 +35,8 @@ pub struct BaselineReport {
     pub run_id: String,
     pub started_at: String,
     pub rows: Vec<Comparison>,
+    /// Whether the comparison could fail the run (false with `--no-gate`: report only).
+    pub gated: bool,
 }
 
 /// Compares, and returns the report and the verdicts the gate adds (none with the gate off).
@@ -56,6 +58,7 @@ pub fn check(
         run_id: baseline.run_id.clone(),
         started_at: baseline.started_at.clone(),
         rows,
+        gated: config.gate,
     };
     (Some(report), gated)
 }

@@ -4,6 +4,7 @@
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::Reporter;
+use crate::outcome::Outcome;
 use crate::run::RunResult;
 
 pub struct JunitReporter;
@@ -21,24 +22,41 @@ impl Reporter for JunitReporter {
             Property::new("sent", s.counts.sent.to_string()),
             Property::new("succeeded", s.counts.succeeded.to_string()),
         ]);
-        for v in &r.verdicts {
-            let status = if v.passed {
-                TestCaseStatus::success()
-            } else {
-                let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                st.set_message(format!(
-                    "measured {}, limit {}",
-                    v.measured_text, v.condition
-                ))
-                .set_type("threshold");
-                if let Some(reason) = &r.reason {
-                    st.set_description(reason.as_str());
-                }
-                st
-            };
-            let mut case = TestCase::new(v.condition.as_str(), status);
-            case.set_classname(format!("wsbench.thresholds.{}", v.metric));
+        if r.outcome == Outcome::CouldNotRun {
+            // Nothing was measured, so no threshold was judged: one error says why.
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+            let why = r.reason.as_deref().unwrap_or("could not run");
+            st.set_message(format!("could not run: {why}"))
+                .set_type("could_not_run");
+            let mut case = TestCase::new("run", st);
+            case.set_classname("wsbench.run");
             suite.add_test_case(case);
+        } else {
+            for v in &r.verdicts {
+                let status = if v.passed {
+                    TestCaseStatus::success()
+                } else if let Some(why) = &v.inconclusive {
+                    // Proved nothing either way: skipped, with the reason, never a pass.
+                    let mut st = TestCaseStatus::skipped();
+                    st.set_message(format!("inconclusive: {why} ({})", v.condition))
+                        .set_type("inconclusive");
+                    st
+                } else {
+                    let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    st.set_message(format!(
+                        "{} failed: measured {}",
+                        v.condition, v.measured_text
+                    ))
+                    .set_type("threshold");
+                    if let Some(reason) = &r.reason {
+                        st.set_description(reason.as_str());
+                    }
+                    st
+                };
+                let mut case = TestCase::new(v.condition.as_str(), status);
+                case.set_classname(format!("wsbench.thresholds.{}", v.metric));
+                suite.add_test_case(case);
+            }
         }
         let mut report = Report::new("wsbench");
         report.add_test_suite(suite);

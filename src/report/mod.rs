@@ -53,17 +53,37 @@ pub fn emit_all(result: &RunResult) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--output quiet`: one line a script can grep.
+/// `--output quiet`: one line a script can grep, naming the thresholds that failed and the
+/// ones that proved nothing.
 pub fn verdict_line(r: &RunResult) -> String {
     let s = &r.summary;
+    let list = |inconclusive: bool| {
+        r.verdicts
+            .iter()
+            .filter(|v| !v.passed && v.inconclusive.is_some() == inconclusive)
+            .map(|v| v.condition.replace(' ', ""))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (failed, unsure) = (list(false), list(true));
     format!(
-        "{} {} rps={:.0} p99_ms={:.3} error_rate={:.6} exit={}{}\n",
+        "{} {} rps={:.0} p99_ms={:.3} error_rate={:.6} exit={}{}{}{}\n",
         r.outcome.verdict().to_uppercase(),
         s.target,
         s.throughput(),
         s.latency_ms(99.0),
         s.error_rate(),
         r.outcome.code(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(" failed=\"{failed}\"")
+        },
+        if unsure.is_empty() {
+            String::new()
+        } else {
+            format!(" inconclusive=\"{unsure}\"")
+        },
         r.reason
             .as_ref()
             .map(|x| format!(" reason=\"{x}\""))

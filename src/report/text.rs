@@ -346,7 +346,12 @@ impl Reporter for TextReporter {
                     now,
                     change,
                     row.allowed * 100.0,
-                    if row.passed { "ok" } else { "REGRESSED" }
+                    match (b.gated, row.passed) {
+                        (true, true) => "ok",
+                        (true, false) => "REGRESSED",
+                        (false, true) => "ok (not gated)",
+                        (false, false) => "regressed (not gated)",
+                    }
                 )?;
             }
             writeln!(o)?;
@@ -362,9 +367,14 @@ impl Reporter for TextReporter {
         }
         writeln!(
             o,
-            "Verdict: {} (exit {})",
+            "Verdict: {} (exit {}){}",
             r.outcome.verdict().to_uppercase(),
-            r.outcome.code()
+            r.outcome.code(),
+            if c.gate {
+                ""
+            } else {
+                "; the gate was off (--no-gate): nothing was judged"
+            }
         )?;
         Ok(o.into_bytes())
     }

@@ -3,6 +3,9 @@
 //! attempt or request is made; after `open_timeout` it turns HALF_OPEN and lets
 //! `half_open_max_calls` probe connects through; `success_threshold` successes close it, any
 //! failure reopens it. Which failures count is configurable. Every transition is kept, stamped.
+//! An OPEN caused by failed connects stops connect attempts but not requests on connections
+//! that are up and healthy (a server at its connection limit still serves those); an OPEN
+//! caused by failed requests stops both.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering::Relaxed};
@@ -39,7 +42,7 @@ impl Default for BreakerConfig {
 }
 
 /// The breaker's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum State {
     Closed,
@@ -79,6 +82,8 @@ struct Inner {
 pub struct Breaker {
     config: BreakerConfig,
     state: AtomicU8,
+    /// Whether the current OPEN was caused by request failures (and so holds requests back).
+    requests_blocked: std::sync::atomic::AtomicBool,
     consecutive_failures: AtomicU32,
     inner: Mutex<Inner>,
 }
@@ -95,6 +100,7 @@ impl Breaker {
         Breaker {
             config,
             state: AtomicU8::new(0),
+            requests_blocked: std::sync::atomic::AtomicBool::new(false),
             consecutive_failures: AtomicU32::new(0),
             inner: Mutex::new(Inner {
                 successes: 0,
@@ -143,7 +149,7 @@ impl Breaker {
         }
         let mut inner = self.lock();
         self.refresh(&mut inner, Instant::now());
-        self.state() != State::Open
+        self.state() != State::Open || !self.requests_blocked.load(Relaxed)
     }
 
     /// Whether a connect attempt may start now; in HALF_OPEN it takes one of the probe slots.
@@ -199,6 +205,7 @@ impl Breaker {
             (State::Closed, false) => {
                 let n = self.consecutive_failures.fetch_add(1, Relaxed) + 1;
                 if n >= self.config.failure_threshold {
+                    self.requests_blocked.store(call == Call::Request, Relaxed);
                     self.set(&mut inner, State::Open, now);
                 }
             }
@@ -211,7 +218,10 @@ impl Breaker {
                     self.set(&mut inner, State::Closed, now);
                 }
             }
-            (State::HalfOpen, false) => self.set(&mut inner, State::Open, now),
+            (State::HalfOpen, false) => {
+                self.requests_blocked.store(call == Call::Request, Relaxed);
+                self.set(&mut inner, State::Open, now)
+            }
             // A late result of a call started before the breaker opened.
             (State::Open, _) => {}
         }
@@ -252,7 +262,11 @@ mod tests {
         );
         b.record(Call::Connect, false, false);
         assert_eq!(b.state(), State::Open);
-        assert!(!b.try_connect() && !b.allows_request());
+        assert!(!b.try_connect(), "no connect attempt while open");
+        assert!(
+            b.allows_request(),
+            "connections that are up keep sending: connects failed, not requests"
+        );
         std::thread::sleep(Duration::from_millis(40));
         assert!(b.try_connect(), "half-open lets a probe through");
         assert_eq!(b.state(), State::HalfOpen);
@@ -306,5 +320,6 @@ mod tests {
             b.record(Call::Request, false, true);
         }
         assert_eq!(b.state(), State::Open);
+        assert!(!b.allows_request(), "opened by requests: requests wait too");
     }
 }

@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::http;
 
 /// Reply bytes a connection may have queued for a client that is not reading before it stops
 /// reading that client's frames.
-const MAX_BACKLOG: usize = 4 << 20;
+const MAX_BACKLOG: usize = 32 << 20;
 /// The longest a close handshake may take, whatever the peer does.
 const CLOSE_LIMIT: Duration = Duration::from_secs(1);
 

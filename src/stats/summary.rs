@@ -25,7 +25,7 @@ pub enum Mode {
 }
 
 /// A circuit breaker transition, `at_s` seconds after the measured window began.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct BreakerEvent {
     pub at_s: f64,
     pub from: State,

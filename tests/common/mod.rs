@@ -2,11 +2,16 @@
 //! so that tests can drive the `wsbench` binary against it, and a builder for that binary.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
 use clap::Parser as _;
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use wsbench::cli::{Cli, Command};
 use wsbench::config::{RunConfig, Secret, ServeConfig};
@@ -184,4 +189,54 @@ pub fn read_json(path: &std::path::Path) -> serde_json::Value {
 /// Process output as text.
 pub fn out_str(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// A raw TCP server on 127.0.0.1:0 handing each connection to `conn`.
+pub async fn tcp_server<F, Fut>(conn: F) -> String
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(conn(stream));
+        }
+    });
+    url
+}
+
+/// A WebSocket server that acknowledges hello, then runs `behave` on the connection.
+pub async fn ws_server<F, Fut>(behave: F) -> String
+where
+    F: Fn(Ws) -> Fut + Send + Sync + Copy + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tcp_server(move |tcp| async move {
+        let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+            return;
+        };
+        if let Some(Ok(Message::Text(_))) = ws.next().await {
+            let _ = ws
+                .send(Message::text(r#"{"op":"hello_ack","ok":true}"#))
+                .await;
+            behave(ws).await;
+        }
+    })
+    .await
+}
+
+/// The request id of a call_tool frame.
+pub fn id_of(text: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap();
+    v["request_id"].as_str().unwrap().to_owned()
+}
+
+pub fn ok(id: &str) -> Message {
+    Message::text(format!(
+        r#"{{"op":"call_tool_res","request_id":"{id}","outputs":[]}}"#
+    ))
 }
