@@ -241,10 +241,11 @@ pub async fn search(
         steps.push(top);
         while let (Some(l), Some((h, _))) = (lo, hi) {
             // A fresh ceiling is probed once, just under it, even within the precision.
+            // (Only when it is news: not a rate at or just over one already sustained.)
             let next = probe_under
                 .take()
                 .map(|c| c * (1.0 - CEILING_MARGIN))
-                .filter(|r| *r > l && *r < h);
+                .filter(|r| *r > l * (1.0 + CEILING_MARGIN / 2.0) && *r < h);
             if next.is_none() && (h - l) / l <= s.precision || interrupt.is_cancelled() {
                 break;
             }

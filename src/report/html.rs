@@ -102,6 +102,11 @@ impl Reporter for HtmlReporter {
                         Some((x.tally.failed + x.tally.timed_out + x.tally.lost) as f64)
                     }),
                 },
+                Series {
+                    name: "dropped",
+                    color: "#8e44ad",
+                    points: per_sec(&|x| Some(x.tally.dropped as f64)),
+                },
             ],
             false,
         );
@@ -198,7 +203,26 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}.pass{{color:#27ae
                     fmt_count(c.unfinished)
                 ),
             ),
-            ("error rate", format!("{:.4}%", s.error_rate() * 100.0)),
+            (
+                "schedule",
+                if s.is_open_loop() {
+                    format!(
+                        "scheduled {} = sent {} + dropped {}",
+                        fmt_count(c.sent + c.dropped),
+                        fmt_count(c.sent),
+                        fmt_count(c.dropped)
+                    )
+                } else {
+                    "closed loop (no schedule)".into()
+                },
+            ),
+            (
+                "error rate",
+                format!(
+                    "{:.4}% (sent but not succeeded)",
+                    s.error_rate() * 100.0
+                ),
+            ),
             (
                 "latency (ms)",
                 format!(
