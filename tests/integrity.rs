@@ -38,6 +38,24 @@ fn big_args() -> (tempfile::TempDir, String) {
     (dir, format!("@{}", path.display()))
 }
 
+/// One connection keeping 128 calls of 64 KiB in flight for 1 s (drain 500 ms): enough to
+/// fill the socket of a server that does not read.
+async fn large_calls(url: &str, extra: &[&str]) -> (wsbench::run::RunResult, Duration) {
+    let (_dir, args) = big_args();
+    let base = [
+        "--url",
+        url,
+        "-c",
+        "1",
+        "--inflight",
+        "128",
+        "--args",
+        &args,
+    ];
+    let argv = [&base[..], &["-d", "1s", "--drain", "500ms"], extra, &QUIET].concat();
+    bounded(&argv, Duration::from_secs(30)).await
+}
+
 fn verdict<'a>(r: &'a wsbench::run::RunResult, metric: &str) -> &'a wsbench::gate::Verdict {
     r.verdicts
         .iter()
@@ -73,23 +91,7 @@ async fn a_server_that_stops_reading_after_hello_cannot_hold_the_run() {
         tokio::time::sleep(Duration::from_secs(60)).await;
     })
     .await;
-    let (_dir, args) = big_args();
-    let argv = [
-        &[
-            "--url",
-            &url,
-            "-c",
-            "1",
-            "--inflight",
-            "128",
-            "--args",
-            &args,
-        ][..],
-        &["-d", "1s", "--drain", "500ms", "--connect-timeout", "2s"],
-        &QUIET,
-    ]
-    .concat();
-    let (r, took) = bounded(&argv, Duration::from_secs(30)).await;
+    let (r, took) = large_calls(&url, &["--connect-timeout", "2s"]).await;
     let c = &r.summary.counts;
     assert!(
         took < Duration::from_millis(2000 + 1000 + 500 + 1000),
@@ -107,23 +109,7 @@ async fn a_server_that_stops_reading_after_hello_cannot_hold_the_run() {
 async fn a_frozen_reference_server_cannot_hold_the_run() {
     let server = start_server(serve_config(&["--freeze-after", "100"])).await;
     let url = server.url();
-    let (_dir, args) = big_args();
-    let argv = [
-        &[
-            "--url",
-            &url,
-            "-c",
-            "1",
-            "--inflight",
-            "128",
-            "--args",
-            &args,
-        ][..],
-        &["-d", "1s", "--drain", "500ms", "--max-frame-size", "1MiB"],
-        &QUIET,
-    ]
-    .concat();
-    let (r, took) = bounded(&argv, Duration::from_secs(30)).await;
+    let (r, took) = large_calls(&url, &["--max-frame-size", "1MiB"]).await;
     let stats = server.shutdown().await.unwrap();
     let c = &r.summary.counts;
     assert!(took < Duration::from_secs(5), "{took:?}");

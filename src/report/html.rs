@@ -218,10 +218,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}.pass{{color:#27ae
             ),
             (
                 "error rate",
-                format!(
-                    "{:.4}% (sent but not succeeded)",
-                    s.error_rate() * 100.0
-                ),
+                format!("{:.4}% (sent but not succeeded)", s.error_rate() * 100.0),
             ),
             (
                 "latency (ms)",
