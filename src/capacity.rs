@@ -2,9 +2,9 @@
 //! is a full open-loop run (so queueing counts) with its own warmup; the rate is bisected
 //! between `--min-rate` and `--max-rate` until the answer is known within `--precision`. A
 //! step where the client itself saturated is never called sustainable. A step the server could
-//! not keep up with shows its ceiling (the throughput it did sustain): the search narrows to
-//! that ceiling and probes just under it, so a server-limited knee is found closely whatever
-//! the precision.
+//! not keep up with shows its ceiling (the throughput it did sustain): once the bisection is
+//! done, one more step just under that ceiling refines the answer, so a server-limited knee is
+//! found closely whatever the precision.
 
 use std::time::Duration;
 
@@ -183,6 +183,13 @@ async fn step(
     Ok(step)
 }
 
+fn min_some(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// How far under a measured ceiling the search probes.
 const CEILING_MARGIN: f64 = 0.02;
 
@@ -231,32 +238,42 @@ pub async fn search(
     if first_ok {
         lo = Some(s.min);
         let top = run_step(s.max).await?;
-        let mut probe_under = None;
+        // The lowest server ceiling seen (see `ceiling`).
+        let mut ceil = ceiling(&top);
         if top.sustainable {
             lo = Some(s.max);
         } else {
-            probe_under = ceiling(&top);
             hi = Some((s.max, top.client_saturated));
         }
         steps.push(top);
         while let (Some(l), Some((h, _))) = (lo, hi) {
-            // A fresh ceiling is probed once, just under it, even within the precision.
-            // (Only when it is news: not a rate at or just over one already sustained.)
-            let next = probe_under
-                .take()
-                .map(|c| c * (1.0 - CEILING_MARGIN))
-                .filter(|r| *r > l * (1.0 + CEILING_MARGIN / 2.0) && *r < h);
-            if next.is_none() && (h - l) / l <= s.precision || interrupt.is_cancelled() {
+            if (h - l) / l <= s.precision || interrupt.is_cancelled() {
                 break;
             }
-            let rate = next.unwrap_or((l + h) / 2.0);
+            let mid = (l + h) / 2.0;
+            let st = run_step(mid).await?;
+            if st.sustainable {
+                lo = Some(mid);
+            } else {
+                ceil = min_some(ceil, ceiling(&st));
+                hi = Some((mid, st.client_saturated));
+            }
+            steps.push(st);
+        }
+        // Bisection is done within the precision; when the server showed its ceiling above
+        // the answer, one more step just under that ceiling refines it (a server-limited knee
+        // is then found closely whatever the precision). Measured under overload a ceiling can
+        // read low, so it only ever adds a step; the bisection above never relies on it.
+        let probe = ceil.map(|c| c * (1.0 - CEILING_MARGIN));
+        if let (Some(l), Some((h, _)), Some(rate)) = (lo, hi, probe)
+            && rate > l * (1.0 + CEILING_MARGIN / 2.0)
+            && rate < h
+            && !interrupt.is_cancelled()
+        {
             let st = run_step(rate).await?;
             if st.sustainable {
                 lo = Some(rate);
             } else {
-                // The ceiling is a hint, not a bound: measured under overload it can read low,
-                // so the bisection still closes on rates actually tried.
-                probe_under = ceiling(&st);
                 hi = Some((rate, st.client_saturated));
             }
             steps.push(st);
