@@ -130,3 +130,72 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Duplex<S> {
         let _ = tokio::time::timeout(limit, closing).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::SinkExt as _;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A WebSocket pair over a real loopback TCP connection.
+    async fn pair() -> (WebSocketStream<TcpStream>, WebSocketStream<TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio_tungstenite::accept_async(tcp).await.unwrap()
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (client, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
+            .await
+            .unwrap();
+        (client, server.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_frame_is_read_while_writes_wait_for_a_peer_that_does_not_read() {
+        let (client, mut server) = pair().await;
+        let mut dx = Duplex::new(client);
+        // Far more than the socket buffers hold: the peer reads none of it yet.
+        let frame = "x".repeat(64 << 10);
+        for _ in 0..512 {
+            dx.queue(Message::text(frame.as_str())).unwrap();
+        }
+        assert!(
+            !dx.try_flush().unwrap(),
+            "32 MiB cannot all be taken at once"
+        );
+        assert!(dx.backlog_bytes() > 0);
+        server.send(Message::text("reply")).await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            match dx.next_io(true).await {
+                Io::Frame(msg) => msg,
+                Io::Flushed => panic!("the peer has not read anything"),
+                Io::WriteFailed(e) => panic!("{e}"),
+            }
+        })
+        .await
+        .expect("the read did not wait for the writes");
+        assert_eq!(got.unwrap().unwrap(), Message::text("reply"));
+        // Once the peer reads, the backlog drains and says so.
+        let reader = tokio::spawn(async move {
+            let mut n = 0;
+            while n < 512 {
+                if let Some(Ok(Message::Text(_))) = server.next().await {
+                    n += 1;
+                }
+            }
+            server
+        });
+        let flushed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            loop {
+                if let Io::Flushed = dx.next_io(false).await {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(flushed.is_ok() && dx.backlog() == 0);
+        reader.await.unwrap();
+    }
+}

@@ -1,0 +1,189 @@
+//! What a connection counts per second for the timeline and live progress, and the open-loop
+//! schedule's slots it never sent (dropped), so that scheduled = sent + dropped exactly.
+
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::{BATCH_AGE, Stop, Timing};
+use crate::run::pacer::Pacer;
+use crate::run::sample::{ConnReport, Event, Tally};
+
+/// Per-second counts of one connection, sent to the recorder when the second turns and at
+/// least every [`BATCH_AGE`], so live progress shows what happened even when traffic stops.
+pub(super) struct Tallies {
+    pub(super) measure_from: Instant,
+    pub(super) sec: u32,
+    pub(super) tally: Tally,
+    pub(super) flushed_at: Instant,
+    pub(super) events: mpsc::UnboundedSender<Event>,
+}
+
+impl Tallies {
+    pub(super) fn new(measure_from: Instant, events: mpsc::UnboundedSender<Event>) -> Self {
+        Tallies {
+            measure_from,
+            sec: 0,
+            tally: Tally::default(),
+            flushed_at: Instant::now(),
+            events,
+        }
+    }
+
+    /// The tally of the measured second `at` falls in, flushing the previous one first.
+    pub(super) fn at(&mut self, at: Instant) -> &mut Tally {
+        let sec = at.saturating_duration_since(self.measure_from).as_secs() as u32;
+        if sec != self.sec {
+            self.flush();
+            self.sec = sec;
+        }
+        &mut self.tally
+    }
+
+    pub(super) fn flush(&mut self) {
+        self.flushed_at = Instant::now();
+        if self.tally != Tally::default() {
+            let tally = std::mem::take(&mut self.tally);
+            let _ = self.events.send(Event::Tally {
+                sec: self.sec,
+                tally,
+            });
+        }
+    }
+
+    /// When the tally should next go out, if it holds anything.
+    pub(super) fn due(&self) -> Option<Instant> {
+        (self.tally != Tally::default()).then(|| self.flushed_at + BATCH_AGE)
+    }
+}
+
+/// What a connection without a socket still accounts for: its share of the schedule.
+pub(super) struct Idle<'a> {
+    pub(super) report: &'a mut ConnReport,
+    pub(super) tallies: &'a mut Tallies,
+    pub(super) timing: Timing,
+}
+
+impl Idle<'_> {
+    /// Counts open-loop slots that fall due by `until` and will never be sent as dropped.
+    pub(super) fn drop_due(&mut self, pacer: &mut Pacer, until: Instant) {
+        if !matches!(pacer, Pacer::Open { .. }) {
+            return;
+        }
+        while let Some(slot) = pacer.due(until) {
+            if slot < self.timing.measure_from {
+                self.report.warmup.dropped += 1;
+            } else {
+                self.report.counts.dropped += 1;
+                self.tallies.at(slot).dropped += 1;
+            }
+        }
+    }
+
+    /// The end of a connection's schedule: every slot due until sending stopped for the run
+    /// (its end, or the interrupt) that was not sent is dropped. A connection that ended early
+    /// waits for that moment, so the count is exact: scheduled = sent + dropped.
+    pub(super) async fn finish_schedule(
+        &mut self,
+        pacer: &mut Pacer,
+        stop: &Stop,
+        budget_spent: bool,
+    ) {
+        if !matches!(pacer, Pacer::Open { .. }) || budget_spent || pacer.finished() {
+            return;
+        }
+        let stop_at = self.timing.stop_at;
+        if Instant::now() < stop_at {
+            tokio::select! {
+                _ = tokio::time::sleep_until(stop_at.into()) => {}
+                _ = stop.either() => {}
+            }
+        }
+        self.drop_due(pacer, Instant::now().min(stop_at));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::run::pacer::RateSchedule;
+
+    fn timing(t0: Instant, warmup_ms: u64, total_ms: u64) -> Timing {
+        Timing {
+            start: t0,
+            measure_from: t0 + Duration::from_millis(warmup_ms),
+            stop_at: t0 + Duration::from_millis(total_ms),
+        }
+    }
+
+    #[test]
+    fn slots_never_sent_are_dropped_exactly_once_by_second() {
+        let t0 = Instant::now();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut tallies = Tallies::new(t0, tx);
+        let mut report = ConnReport::default();
+        // 1,000/s for 2 s on one connection: 2,000 slots.
+        let schedule = Arc::new(RateSchedule::constant(1000.0, Duration::from_secs(2)));
+        let mut pacer = Pacer::open(schedule, t0, 0, 1);
+        let mut idle = Idle {
+            report: &mut report,
+            tallies: &mut tallies,
+            timing: timing(t0, 0, 2000),
+        };
+        idle.drop_due(&mut pacer, t0 + Duration::from_millis(1500));
+        idle.drop_due(&mut pacer, t0 + Duration::from_millis(1500));
+        assert_eq!(idle.report.counts.dropped, 1500, "each slot once");
+        idle.drop_due(&mut pacer, t0 + Duration::from_secs(5));
+        assert_eq!(idle.report.counts.dropped, 2000);
+        tallies.flush();
+        drop(tallies);
+        let mut by_sec = std::collections::BTreeMap::new();
+        while let Ok(Event::Tally { sec, tally }) = rx.try_recv() {
+            *by_sec.entry(sec).or_insert(0) += tally.dropped;
+        }
+        assert_eq!(
+            by_sec.into_iter().collect::<Vec<_>>(),
+            [(0, 1000), (1, 1000)]
+        );
+    }
+
+    #[test]
+    fn warmup_slots_are_dropped_apart_and_closed_loop_has_none() {
+        let t0 = Instant::now();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut tallies = Tallies::new(t0 + Duration::from_millis(500), tx);
+        let mut report = ConnReport::default();
+        let schedule = Arc::new(RateSchedule::constant(100.0, Duration::from_secs(1)));
+        let mut pacer = Pacer::open(schedule, t0, 0, 1);
+        let mut idle = Idle {
+            report: &mut report,
+            tallies: &mut tallies,
+            timing: timing(t0, 500, 1000),
+        };
+        idle.drop_due(&mut pacer, t0 + Duration::from_secs(1));
+        assert_eq!(
+            (idle.report.warmup.dropped, idle.report.counts.dropped),
+            (50, 50)
+        );
+        let mut closed = Pacer::Closed;
+        idle.drop_due(&mut closed, t0 + Duration::from_secs(9));
+        assert_eq!(idle.report.counts.dropped, 50);
+    }
+
+    #[test]
+    fn a_tally_goes_out_when_it_is_old_enough() {
+        let t0 = Instant::now();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut tallies = Tallies::new(t0, tx);
+        assert_eq!(tallies.due(), None, "nothing to send");
+        tallies.at(t0).sent += 3;
+        let due = tallies.due().expect("something to send");
+        assert!(due <= Instant::now() + BATCH_AGE);
+        tallies.flush();
+        assert!(matches!(rx.try_recv(), Ok(Event::Tally { sec: 0, tally }) if tally.sent == 3));
+        assert_eq!(tallies.due(), None);
+    }
+}

@@ -1,0 +1,403 @@
+//! The load phase of one connection: queue requests as the pacer and window allow, read replies
+//! meanwhile (reading never waits on writing), time requests out, drain, close. Every wait is
+//! bounded by the phase's deadline or the run's end.
+
+use std::time::Instant;
+
+use futures_util::{FutureExt as _, StreamExt as _};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::account::{Idle, Tallies};
+use super::keepalive::Pinger;
+use super::window::{Slot, Window};
+use super::{
+    CLOSE_LIMIT, Established, INTERRUPT_DRAIN, READ_BATCH, RunSpec, Stop, Timing, bucket, retry,
+};
+use crate::protocol::RequestTemplate;
+use crate::run::breaker::Call;
+use crate::run::pacer::Pacer;
+use crate::run::sample::{ConnReport, Event, Sample};
+use crate::tls::Stream;
+use crate::wsio::{Duplex, Io};
+
+/// The load phase of one connection.
+pub(super) struct Load<'a> {
+    pub(super) ws: Duplex<Stream>,
+    pub(super) spec: &'a RunSpec,
+    pub(super) id: u32,
+    pub(super) timing: Timing,
+    pub(super) template: RequestTemplate,
+    pub(super) id_prefix: String,
+    pub(super) window: Window,
+    /// The last moment the connection could not send: window full, or a write flushing.
+    pub(super) blocked_until: Instant,
+    pub(super) buf: String,
+    pub(super) samples: Vec<Sample>,
+    pub(super) batch_started: Instant,
+    pub(super) tallies: Tallies,
+    pub(super) events: mpsc::UnboundedSender<Event>,
+    pub(super) report: ConnReport,
+    /// Still in the sending phase (survives reconnects).
+    pub(super) sending: bool,
+    /// `-n` ran out: the schedule ended there, nothing after it was dropped.
+    pub(super) budget_spent: bool,
+    /// The interrupt has been seen (the drain is cut short once).
+    pub(super) interrupted: bool,
+    /// End of the current phase: `stop_at` while sending, then the end of the drain.
+    pub(super) deadline: Instant,
+    /// Sending paused until then (an honoured `retry_after`).
+    pub(super) paused_until: Option<Instant>,
+    pub(super) ping: Option<Pinger>,
+    pub(super) rng: fastrand::Rng,
+    /// Validation sampler: accumulates the sample share per success, checks at each whole.
+    pub(super) sample_credit: f64,
+    /// Frames being counted arrived before `hello_ack`: they go to the measured counts.
+    pub(super) early: bool,
+}
+
+/// How a load phase ended.
+pub(super) enum End {
+    /// Sending and draining are over.
+    Done,
+    /// The connection dropped while sending; reconnecting may continue the run.
+    Dropped(Instant),
+}
+
+/// Whether the socket is still usable.
+pub(super) type Alive = bool;
+
+/// Bytes a connection queues before it waits for the socket to take them: a server that stops
+/// reading holds the connection's sending up (its queueing, counted from the schedule), while
+/// the connection goes on reading replies.
+pub(super) const WRITE_BACKLOG: usize = 256 << 10;
+
+impl Load<'_> {
+    /// Sending stops at `now`: the drain begins, and open-loop slots due by then are dropped.
+    pub(super) fn stop_sending(&mut self, pacer: &mut Pacer, now: Instant) {
+        if self.sending {
+            self.sending = false;
+            self.deadline = now + self.spec.drain;
+            if !self.budget_spent {
+                self.skip_due(pacer, now.min(self.timing.stop_at));
+            }
+        }
+    }
+
+    /// The first signal: stop sending and give what is in flight at most [`INTERRUPT_DRAIN`].
+    pub(super) fn interrupt(&mut self, pacer: &mut Pacer, now: Instant) {
+        if !self.interrupted {
+            self.interrupted = true;
+            self.stop_sending(pacer, now);
+            self.deadline = self.deadline.min(now + INTERRUPT_DRAIN);
+        }
+    }
+
+    /// Whether sending is held back right now: breaker open, or an honoured `retry_after`.
+    pub(super) fn held(&mut self, now: Instant) -> bool {
+        if self.paused_until.is_some_and(|t| now < t) {
+            return true;
+        }
+        self.paused_until = None;
+        !self.spec.breaker.allows_request()
+    }
+
+    /// Open loop: slots that fall due while sending is held back are not made, but counted.
+    pub(super) fn skip_due(&mut self, pacer: &mut Pacer, until: Instant) {
+        Idle {
+            report: &mut self.report,
+            tallies: &mut self.tallies,
+            timing: self.timing,
+        }
+        .drop_due(pacer, until);
+    }
+
+    /// Back on a fresh connection after a reconnect.
+    pub(super) fn resume(&mut self, pacer: &mut Pacer, now: Instant) {
+        self.skip_due(pacer, now.min(self.timing.stop_at));
+        self.blocked_until = now;
+        if let Some(p) = &mut self.ping {
+            *p = Pinger::new(p.every, p.timeout, now);
+        }
+    }
+
+    /// Counts the frames a server sent before its `hello_ack`, like any other frames.
+    pub(super) fn early_frames(&mut self, frames: Vec<Message>) {
+        self.early = true;
+        for msg in frames {
+            self.on_message(Some(Ok(msg)));
+        }
+        self.early = false;
+    }
+
+    /// Runs the load until it is over or the connection drops. Reading never waits on writing:
+    /// requests are queued on the socket and flushed as it takes them, while replies are read.
+    pub(super) async fn run(&mut self, pacer: &mut Pacer, stop: &Stop) -> End {
+        let stop_at = self.timing.stop_at;
+        let wake = tokio::time::sleep_until(self.deadline.into());
+        tokio::pin!(wake);
+        let mut wake_at = self.deadline;
+        loop {
+            let now = Instant::now();
+            if stop.end.is_cancelled() {
+                return self.finish(false).await;
+            }
+            if stop.interrupt.is_cancelled() {
+                self.interrupt(pacer, now);
+            }
+            if let Some(cutoff) = now.checked_sub(self.spec.timeout) {
+                self.expire(cutoff, now);
+            }
+            if self.ping.as_ref().is_some_and(|p| p.overdue(now)) {
+                // No pong in time: the peer is gone even if the socket says otherwise.
+                self.report.resilience.pong_timeouts += 1;
+                return self.dropped(now);
+            }
+            // An open-loop schedule ends at `stop_at`, so slots that fell due just before it
+            // still go out after the timer wakes late; a closed loop stops at once.
+            let held = self.sending && self.held(now);
+            if self.sending && (now < stop_at || matches!(pacer, Pacer::Open { .. })) {
+                if held {
+                    self.skip_due(pacer, now.min(stop_at));
+                } else if self.ws.backlog_bytes() < WRITE_BACKLOG {
+                    match self.fill(pacer, stop, now.min(stop_at)) {
+                        Ok(true) => {}
+                        // The budget is spent: what is in flight gets the drain.
+                        Ok(false) => {
+                            self.budget_spent = true;
+                            self.stop_sending(pacer, Instant::now());
+                        }
+                        Err(()) => return self.dropped(Instant::now()),
+                    }
+                }
+            }
+            if self.sending && (now >= stop_at || pacer.finished()) {
+                self.stop_sending(pacer, now);
+            }
+            if !self.sending && (self.window.outstanding == 0 || now >= self.deadline) {
+                return self.finish(true).await;
+            }
+            if let Some(p) = &mut self.ping
+                && p.outstanding.is_none()
+                && now >= p.next_at
+            {
+                p.seq += 1;
+                p.outstanding = Some((p.seq, now));
+                let payload = p.seq.to_be_bytes().to_vec();
+                if self.ws.queue(Message::Ping(payload.into())).is_err()
+                    || self.ws.try_flush().is_err()
+                {
+                    return self.dropped(now);
+                }
+            }
+            if self.tallies.due().is_some_and(|t| now >= t) {
+                self.tallies.flush();
+            }
+
+            // Wake for whichever comes first: end of phase, next timeout, next pacer slot,
+            // the keepalive, the end of a hold, the live tally.
+            let mut target = self.deadline;
+            if let Some(oldest) = self.window.oldest_sent() {
+                target = target.min(oldest + self.spec.timeout);
+            }
+            if self.sending
+                && self.window.outstanding < self.spec.window
+                && let Some(due) = pacer.next_due()
+            {
+                target = target.min(due);
+            }
+            if let Some(p) = &self.ping {
+                target = target.min(p.wake_at());
+            }
+            if let Some(t) = self.tallies.due() {
+                target = target.min(t);
+            }
+            if held {
+                let until = self
+                    .paused_until
+                    .unwrap_or_else(|| self.spec.breaker.retry_at());
+                target = target.min(until);
+            }
+            if target < wake_at || wake.is_elapsed() {
+                wake.as_mut().reset(target.into());
+                wake_at = target;
+            }
+
+            tokio::select! {
+                biased;
+                io = self.ws.next_io(true) => match io {
+                    Io::Frame(msg) => {
+                        if !self.on_message(msg) || !self.read_ready() {
+                            return self.dropped(Instant::now());
+                        }
+                    }
+                    // The socket took a backlog it could not take at once: what fell due
+                    // meanwhile was held up by the server not reading.
+                    Io::Flushed => self.blocked_until = Instant::now(),
+                    Io::WriteFailed(_) => {
+                        *self.report.close_codes.entry(1006).or_default() += 1;
+                        return self.dropped(Instant::now());
+                    }
+                },
+                _ = &mut wake => {}
+                _ = stop.interrupt.cancelled(), if !self.interrupted => {}
+                _ = stop.end.cancelled() => {}
+            }
+        }
+    }
+
+    /// Sending and draining are over: what is still in flight is unfinished. With `close`, the
+    /// close handshake follows (briefly): frames that arrive before the server's close reply
+    /// are still this run's and are counted; the reply itself is the echo of our own close.
+    pub(super) async fn finish(&mut self, close: bool) -> End {
+        for slot in self.window.clear() {
+            bucket(&mut self.report, slot.warm).unfinished += 1;
+        }
+        self.flush_samples();
+        if close {
+            let mut trailing = Vec::new();
+            self.ws
+                .close(None, CLOSE_LIMIT, |msg| {
+                    if trailing.len() < READ_BATCH {
+                        trailing.push(msg)
+                    }
+                })
+                .await;
+            for msg in trailing {
+                if !matches!(msg, Message::Close(_)) {
+                    self.on_message(Some(Ok(msg)));
+                }
+            }
+            self.flush_samples();
+        }
+        self.tallies.flush();
+        End::Done
+    }
+
+    /// The connection is gone: in-flight requests are lost; reconnect if still sending.
+    pub(super) fn dropped(&mut self, at: Instant) -> End {
+        self.lost();
+        self.report.resilience.disconnects += 1;
+        self.tallies.flush();
+        if self.sending && self.spec.reconnect.is_some() {
+            End::Dropped(at)
+        } else {
+            if !self.sending {
+                self.report.resilience.disconnects_after_stop += 1;
+            }
+            End::Done
+        }
+    }
+
+    /// Connects again with backoff, through the breaker; `None` when the run ended first.
+    pub(super) async fn reconnect(&mut self, stop: &Stop) -> Option<Established> {
+        let backoff = self.spec.reconnect?;
+        retry(
+            self.spec,
+            self.id,
+            stop,
+            self.timing.stop_at,
+            backoff,
+            &mut self.rng,
+            &mut self.report,
+        )
+        .await
+    }
+
+    /// Queues requests while the window has room, the pacer allows and the socket keeps up.
+    /// Never waits. `Ok(false)`: budget spent; `Err`: the connection is unusable.
+    pub(super) fn fill(
+        &mut self,
+        pacer: &mut Pacer,
+        stop: &Stop,
+        now: Instant,
+    ) -> Result<bool, ()> {
+        let mut queued = false;
+        let mut more = true;
+        while self.window.outstanding < self.spec.window && self.ws.backlog_bytes() < WRITE_BACKLOG
+        {
+            let Some(scheduled) = pacer.due(now) else {
+                break;
+            };
+            if !stop.take_ticket() {
+                more = false;
+                break;
+            }
+            self.template.render(self.window.next, &mut self.buf);
+            if self.ws.queue(Message::text(self.buf.as_str())).is_err() {
+                return Err(());
+            }
+            let sent = Instant::now();
+            let warm = sent < self.timing.measure_from;
+            self.window.push(Slot {
+                scheduled,
+                ready: scheduled.max(self.blocked_until),
+                sent,
+                warm,
+                acked: None,
+                first_chunk: None,
+                stream_end: None,
+            });
+            if warm {
+                self.report.warmup.sent += 1;
+            } else {
+                self.report.counts.sent += 1;
+                self.tallies.at(sent).sent += 1;
+            }
+            queued = true;
+        }
+        if queued && self.ws.try_flush().is_err() {
+            return Err(());
+        }
+        Ok(more)
+    }
+
+    pub(super) fn expire(&mut self, cutoff: Instant, now: Instant) {
+        let was_full = self.window.outstanding >= self.spec.window;
+        let mut expired = Vec::new();
+        self.window.expire(cutoff, |slot| expired.push(slot.warm));
+        for warm in expired {
+            self.spec.breaker.record(Call::Request, false, true);
+            bucket(&mut self.report, warm).timed_out += 1;
+            if !warm {
+                self.tallies.at(now).timed_out += 1;
+            }
+        }
+        if was_full && self.window.outstanding < self.spec.window {
+            self.blocked_until = now;
+        }
+    }
+
+    /// Reads the frames already buffered, without waiting; at most a batch, so a server that
+    /// floods frames cannot keep the loop from sending, timing out or stopping.
+    pub(super) fn read_ready(&mut self) -> Alive {
+        for _ in 0..READ_BATCH {
+            let Some(msg) = self.ws.ws.next().now_or_never() else {
+                break;
+            };
+            if !self.on_message(msg) {
+                return false;
+            }
+        }
+        true
+    }
+    pub(super) fn flush_samples(&mut self) {
+        if !self.samples.is_empty() {
+            let batch = std::mem::take(&mut self.samples);
+            let _ = self.events.send(Event::Samples(batch));
+        }
+    }
+
+    /// The connection dropped: whatever was in flight is lost (a reply that still comes on a
+    /// new connection of this session is late, not a duplicate).
+    pub(super) fn lost(&mut self) {
+        let now = Instant::now();
+        for slot in self.window.clear() {
+            bucket(&mut self.report, slot.warm).lost += 1;
+            if !slot.warm {
+                self.tallies.at(now).lost += 1;
+            }
+        }
+        self.flush_samples();
+    }
+}

@@ -1,0 +1,253 @@
+//! What a frame from the server means for the requests in flight: exact-id matching, phases,
+//! final replies and their outcome, error frames without an id, validation, close codes.
+
+use std::time::{Duration, Instant};
+
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use super::load::{Alive, Load};
+use super::validate::MAX_EXAMPLES;
+use super::window::{Match, Slot};
+use super::{BATCH, BATCH_AGE, bucket};
+use crate::protocol::{self, Kind};
+use crate::run::breaker::Call;
+use crate::run::sample::{Counts, Event, Sample};
+
+impl Load<'_> {
+    pub(super) fn on_message(&mut self, msg: Option<Result<Message, tungstenite::Error>>) -> Alive {
+        match msg {
+            Some(Ok(Message::Text(text))) => {
+                self.on_text(text.as_str());
+                true
+            }
+            Some(Ok(Message::Binary(_))) => {
+                self.frame_counts().malformed += 1;
+                true
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let code = frame.map_or(1005, |f| u16::from(f.code));
+                *self.report.close_codes.entry(code).or_default() += 1;
+                false
+            }
+            Some(Ok(Message::Pong(payload))) => {
+                if let Some(p) = &mut self.ping
+                    && let Some((seq, sent)) = p.outstanding
+                    && payload.as_ref() == seq.to_be_bytes()
+                {
+                    p.outstanding = None;
+                    p.next_at = sent + p.every;
+                    let _ = self.events.send(Event::Pong {
+                        sent,
+                        received: Instant::now(),
+                    });
+                }
+                true
+            }
+            Some(Ok(_)) => true, // pings: tungstenite queues the pong and sends it as it reads
+            Some(Err(tungstenite::Error::Capacity(_))) => {
+                // Over --max-frame-size: the connection cannot go on; 1009 is "message too big".
+                self.report.resilience.oversized_frames += 1;
+                *self.report.close_codes.entry(1009).or_default() += 1;
+                false
+            }
+            Some(Err(_)) | None => {
+                *self.report.close_codes.entry(1006).or_default() += 1;
+                false
+            }
+        }
+    }
+
+    /// Frame-level counters go to warmup or measured by when the frame arrived; frames from
+    /// before `hello_ack` always count as measured.
+    pub(super) fn frame_counts(&mut self) -> &mut Counts {
+        let warm = !self.early && Instant::now() < self.timing.measure_from;
+        bucket(&mut self.report, warm)
+    }
+
+    /// The sequence number in one of this connection's request ids, only when the id is
+    /// byte for byte one it sent: the prefix, then the decimal number as rendered (no sign, no
+    /// leading zero, nothing after).
+    pub(super) fn seq_of(&self, id: &str) -> Option<u64> {
+        seq_in(&self.id_prefix, id)
+    }
+
+    pub(super) fn on_text(&mut self, text: &str) {
+        let received = Instant::now();
+        let c = protocol::classify(text);
+        if !c.kind.is_final() {
+            if c.kind.is_non_final() {
+                self.frame_counts().non_final += 1;
+                let slot = c.request_id.as_deref().and_then(|id| self.seq_of(id));
+                if let Some(slot) = slot.and_then(|seq| self.window.get_mut(seq)) {
+                    let stamp = match c.kind {
+                        Kind::CallToolAck => &mut slot.acked,
+                        Kind::StreamComplete => &mut slot.stream_end,
+                        _ => &mut slot.first_chunk,
+                    };
+                    stamp.get_or_insert(received);
+                }
+            } else if matches!(c.kind, Kind::Malformed | Kind::Binary) {
+                self.frame_counts().malformed += 1;
+            } else {
+                self.frame_counts().unexpected += 1;
+            }
+            return;
+        }
+        let Some(id) = c.request_id.as_deref() else {
+            if c.kind == Kind::Error {
+                let code = c.code.as_deref().unwrap_or("UNKNOWN");
+                // With one request in flight, an error with no id can only be about that one
+                // (PROTOCOL.md section 2); with more, it stays unattributed and the request it
+                // rejected ends timed out or unfinished, never a success.
+                if let Some(seq) = self.window.only()
+                    && let Match::InFlight(slot) = self.window.take(seq)
+                {
+                    self.spec.breaker.record(Call::Request, false, false);
+                    self.honor_retry_after(c.retry_after, received);
+                    let code = code.to_owned();
+                    self.complete(slot, received, false, Some(&code));
+                } else {
+                    self.frame_counts().uncorrelated_errors += 1;
+                    let code = code.to_owned();
+                    *self.report.conn_errors_by_code.entry(code).or_default() += 1;
+                }
+            } else {
+                self.frame_counts().unmatched += 1;
+            }
+            return;
+        };
+        let was_full = self.window.outstanding >= self.spec.window;
+        let seq = self.seq_of(id);
+        let found = match seq {
+            Some(seq) => self.window.take(seq),
+            None => Match::Unknown,
+        };
+        match found {
+            Match::InFlight(slot) => {
+                if was_full {
+                    self.blocked_until = received;
+                }
+                let mut ok = c.kind.is_success();
+                let mut code = c.code.as_deref();
+                if ok
+                    && c.kind == Kind::Result
+                    && let (Some(seq), Some(v)) = (seq, &self.spec.validation)
+                {
+                    self.sample_credit += v.sample;
+                    if self.sample_credit >= 1.0 {
+                        self.sample_credit -= 1.0;
+                        let counts = bucket(&mut self.report, slot.warm);
+                        counts.validated += 1;
+                        let template = &self.template;
+                        let check = v.check(text, || {
+                            let mut buf = String::new();
+                            template.render_args(seq, &mut buf);
+                            buf
+                        });
+                        if let Err(why) = check {
+                            ok = false;
+                            code = Some("invalid_reply");
+                            if self.report.invalid_examples.len() < MAX_EXAMPLES {
+                                self.report.invalid_examples.push(format!("{id}: {why}"));
+                            }
+                        }
+                    }
+                }
+                self.spec.breaker.record(Call::Request, ok, false);
+                if !ok {
+                    self.honor_retry_after(c.retry_after, received);
+                }
+                let code = code.map(str::to_owned);
+                self.complete(slot, received, ok, code.as_deref());
+            }
+            Match::Late => self.frame_counts().late += 1,
+            Match::Duplicate => self.frame_counts().duplicates += 1,
+            Match::Unknown => self.frame_counts().unmatched += 1,
+        }
+    }
+
+    /// `--honor-retry-after`: an error's `retry_after` pauses this connection's sending.
+    pub(super) fn honor_retry_after(&mut self, retry_after: Option<f64>, received: Instant) {
+        if self.spec.honor_retry_after
+            && let Some(secs) = retry_after
+        {
+            self.paused_until = Some(received + Duration::from_secs_f64(secs.min(3600.0)));
+            self.report.resilience.retry_after_pauses += 1;
+        }
+    }
+
+    pub(super) fn complete(
+        &mut self,
+        slot: Slot,
+        received: Instant,
+        success: bool,
+        code: Option<&str>,
+    ) {
+        let counts = bucket(&mut self.report, slot.warm);
+        if success {
+            counts.succeeded += 1;
+        } else {
+            counts.failed += 1;
+        }
+        if slot.warm {
+            return;
+        }
+        if success {
+            self.tallies.at(received).succeeded += 1;
+            if self.samples.is_empty() {
+                self.batch_started = received;
+            }
+            self.samples.push(Sample {
+                conn: self.id,
+                scheduled: slot.scheduled,
+                ready: slot.ready,
+                sent: slot.sent,
+                received,
+                acked: slot.acked,
+                first_chunk: slot.first_chunk,
+                stream_end: slot.stream_end,
+            });
+            if self.samples.len() >= BATCH || received - self.batch_started >= BATCH_AGE {
+                self.flush_samples();
+            }
+        } else {
+            self.tallies.at(received).failed += 1;
+            let code = code.unwrap_or("UNKNOWN").to_owned();
+            *self.report.errors_by_code.entry(code).or_default() += 1;
+        }
+    }
+}
+
+/// The sequence number in `id` when it is exactly `prefix` followed by a number as rendered.
+fn seq_in(prefix: &str, id: &str) -> Option<u64> {
+    let digits = id.strip_prefix(prefix)?;
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits.len() == 1 || !digits.starts_with('0'));
+    if canonical { digits.parse().ok() } else { None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seq_in;
+
+    #[test]
+    fn only_the_id_as_rendered_matches() {
+        let p = "a1b2-w-3-";
+        assert_eq!(seq_in(p, "a1b2-w-3-17"), Some(17));
+        assert_eq!(seq_in(p, "a1b2-w-3-0"), Some(0));
+        for other in [
+            "a1b2-w-3-017",
+            "a1b2-w-3-+17",
+            "a1b2-w-3-17 ",
+            "a1b2-w-3- 17",
+            "a1b2-w-3-",
+            "a1b2-w-3-1e3",
+            "a1b2-w-4-17",
+            "A1B2-w-3-17",
+            "a1b2-w-3-99999999999999999999999",
+        ] {
+            assert_eq!(seq_in(p, other), None, "{other:?}");
+        }
+    }
+}
