@@ -1,9 +1,11 @@
 //! wsbench: a load generator and CI gate for WebSocket tool-call servers.
 //!
-//! Where things live: the wire protocol in `protocol.rs`; flags in `cli.rs`, turned into typed
-//! configs in `config.rs`; the load in `run/` (one connection loop in `run/connection.rs`);
-//! latency recorded in `stats/recorder.rs`; thresholds checked in `gate/`; output formats in
-//! `report/`, one file each; the reference server in `serve/`; exit codes in `outcome.rs`.
+//! Where things live (ARCHITECTURE.md has the layers and the flow): plain recorded data in
+//! `model.rs`; the wire protocol in `protocol.rs`; non-blocking WebSocket I/O in `wsio.rs`; flags
+//! in `cli.rs`, turned into typed configs in `config/`; the load in `run/` (the connection task
+//! in `run/connection/`, one concern per file); latency recorded in `stats/recorder.rs`;
+//! thresholds checked in `gate/`; output formats in `report/`, one file each; the reference
+//! server in `serve/`; exit codes in `outcome.rs`.
 
 pub mod capacity;
 pub mod cli;
@@ -12,6 +14,7 @@ pub mod error;
 pub mod gate;
 pub mod merge;
 pub mod meta;
+pub mod model;
 pub mod outcome;
 pub mod progress;
 pub mod protocol;

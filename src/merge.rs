@@ -13,11 +13,11 @@ use crate::cli::{MergeArgs, RunArgs};
 use crate::config::{RunConfig, Target, WsUrl};
 use crate::error::ConfigError;
 use crate::gate;
+use crate::model::ClientCheck;
+use crate::model::{Counts, Resilience, Tally};
 use crate::outcome::Outcome;
 use crate::report::json::{SCHEMA_VERSION, decode_histogram};
 use crate::run::RunResult;
-use crate::run::sample::{Counts, Resilience, Tally};
-use crate::run::selfcheck::ClientCheck;
 use crate::stats::recorder::{Histograms, Second};
 use crate::stats::summary::{BreakerEvent, ConnRow, Mode, Summary, percentile_ms};
 

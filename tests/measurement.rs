@@ -160,9 +160,8 @@ async fn timeline_and_per_connection_sums_equal_the_totals() {
     )
     .await;
     let s = &r.summary;
-    let sum = |f: fn(&wsbench::run::sample::Tally) -> u64| {
-        s.seconds.iter().map(|x| f(&x.tally)).sum::<u64>()
-    };
+    let sum =
+        |f: fn(&wsbench::model::Tally) -> u64| s.seconds.iter().map(|x| f(&x.tally)).sum::<u64>();
     assert!(s.seconds.len() >= 3, "{} seconds", s.seconds.len());
     assert_eq!(sum(|t| t.sent), s.counts.sent);
     assert_eq!(sum(|t| t.succeeded), s.counts.succeeded);

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::Reporter;
 use crate::gate::Verdict;
+use crate::model::Counts;
 use crate::run::RunResult;
-use crate::run::sample::Counts;
 use crate::serve::StatsSnapshot;
 use crate::stats::summary::{Mode, percentile_ms};
 
@@ -74,7 +74,7 @@ struct ResultFile<'a> {
     timeline: Vec<TimelineRow>,
     resilience: ResilienceBlock<'a>,
     /// The load generator's own CPU and memory, and whether it was the bottleneck.
-    client: &'a crate::run::selfcheck::ClientCheck,
+    client: &'a crate::model::ClientCheck,
     /// `--baseline`: the previous run's figures beside this one's.
     #[serde(skip_serializing_if = "Option::is_none")]
     baseline: Option<&'a crate::gate::baseline::BaselineReport>,
@@ -157,7 +157,7 @@ struct PerConnection<'a> {
 #[derive(Serialize)]
 struct ResilienceBlock<'a> {
     #[serde(flatten)]
-    counts: &'a crate::run::sample::Resilience,
+    counts: &'a crate::model::Resilience,
     /// Drop to hello_ack on the new connection.
     reconnect_ms: Percentiles,
     /// Client ping round trips.

@@ -11,8 +11,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 /// Breaker settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakerConfig {
@@ -41,24 +39,7 @@ impl Default for BreakerConfig {
     }
 }
 
-/// The breaker's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum State {
-    Closed,
-    Open,
-    HalfOpen,
-}
-
-impl State {
-    fn from_u8(v: u8) -> State {
-        match v {
-            1 => State::Open,
-            2 => State::HalfOpen,
-            _ => State::Closed,
-        }
-    }
-}
+pub use crate::model::BreakerState as State;
 
 /// One state change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

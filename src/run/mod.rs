@@ -5,7 +5,6 @@
 pub mod breaker;
 pub mod connection;
 pub mod pacer;
-pub mod sample;
 pub mod selfcheck;
 
 use std::sync::Arc;
@@ -22,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{RunConfig, Target, WsUrl};
 use crate::error::ConfigError;
 use crate::gate::{self, Verdict};
+use crate::model::Event;
 use crate::outcome::Outcome;
 use crate::serve::{Server, StatsSnapshot};
 use crate::stats::recorder::Live;
@@ -29,7 +29,6 @@ use crate::stats::summary::{BreakerEvent, Mode};
 use crate::stats::{Recorder, Summary};
 use breaker::Breaker;
 use connection::{Links, RunSpec, Stop, Timing};
-use sample::Event;
 use selfcheck::{ClientCheck, CpuMark, ThreadSet};
 
 /// Everything a finished run produced; what the reporters render.
@@ -524,9 +523,9 @@ mod tests {
             false,
             Mode::Closed,
             std::time::Duration::from_secs(1),
-            &[sample::ConnReport {
+            &[crate::model::ConnReport {
                 opened: true,
-                ..sample::ConnReport::default()
+                ..crate::model::ConnReport::default()
             }],
             Recorder::default(),
         );

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+pub use crate::model::ClientCheck;
 
 /// CPU time (user + system) of the whole process so far.
 pub fn process_cpu() -> Duration {
@@ -97,26 +97,6 @@ impl CpuMark {
         let excluded = later.excluded.saturating_sub(self.excluded);
         process.saturating_sub(excluded)
     }
-}
-
-/// The load generator's own figures, and whether it was the bottleneck.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ClientCheck {
-    /// CPU time (user + system) over the load, in ms.
-    pub cpu_ms: f64,
-    /// Cores the process could use.
-    pub cores: usize,
-    /// CPU time as a share of those cores over the load (1.0 = all of them, all the time).
-    pub cpu_share: f64,
-    /// CPU microseconds per completed request.
-    pub cpu_us_per_request: Option<f64>,
-    /// Peak resident memory, MiB.
-    pub peak_rss_mb: f64,
-    /// Resident memory per open connection, KiB (setup growth / connections).
-    pub rss_per_conn_kb: Option<f64>,
-    /// Whether the client was near saturation, and why.
-    pub saturated: bool,
-    pub reasons: Vec<String>,
 }
 
 /// Above this share of its cores the client may have been the bottleneck.

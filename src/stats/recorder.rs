@@ -9,7 +9,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 
-use crate::run::sample::{Event, Sample, SetupStamps, Tally};
+use crate::model::{Event, Sample, SetupStamps, Tally};
 
 /// Highest recordable value: one hour in microseconds. Longer values are clamped, not lost.
 const MAX_US: u64 = 3_600_000_000;

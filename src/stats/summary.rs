@@ -8,9 +8,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::recorder::{Histograms, Recorder, Second};
-use crate::run::breaker::State;
-use crate::run::sample::{ConnReport, Counts, Resilience};
-use crate::run::selfcheck::ClientCheck;
+use crate::model::BreakerState as State;
+use crate::model::ClientCheck;
+use crate::model::{ConnReport, Counts, Resilience};
 
 /// How requests were paced.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,8 +6,8 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::{BATCH_AGE, Stop, Timing};
+use crate::model::{ConnReport, Event, Tally};
 use crate::run::pacer::Pacer;
-use crate::run::sample::{ConnReport, Event, Tally};
 
 /// Per-second counts of one connection, sent to the recorder when the second turns and at
 /// least every [`BATCH_AGE`], so live progress shows what happened even when traffic stops.

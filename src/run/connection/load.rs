@@ -14,10 +14,10 @@ use super::window::{Slot, Window};
 use super::{
     CLOSE_LIMIT, Established, INTERRUPT_DRAIN, READ_BATCH, RunSpec, Stop, Timing, bucket, retry,
 };
+use crate::model::{ConnReport, Event, Sample};
 use crate::protocol::RequestTemplate;
 use crate::run::breaker::Call;
 use crate::run::pacer::Pacer;
-use crate::run::sample::{ConnReport, Event, Sample};
 use crate::tls::Stream;
 use crate::wsio::{Duplex, Io};
 

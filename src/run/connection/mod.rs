@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::breaker::Breaker;
 use super::pacer::{Pacer, RateSchedule};
-use super::sample::{ConnReport, Counts, Event, SetupStamps};
+use crate::model::{ConnReport, Counts, Event, SetupStamps};
 use crate::protocol::RequestTemplate;
 use crate::tls::Stream;
 use crate::wsio::Duplex;

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::setup::{fail, setup};
 use super::{Established, RunSpec, Stop};
+use crate::model::{ConnReport, SetupFailure};
 use crate::run::breaker::Call;
-use crate::run::sample::{ConnReport, SetupFailure};
 
 /// Reconnect backoff: attempt n waits a uniform random time in [0, min(max, base * 2^n)].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,9 +9,9 @@ use super::load::{Alive, Load};
 use super::validate::MAX_EXAMPLES;
 use super::window::{Match, Slot};
 use super::{BATCH, BATCH_AGE, bucket};
+use crate::model::{Counts, Event, Sample};
 use crate::protocol::{self, Kind};
 use crate::run::breaker::Call;
-use crate::run::sample::{Counts, Event, Sample};
 
 impl Load<'_> {
     pub(super) fn on_message(&mut self, msg: Option<Result<Message, tungstenite::Error>>) -> Alive {

@@ -10,8 +10,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::{self, Message, http};
 
 use super::{Established, RunSpec, Ws};
+use crate::model::{SetupFailure, SetupStamps};
 use crate::protocol::{self, Kind};
-use crate::run::sample::{SetupFailure, SetupStamps};
 use crate::tls::{self, Stream};
 
 impl RunSpec {

@@ -1,5 +1,7 @@
-//! What connection tasks record: time stamps and counts, no arithmetic on them. The recorder
-//! (`stats/recorder.rs`) turns stamps into histograms and timelines.
+//! The model: plain data that connection tasks record and everything downstream reads (time
+//! stamps, counts, events, per-connection reports). No arithmetic on stamps here, and no
+//! dependency on any other part of the crate; the recorder (`stats/recorder.rs`) turns stamps
+//! into histograms and timelines.
 
 use std::collections::BTreeMap;
 use std::ops::AddAssign;
@@ -266,4 +268,43 @@ pub struct ConnReport {
     pub reconnect_failures: BTreeMap<String, u64>,
     /// The first few replies that failed validation, described.
     pub invalid_examples: Vec<String>,
+}
+
+/// The load generator's own figures, and whether it was the bottleneck.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ClientCheck {
+    /// CPU time (user + system) over the load, in ms.
+    pub cpu_ms: f64,
+    /// Cores the process could use.
+    pub cores: usize,
+    /// CPU time as a share of those cores over the load (1.0 = all of them, all the time).
+    pub cpu_share: f64,
+    /// CPU microseconds per completed request.
+    pub cpu_us_per_request: Option<f64>,
+    /// Peak resident memory, MiB.
+    pub peak_rss_mb: f64,
+    /// Resident memory per open connection, KiB (setup growth / connections).
+    pub rss_per_conn_kb: Option<f64>,
+    /// Whether the client was near saturation, and why.
+    pub saturated: bool,
+    pub reasons: Vec<String>,
+}
+
+/// A circuit breaker's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub(crate) fn from_u8(v: u8) -> BreakerState {
+        match v {
+            1 => BreakerState::Open,
+            2 => BreakerState::HalfOpen,
+            _ => BreakerState::Closed,
+        }
+    }
 }
