@@ -6,6 +6,7 @@
 //! Types live here; `source.rs` finds raw values, `values.rs` parses them, `run.rs` and
 //! `serve.rs` assemble the configs.
 
+mod gate;
 mod run;
 mod serve;
 mod source;

@@ -7,7 +7,6 @@ use super::values::*;
 use super::{ClientTls, Outputs, RunConfig, Secret, ServeConfig, Setting, Target, WsUrl};
 use crate::cli::{RunArgs, ServeArgs};
 use crate::error::ConfigError;
-use crate::gate::{Metric, Threshold, threshold};
 use crate::run::breaker::BreakerConfig;
 use crate::run::connection::Backoff;
 use crate::run::pacer::RateSchedule;
@@ -279,7 +278,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     };
 
     let gate = !args.gate.no_gate && r.get_or(None, "--no-gate", th("gate"), "true", parse_bool)?;
-    let thresholds = thresholds(args, r, schedule.is_some())?;
+    let thresholds = super::gate::thresholds(args, r, schedule.is_some())?;
     // Validated whether or not a baseline is given, so a typo never passes silently.
     let tolerances = r.get_or(
         args.gate.max_regress.as_deref(),
@@ -452,118 +451,11 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     })
 }
 
-/// The gate: built-in targets, replaced metric by metric by the dedicated flags (shorthands)
-/// and by threshold expressions.
-fn thresholds(
-    args: &RunArgs,
-    r: &Resolver,
-    open_loop: bool,
-) -> Result<Vec<Threshold>, ConfigError> {
-    let th = |k| ("thresholds", k);
-    let ms = duration_ms;
-    let secs = |s: &str| units::parse_duration(s).map(|d| d.as_secs_f64());
-    let mut list = vec![
-        (
-            Metric::Rps,
-            r.get_or(
-                args.gate.min_rps.as_deref(),
-                "--min-rps",
-                th("min_rps"),
-                "50000",
-                |s| units::parse_count(s.trim_end_matches("/s")),
-            )?,
-        ),
-        (
-            Metric::P99,
-            r.get_or(
-                args.gate.max_p99.as_deref(),
-                "--max-p99",
-                th("max_p99"),
-                "5ms",
-                ms,
-            )?,
-        ),
-        (
-            Metric::ConnectP99,
-            r.get_or(
-                args.gate.max_connect_p99.as_deref(),
-                "--max-connect-p99",
-                th("max_connect_p99"),
-                "10ms",
-                ms,
-            )?,
-        ),
-        (
-            Metric::ErrorRate,
-            r.get_or(
-                args.gate.max_error_rate.as_deref(),
-                "--max-error-rate",
-                th("max_error_rate"),
-                "0",
-                units::parse_ratio,
-            )?,
-        ),
-    ];
-    for (metric, value) in [
-        (
-            Metric::P50,
-            r.get(args.gate.max_p50.as_deref(), "--max-p50", th("max_p50"), ms)?,
-        ),
-        (
-            Metric::P999,
-            r.get(
-                args.gate.max_p999.as_deref(),
-                "--max-p999",
-                th("max_p999"),
-                ms,
-            )?,
-        ),
-        (
-            Metric::Unavailable,
-            r.get(
-                args.gate.max_unavailable.as_deref(),
-                "--max-unavailable",
-                th("max_unavailable"),
-                secs,
-            )?,
-        ),
-    ] {
-        if let Some(v) = value {
-            list.push((metric, v));
-        }
-    }
-    // Nothing unanswered passes: no slot of an open-loop schedule dropped, no connection that
-    // could not be set up (override with --threshold 'dropped<=N' / 'connection_errors<=N').
-    if open_loop {
-        list.push((Metric::Dropped, 0.0));
-    }
-    list.push((Metric::ConnectionErrors, 0.0));
-    let mut thresholds: Vec<Threshold> = list
-        .into_iter()
-        .map(|(m, v)| Threshold::new(m, v))
-        .collect();
-    let exprs = if args.gate.threshold.is_empty() {
-        None
-    } else {
-        Some(args.gate.threshold.join(","))
-    };
-    if let Some(extra) = r.get(
-        exprs.as_deref(),
-        "--threshold",
-        th("threshold"),
-        threshold::parse_list,
-    )? {
-        // An expression on a metric replaces that metric's shorthand or default.
-        thresholds.retain(|t| !extra.iter().any(|e| e.metric == t.metric));
-        thresholds.extend(extra);
-    }
-    Ok(thresholds)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Secret;
+    use crate::gate::Metric;
 
     fn args(f: impl FnOnce(&mut RunArgs)) -> RunArgs {
         let mut a = RunArgs::default();

@@ -1,0 +1,177 @@
+//! `call_tool` frames from a template split once at start-up: each request costs a few
+//! `push_str`s into a reused buffer, with `{{seq}}` and `{{id}}` filled in.
+
+use std::fmt::Write as _;
+
+/// Builds `call_tool` frames from a template split once at start-up, so each request costs a
+/// few `push_str`s into a reused buffer and no JSON tree.
+#[derive(Debug, Clone)]
+pub struct RequestTemplate {
+    /// `{"op":"call_tool","request_id":"` + the id prefix (`<run>-<conn>-`).
+    head: String,
+    /// The id prefix alone, for `{{id}}`.
+    id_prefix: String,
+    /// `","name":<name>,"arguments":`
+    after_id: String,
+    /// The arguments, split at their placeholders.
+    args: Vec<Piece>,
+    /// `{{seq}}` = local sequence * `stride` + `offset`: unique across the run's connections.
+    stride: u64,
+    offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Seq,
+    Id,
+}
+
+/// Replaced by a number unique within the run (connections interleave, never collide).
+pub const SEQ_PLACEHOLDER: &str = "{{seq}}";
+/// Replaced by the request id, unique across runs and machines (use inside a JSON string).
+pub const ID_PLACEHOLDER: &str = "{{id}}";
+/// Arguments when the user gives none: distinct for every call, so servers that deduplicate
+/// or cache by content (PROTOCOL.md section 4) are measured working, not answering from cache.
+pub const DEFAULT_ARGS: &str = r#"{"seq":{{seq}},"id":"{{id}}"}"#;
+
+fn split_placeholders(args: &str) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut rest = args;
+    loop {
+        let next = [(SEQ_PLACEHOLDER, Piece::Seq), (ID_PLACEHOLDER, Piece::Id)]
+            .into_iter()
+            .filter_map(|(p, piece)| rest.find(p).map(|i| (i, p.len(), piece)))
+            .min_by_key(|(i, _, _)| *i);
+        match next {
+            Some((i, len, piece)) => {
+                if i > 0 {
+                    pieces.push(Piece::Text(rest[..i].to_owned()));
+                }
+                pieces.push(piece);
+                rest = &rest[i + len..];
+            }
+            None => {
+                if !rest.is_empty() {
+                    pieces.push(Piece::Text(rest.to_owned()));
+                }
+                return pieces;
+            }
+        }
+    }
+}
+
+impl RequestTemplate {
+    /// Template for connection `conn` of `conns`. `args` is the arguments JSON text with
+    /// optional placeholders; `None` means [`DEFAULT_ARGS`].
+    pub fn new(id_prefix: &str, tool: &str, args: Option<&str>, conn: u32, conns: u32) -> Self {
+        let name = serde_json::to_string(tool).expect("a string always serializes");
+        RequestTemplate {
+            head: format!(r#"{{"op":"call_tool","request_id":"{id_prefix}"#),
+            id_prefix: id_prefix.to_owned(),
+            after_id: format!(r#"","name":{name},"arguments":"#),
+            args: split_placeholders(args.unwrap_or(DEFAULT_ARGS)),
+            stride: u64::from(conns.max(1)),
+            offset: u64::from(conn),
+        }
+    }
+
+    /// Writes the frame for this connection's request `seq` into `buf` (cleared first).
+    pub fn render(&self, seq: u64, buf: &mut String) {
+        buf.clear();
+        buf.push_str(&self.head);
+        let _ = write!(buf, "{seq}");
+        buf.push_str(&self.after_id);
+        self.push_args(seq, buf);
+        buf.push('}');
+    }
+
+    /// The arguments request `seq` was sent with (to check an echo against).
+    pub fn render_args(&self, seq: u64, buf: &mut String) {
+        buf.clear();
+        self.push_args(seq, buf);
+    }
+
+    fn push_args(&self, seq: u64, buf: &mut String) {
+        for piece in &self.args {
+            match piece {
+                Piece::Text(t) => buf.push_str(t),
+                Piece::Seq => {
+                    let _ = write!(buf, "{}", seq * self.stride + self.offset);
+                }
+                Piece::Id => {
+                    buf.push_str(&self.id_prefix);
+                    let _ = write!(buf, "{seq}");
+                }
+            }
+        }
+    }
+}
+
+/// Checks a user's `--args` text: with placeholders filled in it must be a JSON object.
+pub fn validate_args(args: &str) -> Result<(), String> {
+    let probe = args
+        .replace(SEQ_PLACEHOLDER, "0")
+        .replace(ID_PLACEHOLDER, "x-0-0");
+    match serde_json::from_str::<serde_json::Value>(&probe) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err("must be a JSON object".into()),
+        Err(e) => Err(format!("is not valid JSON: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_renders_valid_distinct_frames() {
+        let t = RequestTemplate::new("run1-3-", "echo", None, 3, 4);
+        let mut buf = String::new();
+        t.render(42, &mut buf);
+        let v: serde_json::Value = serde_json::from_str(&buf).unwrap();
+        assert_eq!(v["op"], "call_tool");
+        assert_eq!(v["request_id"], "run1-3-42");
+        assert_eq!(v["name"], "echo");
+        assert_eq!(
+            v["arguments"],
+            serde_json::json!({"seq": 42 * 4 + 3, "id": "run1-3-42"})
+        );
+
+        let t = RequestTemplate::new(
+            "p-0-",
+            "we\"ird",
+            Some(r#"{"a":"x{{seq}}","b":{{seq}},"c":"{{id}}"}"#),
+            0,
+            1,
+        );
+        t.render(7, &mut buf);
+        let v: serde_json::Value = serde_json::from_str(&buf).unwrap();
+        assert_eq!(v["name"], "we\"ird");
+        assert_eq!(
+            v["arguments"],
+            serde_json::json!({"a": "x7", "b": 7, "c": "p-0-7"})
+        );
+    }
+
+    #[test]
+    fn seq_is_unique_across_connections() {
+        let mut seen = std::collections::HashSet::new();
+        let mut buf = String::new();
+        for conn in 0..3 {
+            let t = RequestTemplate::new("r-", "echo", Some(r#"{"n":{{seq}}}"#), conn, 3);
+            for seq in 0..10 {
+                t.render(seq, &mut buf);
+                let v: serde_json::Value = serde_json::from_str(&buf).unwrap();
+                assert!(seen.insert(v["arguments"]["n"].as_u64().unwrap()));
+            }
+        }
+    }
+
+    #[test]
+    fn args_must_be_an_object() {
+        assert!(validate_args(r#"{"n":{{seq}}}"#).is_ok());
+        assert!(validate_args("[1]").is_err());
+        assert!(validate_args("{nope").is_err());
+    }
+}

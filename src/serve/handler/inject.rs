@@ -1,0 +1,127 @@
+//! Fault injection applied to one call's reply: dropped, turned into an error (with or without
+//! a request id), preceded by ack/progress/malformed frames, streamed, corrupted, sent twice, or
+//! delayed. The handler builds the honest reply; this is everything a healthy server would not do.
+
+use std::time::Instant;
+
+use super::{Connection, Counted, Outgoing};
+use crate::protocol;
+use crate::serve::stats::{Fault, Reply};
+
+impl Connection {
+    /// Applies this call's injected faults to its reply: drop it, turn it into an error, add
+    /// ack/progress/malformed frames before it, stream it, or send it twice.
+    pub(super) fn inject(&mut self, mut out: Outgoing, id: &str) -> Option<Outgoing> {
+        let config = &self.shared.faults.config;
+        let f = self.faults.on_call(config);
+        self.disconnect |= f.disconnect;
+        self.frozen |= f.freeze;
+        if out.is_replay() {
+            return Some(out);
+        }
+        if f.drop {
+            self.shared.stats.injected(Fault::Dropped);
+            return None;
+        }
+        // The id as a JSON string, built once and only when an injected frame carries it: with no
+        // faults configured a call costs nothing here.
+        let quoted = if config.stream > 0
+            || config.stream_complete
+            || config.ack
+            || config.progress
+            || f.malformed
+        {
+            serde_json::to_string(id).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        if f.corrupt
+            && let Some((text, _)) = out.frames.last_mut()
+            && text.as_str().contains(r#""outputs""#)
+        {
+            // Still a well-formed success; only the content is wrong, as a buggy tool's would be.
+            *text = protocol::result_frame(id, r#"{"corrupted":true}"#).into();
+            self.shared.stats.injected(Fault::Corrupted);
+        }
+        if f.uncorrelated {
+            // The field daemon's rate limiter: an error about the connection, not the call.
+            let frame = r#"{"op":"error","error":{"code":"OVER_CAPACITY","message":"Rate limit exceeded: injected","details":{}}}"#;
+            self.shared.stats.injected(Fault::Uncorrelated);
+            return Some(Outgoing::one(
+                frame.into(),
+                Counted::ReplyError("OVER_CAPACITY".into()),
+            ));
+        }
+        if f.error {
+            let reply = serde_json::json!({
+                "op": "call_tool_res",
+                "request_id": id,
+                "error": {"code": "OVER_CAPACITY", "message": "injected", "retry_after": config.retry_after_s},
+            });
+            out = Outgoing::one(
+                reply.to_string().into(),
+                Counted::ReplyError("OVER_CAPACITY".into()),
+            );
+            self.shared.stats.injected(Fault::Error);
+        } else if (config.stream > 0 || config.stream_complete)
+            && let Some((_, Counted::Reply(Reply::Ok))) = out.frames.last()
+        {
+            // Chunks, then the stream's end, then the result: the field daemon's order.
+            let last = out.frames.pop().expect("checked above");
+            for i in 0..config.stream {
+                let chunk =
+                    format!(r#"{{"op":"stream_chunk","request_id":{quoted},"chunk":"part {i}"}}"#);
+                out.frames
+                    .push((chunk.into(), Counted::Injected(Fault::NonFinal)));
+            }
+            let done = format!(
+                r#"{{"op":"stream_complete","request_id":{quoted},"metadata":{{"chunks":{}}}}}"#,
+                config.stream
+            );
+            out.frames
+                .push((done.into(), Counted::Injected(Fault::NonFinal)));
+            out.frames.push(last);
+        }
+        let mut before = Vec::new();
+        if config.ack {
+            let ack = format!(
+                r#"{{"op":"call_tool_ack","request_id":{quoted},"accepted":true,"timeout":300}}"#
+            );
+            before.push((ack.into(), Counted::Injected(Fault::NonFinal)));
+        }
+        if config.progress {
+            let p = format!(r#"{{"op":"progress","request_id":{quoted},"note":"accepted"}}"#);
+            before.push((p.into(), Counted::Injected(Fault::NonFinal)));
+        }
+        if f.malformed {
+            let bad = format!(r#"{{"op":"call_tool_res","request_id":{quoted},"outp"#);
+            before.push((bad.into(), Counted::Injected(Fault::Malformed)));
+        }
+        if f.duplicate
+            && let Some((last, _)) = out.frames.last()
+        {
+            let again = last.clone();
+            out.frames
+                .push((again, Counted::Injected(Fault::Duplicate)));
+        }
+        if !before.is_empty() {
+            before.append(&mut out.frames);
+            out.frames = before;
+        }
+        Some(out)
+    }
+
+    /// Holds a tool reply back for the configured delay (replays come from cache at once).
+    pub(super) fn maybe_delay(&mut self, out: Outgoing) -> Option<Outgoing> {
+        let config = &self.shared.faults.config;
+        if !config.delays_replies() || out.is_replay() {
+            return Some(out);
+        }
+        let work = self.faults.reply_delay(config);
+        let due = self.shared.faults.finish_time(Instant::now(), work);
+        self.shared
+            .faults
+            .deliver_at(due, self.delayed_tx.clone(), out);
+        None
+    }
+}
