@@ -143,7 +143,7 @@ async fn step(
     config.duration = s.step;
     config.warmup = s.warmup;
     config.requests = None;
-    let r = crate::run::run(config, interrupt.clone()).await?;
+    let r = crate::app::run::run(config, interrupt.clone()).await?;
     let sm = &r.summary;
     let failed: Vec<String> = r
         .verdicts

@@ -7,6 +7,7 @@
 //! thresholds checked in `gate/`; output formats in `report/`, one file each; the reference
 //! server in `serve/`; exit codes in `outcome.rs`.
 
+pub mod app;
 pub mod capacity;
 pub mod cli;
 pub mod config;
@@ -20,7 +21,9 @@ pub mod progress;
 pub mod protocol;
 pub mod report;
 pub mod resources;
+pub mod result;
 pub mod run;
+pub mod secret;
 pub mod serve;
 pub mod signal;
 pub mod stats;
@@ -35,7 +38,7 @@ pub use outcome::Outcome;
 /// Runs one parsed command line to its outcome.
 pub async fn main(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
-        Command::Run(args) => run::main(RunConfig::from_args(&args)?).await,
+        Command::Run(args) => app::run::main(RunConfig::from_args(&args)?).await,
         Command::Serve(args) => serve::main(ServeConfig::from_args(&args)?).await,
         Command::Merge(args) => merge::main(&args),
         Command::Capacity(args) => capacity::main(&args).await,

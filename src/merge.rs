@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::cli::{MergeArgs, RunArgs};
 use crate::config::{RunConfig, Target, WsUrl};
@@ -17,25 +17,9 @@ use crate::model::ClientCheck;
 use crate::model::{Counts, Resilience, Tally};
 use crate::outcome::Outcome;
 use crate::report::json::{SCHEMA_VERSION, decode_histogram};
-use crate::run::RunResult;
+use crate::result::{RunResult, WorkerRow};
 use crate::stats::recorder::{Histograms, Second};
 use crate::stats::summary::{BreakerEvent, ConnRow, Mode, Summary, percentile_ms};
-
-/// One worker of a merge, as the per-worker table shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkerRow {
-    pub worker_id: String,
-    pub run_id: String,
-    pub file: String,
-    pub throughput_rps: f64,
-    pub sent: u64,
-    pub succeeded: u64,
-    pub error_rate: f64,
-    pub p99_ms: Option<f64>,
-    /// When this worker's measured window began, relative to the earliest worker's.
-    pub start_offset_ms: f64,
-    pub saturated: bool,
-}
 
 /// The parts of a result file a merge reads.
 #[derive(Debug, Deserialize)]
@@ -449,7 +433,7 @@ pub fn merge(
     let mut verdicts = gate::evaluate(&s, &config.thresholds);
     let (baseline, regressions) = gate::baseline::check(&s, &config);
     verdicts.extend(regressions);
-    let (outcome, reason) = crate::run::judge(&s, &verdicts);
+    let (outcome, reason) = crate::result::judge(&s, &verdicts);
     Ok(RunResult {
         config,
         run_id: format!("merge-of-{}", loaded.len()),

@@ -28,7 +28,7 @@ async fn answer_with(mut ws: Ws, extra: fn(&str) -> Vec<Message>, answer: bool) 
     }
 }
 
-async fn timed(args: &[&str]) -> (wsbench::run::RunResult, Duration) {
+async fn timed(args: &[&str]) -> (wsbench::result::RunResult, Duration) {
     let t0 = Instant::now();
     let r = run(args).await;
     (r, t0.elapsed())

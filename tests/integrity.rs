@@ -22,7 +22,7 @@ use wsbench::report::Reporter as _;
 const QUIET: [&str; 3] = ["--progress", "off", "--no-gate"];
 
 /// Runs `wsbench run` in-process, failing the test (not hanging it) past `limit`.
-async fn bounded(args: &[&str], limit: Duration) -> (wsbench::run::RunResult, Duration) {
+async fn bounded(args: &[&str], limit: Duration) -> (wsbench::result::RunResult, Duration) {
     let t0 = Instant::now();
     let r = tokio::time::timeout(limit, run(args))
         .await
@@ -40,7 +40,7 @@ fn big_args() -> (tempfile::TempDir, String) {
 
 /// One connection keeping 128 calls of 64 KiB in flight for 1 s (drain 500 ms): enough to
 /// fill the socket of a server that does not read.
-async fn large_calls(url: &str, extra: &[&str]) -> (wsbench::run::RunResult, Duration) {
+async fn large_calls(url: &str, extra: &[&str]) -> (wsbench::result::RunResult, Duration) {
     let (_dir, args) = big_args();
     let base = [
         "--url",
@@ -56,7 +56,7 @@ async fn large_calls(url: &str, extra: &[&str]) -> (wsbench::run::RunResult, Dur
     bounded(&argv, Duration::from_secs(30)).await
 }
 
-fn verdict<'a>(r: &'a wsbench::run::RunResult, metric: &str) -> &'a wsbench::gate::Verdict {
+fn verdict<'a>(r: &'a wsbench::result::RunResult, metric: &str) -> &'a wsbench::gate::Verdict {
     r.verdicts
         .iter()
         .find(|v| v.metric == metric)

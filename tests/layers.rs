@@ -56,7 +56,15 @@ fn the_finished_layers_depend_only_downwards() {
         ("outcome", &[]),
         ("error", &[]),
         ("signal", &[]),
+        ("secret", &[]),
         ("stats", &["model", "units"]),
+        // The engine: no configuration, gate, output, merge or server.
+        (
+            "run",
+            &[
+                "model", "protocol", "secret", "stats", "tls", "units", "wsio",
+            ],
+        ),
     ];
     let mut wrong = Vec::new();
     for (layer, may) in allowed {

@@ -12,7 +12,6 @@ mod serve;
 mod source;
 mod values;
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,32 +23,7 @@ use crate::run::connection::Backoff;
 use crate::run::pacer::RateSchedule;
 use crate::serve::faults::FaultConfig;
 
-/// A secret (auth token): never shown by `Debug` or `Display`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself; only the wire may see it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "\"\""
-        } else {
-            "\"<redacted>\""
-        })
-    }
-}
+pub use crate::secret::Secret;
 
 /// Where `run` sends its load.
 #[derive(Debug, Clone, PartialEq, Eq)]

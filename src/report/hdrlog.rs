@@ -8,7 +8,7 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 
 use super::Reporter;
-use crate::run::RunResult;
+use crate::result::RunResult;
 
 pub struct HdrLogReporter;
 

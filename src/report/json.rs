@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::Reporter;
 use crate::gate::Verdict;
 use crate::model::Counts;
-use crate::run::RunResult;
+use crate::result::RunResult;
 use crate::serve::StatsSnapshot;
 use crate::stats::summary::{Mode, percentile_ms};
 
@@ -80,7 +80,7 @@ struct ResultFile<'a> {
     baseline: Option<&'a crate::gate::baseline::BaselineReport>,
     /// A merge: one row per worker file.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    workers: &'a [crate::merge::WorkerRow],
+    workers: &'a [crate::result::WorkerRow],
     thresholds: &'a [Verdict],
     histograms: BTreeMap<&'static str, String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -5,7 +5,7 @@ use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, Te
 
 use super::Reporter;
 use crate::outcome::Outcome;
-use crate::run::RunResult;
+use crate::result::RunResult;
 
 pub struct JunitReporter;
 

@@ -16,7 +16,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use crate::config::StdoutMode;
-use crate::run::RunResult;
+use crate::result::RunResult;
 
 /// Renders a finished run (or, for `capacity`, a search) in one format.
 pub trait Reporter<R = RunResult> {
@@ -145,7 +145,7 @@ pub fn check_writable(target: Option<&str>) -> anyhow::Result<()> {
     let Some(target) = target.filter(|t| *t != "-") else {
         return Ok(());
     };
-    // NOTE: every output flag must pass through here (see `run::main`).
+    // NOTE: every output flag must pass through here (see `app::run::main`).
     let path = Path::new(target);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

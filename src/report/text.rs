@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 
 use super::Reporter;
 use crate::config::Target;
-use crate::run::RunResult;
+use crate::result::RunResult;
 use crate::stats::summary::{Mode, percentile_ms};
 use crate::units::{fmt_count, fmt_ms};
 

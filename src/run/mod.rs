@@ -1,6 +1,7 @@
-//! Orchestrates `wsbench run`: starts the embedded server if asked, spawns the connection tasks
-//! and the recorder, releases every connection at one synchronized start, collects their
-//! reports into a [`Summary`], applies the gate and picks the [`Outcome`].
+//! The load engine: runs a [`Plan`] and measures it. Spawns the connection tasks and the
+//! recorder, releases every connection at one synchronized start, bounds the run, and folds the
+//! reports into a [`Summary`]. It knows no configuration, gate or output: the `run` command
+//! (`app/run.rs`) builds the plan, judges the summary and writes the reports.
 
 pub mod breaker;
 pub mod connection;
@@ -10,66 +11,39 @@ pub mod selfcheck;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{RunConfig, Target, WsUrl};
-use crate::error::ConfigError;
-use crate::gate::{self, Verdict};
-use crate::model::Event;
-use crate::outcome::Outcome;
-use crate::serve::{Server, StatsSnapshot};
+use crate::model::{ClientCheck, Event};
 use crate::stats::recorder::Live;
 use crate::stats::summary::{BreakerEvent, Mode};
 use crate::stats::{Recorder, Summary};
-use breaker::Breaker;
 use connection::{Links, RunSpec, Stop, Timing};
-use selfcheck::{ClientCheck, CpuMark, ThreadSet};
+use pacer::RateSchedule;
+use selfcheck::{CpuMark, ThreadSet};
 
-/// Everything a finished run produced; what the reporters render.
-#[derive(Debug)]
-pub struct RunResult {
-    pub config: RunConfig,
-    pub run_id: String,
-    pub summary: Summary,
-    pub verdicts: Vec<Verdict>,
-    pub outcome: Outcome,
-    /// Why the run could not run or was cut short, when it was.
-    pub reason: Option<String>,
-    /// The embedded server's own counters, for embedded runs.
-    pub server: Option<StatsSnapshot>,
-    /// A merge: one row per worker.
-    pub workers: Vec<crate::merge::WorkerRow>,
-    /// `--baseline`: this run side by side with the previous one.
-    pub baseline: Option<gate::baseline::BaselineReport>,
-}
-
-/// The `run` subcommand: run, write every report, return the outcome.
-pub async fn main(config: RunConfig) -> anyhow::Result<Outcome> {
-    let per_conn = if config.target == Target::Embedded {
-        2
-    } else {
-        1
-    };
-    crate::resources::ensure_sockets(u64::from(config.conns) * per_conn)?;
-    for target in config.outputs.targets() {
-        crate::report::check_writable(Some(target))?;
-    }
-    if config.tls.insecure {
-        eprintln!(
-            "wsbench: WARNING: --insecure: server certificates are NOT verified; anyone on the path can impersonate the server"
-        );
-    }
-    let interrupt = CancellationToken::new();
-    tokio::spawn(watch_signals(interrupt.clone()));
-    let result = run(config, interrupt).await?;
-    crate::report::emit_all(&result)?;
-    Ok(result.outcome)
+/// What the engine runs: the connections' shared spec and the run's shape.
+pub struct Plan {
+    pub spec: Arc<RunSpec>,
+    /// The URL loaded, as reports show it.
+    pub target: String,
+    /// Whether that is the embedded reference server.
+    pub embedded: bool,
+    /// Open loop: the measured window's schedule (the spec's includes the warmup).
+    pub schedule: Option<RateSchedule>,
+    /// Ramp-up: connection n starts its setup n x this after the first.
+    pub connect_spacing: Duration,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub drain: Duration,
+    /// Stop after this many requests (all connections together).
+    pub requests: Option<u64>,
+    /// A synchronized start across workers.
+    pub start_at: Option<SystemTime>,
 }
 
 /// How long after the drain connections get to close before the run ends regardless.
@@ -87,212 +61,25 @@ async fn end_at(at: Instant, interrupt: CancellationToken, end: CancellationToke
     end.cancel();
 }
 
-/// First SIGINT/SIGTERM: stop sending, drain, report. Second: leave at once.
-async fn watch_signals(interrupt: CancellationToken) {
-    crate::signal::terminated().await;
-    tracing::warn!("interrupted: stopping; send the signal again to exit at once");
-    interrupt.cancel();
-    crate::signal::terminated().await;
-    std::process::exit(i32::from(Outcome::Interrupted.code()));
-}
-
-/// The reference server for `--embedded`, on a runtime of its own so that its CPU time can be
-/// told apart from the client's.
-struct Embedded {
-    runtime: tokio::runtime::Runtime,
-    server: Server,
-    threads: ThreadSet,
-}
-
-impl Embedded {
-    fn start(config: crate::config::ServeConfig) -> anyhow::Result<Embedded> {
-        let threads = ThreadSet::default();
-        let register = threads.clone();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .thread_name("wsbench-embedded")
-            .on_thread_start(move || register.register_current())
-            .enable_all()
-            .build()
-            .context("could not start the embedded server's runtime")?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .context("could not start the embedded server")?;
-        listener.set_nonblocking(true)?;
-        let server = {
-            let _inside = runtime.enter();
-            Server::start(TcpListener::from_std(listener)?, config)?
-        };
-        Ok(Embedded {
-            runtime,
-            server,
-            threads,
-        })
-    }
-
-    async fn shutdown(self) -> anyhow::Result<StatsSnapshot> {
-        let stats = self.runtime.spawn(self.server.shutdown()).await??;
-        // Dropping a runtime may block; from async code it must be let go in the background.
-        self.runtime.shutdown_background();
-        Ok(stats)
-    }
-}
-
-/// Runs the load described by `config` and judges it. Writes nothing.
-pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Result<RunResult> {
-    let embedded = match &config.target {
-        Target::Url(_) => None,
-        Target::Embedded => Some(Embedded::start(config.embedded_server.clone())?),
-    };
-    let url = match (&config.target, &embedded) {
-        (Target::Url(url), _) => url.clone(),
-        (_, Some(e)) => WsUrl::parse(&e.server.url()).map_err(anyhow::Error::msg)?,
-        (Target::Embedded, None) => unreachable!("embedded target without a server"),
-    };
-    let run_id = new_run_id();
-    let excluded = embedded.as_ref().map(|e| e.threads.clone());
-    let summary = execute(&config, &url, &run_id, interrupt, excluded).await?;
-    let server = match embedded {
-        Some(e) => Some(e.shutdown().await?),
-        None => None,
-    };
-    let mut verdicts = gate::evaluate(&summary, &config.thresholds);
-    let (baseline, regressions) = gate::baseline::check(&summary, &config);
-    verdicts.extend(regressions);
-    let (outcome, reason) = judge(&summary, &verdicts);
-    Ok(RunResult {
-        config,
-        run_id,
-        summary,
-        verdicts,
-        outcome,
-        reason,
-        server,
-        workers: Vec::new(),
-        baseline,
-    })
-}
-
-/// The exit outcome and, when it is not a plain pass or fail, why.
-pub(crate) fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
-    let first_failure = || s.setup_failures.keys().next().cloned().unwrap_or_default();
-    if s.interrupted {
-        (Outcome::Interrupted, Some("interrupted by signal".into()))
-    } else if s.connections_opened == 0 && s.hello_rejected {
-        let why = s
-            .setup_failures
-            .keys()
-            .find(|k| k.contains("rejected"))
-            .cloned()
-            .unwrap_or_else(first_failure);
-        (
-            Outcome::CouldNotRun,
-            Some(format!("the server rejected a hello: {why}")),
-        )
-    } else if s.connections_opened == 0 {
-        let why = format!("every connection failed ({})", first_failure());
-        (Outcome::CouldNotRun, Some(why))
-    } else {
-        let failed: Vec<_> = verdicts.iter().filter(|v| !v.passed).collect();
-        let unsure: Vec<_> = failed
-            .iter()
-            .filter_map(|v| v.inconclusive.clone())
-            .collect();
-        if failed.is_empty() {
-            (Outcome::Passed, None)
-        } else if s.client.saturated {
-            // A failure the client may have caused proves nothing about the server.
-            let why = format!(
-                "the client was the bottleneck ({})",
-                s.client.reasons.join("; ")
-            );
-            (Outcome::Inconclusive, Some(why))
-        } else if unsure.len() == failed.len() {
-            (Outcome::Inconclusive, Some(unsure.join("; ")))
-        } else {
-            (Outcome::ThresholdFailed, None)
-        }
-    }
-}
-
-/// Short random run id; it prefixes request and session ids so runs never collide.
-fn new_run_id() -> String {
-    use std::hash::{BuildHasher as _, RandomState};
-    let h = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
-    format!("{:08x}", h as u32)
-}
-
-async fn execute(
-    config: &RunConfig,
-    url: &WsUrl,
-    run_id: &str,
+/// Runs the load the plan describes and measures it: spawns the connection tasks and the
+/// recorder, releases every connection at one synchronized start, bounds the run, and folds the
+/// connections' reports into a [`Summary`]. `live` gets the running figures; `started` the run's
+/// clock once load begins (for live progress). Judges nothing and writes nothing.
+pub async fn execute(
+    plan: &Plan,
     interrupt: CancellationToken,
     excluded: Option<ThreadSet>,
+    live: Arc<Mutex<Live>>,
+    started: oneshot::Sender<Timing>,
 ) -> anyhow::Result<Summary> {
     let rss_before = selfcheck::current_rss_kb();
-    // The schedule covers warmup too: during warmup the rate is the schedule's starting rate.
-    let schedule = config
-        .schedule
-        .as_ref()
-        .map(|s| Arc::new(s.with_warmup(config.warmup)));
-    let breaker = Arc::new(Breaker::new(config.breaker.clone()));
-    let tls = match url.tls {
-        true => {
-            Some(
-                crate::tls::client_config(&config.tls).map_err(|e| ConfigError::Rejected {
-                    name: "--ca-file".into(),
-                    reason: format!("{e:#}"),
-                })?,
-            )
-        }
-        false => None,
-    };
-    let spec = Arc::new(RunSpec {
-        url: url.url.clone(),
-        host: url.host.clone(),
-        port: url.port,
-        run_id: run_id.to_owned(),
-        worker_id: config.worker_id.clone(),
-        session_prefix: config.session_prefix.clone(),
-        hello_token: config.token.clone(),
-        tool: config.tool.clone(),
-        args: config.args.clone(),
-        window: config.inflight as usize,
-        schedule: schedule.clone(),
-        conns: config.conns,
-        connect_timeout: config.connect_timeout,
-        timeout: config.timeout,
-        drain: config.drain,
-        max_message_size: config.max_frame_size,
-        breaker: breaker.clone(),
-        reconnect: config.reconnect,
-        ping: config.ping,
-        honor_retry_after: config.honor_retry_after,
-        tls: tls.clone(),
-        bind_ips: config.bind_ips.clone(),
-        headers: config.headers.clone(),
-        subprotocol: config.subprotocol.clone(),
-        validation: match &config.validation {
-            None => None,
-            Some(v) => Some(connection::Validation {
-                sample: v.sample,
-                schema: match &v.schema {
-                    Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| {
-                        ConfigError::Rejected {
-                            name: "--expect-output".into(),
-                            reason: e.to_string(),
-                        }
-                    })?),
-                    None => None,
-                },
-            }),
-        },
-    });
-    let live = Arc::new(Mutex::new(Live::default()));
+    let spec = plan.spec.clone();
+    let breaker = spec.breaker.clone();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(Recorder::with_live(live.clone()).run(events_rx));
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (start_tx, start_rx) = watch::channel(None);
-    let budget = config.requests.map(|n| Arc::new(AtomicU64::new(n)));
+    let budget = plan.requests.map(|n| Arc::new(AtomicU64::new(n)));
     let stop = Stop {
         interrupt: interrupt.clone(),
         end: CancellationToken::new(),
@@ -300,13 +87,13 @@ async fn execute(
     };
 
     let mut tasks = JoinSet::new();
-    for id in 0..config.conns {
+    for id in 0..plan.spec.conns {
         let links = Links {
             events: events_tx.clone(),
             ready: ready_tx.clone(),
             start: start_rx.clone(),
         };
-        let delay = config.connect_spacing * id;
+        let delay = plan.connect_spacing * id;
         tasks.spawn(connection::run(
             spec.clone(),
             id,
@@ -320,7 +107,7 @@ async fn execute(
     // Everyone connects first; load starts for all at once, so setup never counts as load.
     // Each connection reports within its ramp-up delay + --connect-timeout, whatever happens.
     let mut up = 0u32;
-    for _ in 0..config.conns {
+    for _ in 0..plan.spec.conns {
         match ready_rx.recv().await {
             Some(ok) => up += u32::from(ok),
             None => break,
@@ -332,7 +119,7 @@ async fn execute(
         stop.end.cancel();
     }
     // A synchronized start across workers: everyone is connected; wait for the agreed instant.
-    if let Some(at) = config.start_at.filter(|_| up > 0) {
+    if let Some(at) = plan.start_at.filter(|_| up > 0) {
         match at.duration_since(SystemTime::now()) {
             Ok(wait) => {
                 tokio::select! {
@@ -350,10 +137,10 @@ async fn execute(
     let rss_connected = selfcheck::current_rss_kb();
     let timing = Timing {
         start,
-        measure_from: start + config.warmup,
-        stop_at: start + config.warmup + config.duration,
+        measure_from: start + plan.warmup,
+        stop_at: start + plan.warmup + plan.duration,
     };
-    let started_at = SystemTime::now() + config.warmup;
+    let started_at = SystemTime::now() + plan.warmup;
     // Sent before the start is released, so the recorder knows the window before any sample.
     let _ = events_tx.send(Event::Measure {
         from: timing.measure_from,
@@ -362,25 +149,17 @@ async fn execute(
     let _ = start_tx.send(Some(timing));
     // The run's bound: sending, the drain, then a little for closes. An interrupt cuts it to
     // the interrupt's drain. Past it every connection stops at once and reports.
-    let hard_end = timing.stop_at + config.drain + END_SLACK;
+    let hard_end = timing.stop_at + plan.drain + END_SLACK;
     let watchdog = tokio::spawn(end_at(hard_end, interrupt.clone(), stop.end.clone()));
-    let progress_done = CancellationToken::new();
-    let progress = tokio::spawn(crate::progress::show(
-        config.progress,
-        live,
-        timing,
-        progress_done.clone(),
-    ));
+    let _ = started.send(timing);
 
-    let mut reports = Vec::with_capacity(config.conns as usize);
+    let mut reports = Vec::with_capacity(plan.spec.conns as usize);
     while let Some(joined) = tasks.join_next().await {
         reports.push(joined.context("a connection task failed")?);
     }
     watchdog.abort();
     let cpu = cpu_start.until(&CpuMark::now(excluded.as_ref()));
     let load_wall = start.elapsed();
-    progress_done.cancel();
-    let _ = progress.await;
     let interrupted = interrupt.is_cancelled();
     let recorder = recorder.await.context("the recorder failed")?;
     let conn_changes = recorder.conn_changes.clone();
@@ -396,21 +175,21 @@ async fn execute(
         last.max(timing.stop_at.min(Instant::now()))
     };
     let duration = end.saturating_duration_since(from);
-    let mode = match &config.schedule {
+    let mode = match &plan.schedule {
         None => Mode::Closed,
         Some(s) => Mode::Open {
-            target_rps: s.count_at(config.duration) / config.duration.as_secs_f64(),
+            target_rps: s.count_at(plan.duration) / plan.duration.as_secs_f64(),
         },
     };
     let mut summary = Summary::build(
-        url.url.clone(),
-        matches!(config.target, Target::Embedded),
+        plan.target.clone(),
+        plan.embedded,
         mode,
         duration,
         &reports,
         recorder,
     );
-    summary.warmup_duration = config.warmup;
+    summary.warmup_duration = plan.warmup;
     summary.measured_from = from;
     summary.transitions = breaker
         .transitions()
@@ -498,62 +277,4 @@ fn unavailable(
         total += end.saturating_duration_since(last);
     }
     total
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::gate::Verdict;
-
-    fn verdict(passed: bool, inconclusive: Option<&str>) -> Verdict {
-        Verdict {
-            metric: "p99",
-            limit: 5.0,
-            measured: Some(if passed { 1.0 } else { 9.0 }),
-            passed,
-            condition: "p99 < 5.00 ms".into(),
-            measured_text: "x".into(),
-            inconclusive: inconclusive.map(str::to_owned),
-        }
-    }
-
-    fn summary(saturated: bool) -> Summary {
-        let mut s = Summary::build(
-            "ws://x".into(),
-            false,
-            Mode::Closed,
-            std::time::Duration::from_secs(1),
-            &[crate::model::ConnReport {
-                opened: true,
-                ..crate::model::ConnReport::default()
-            }],
-            Recorder::default(),
-        );
-        s.client.saturated = saturated;
-        s.client.reasons = vec!["client CPU at 97% of its 2 cores".into()];
-        s
-    }
-
-    #[test]
-    fn a_failure_under_a_saturated_client_is_inconclusive_and_a_pass_stays_a_pass() {
-        let (o, why) = judge(&summary(true), &[verdict(false, None)]);
-        assert_eq!(o, Outcome::Inconclusive);
-        assert!(why.unwrap().contains("client was the bottleneck"));
-        assert_eq!(
-            judge(&summary(true), &[verdict(true, None)]).0,
-            Outcome::Passed
-        );
-        assert_eq!(
-            judge(&summary(false), &[verdict(false, None)]).0,
-            Outcome::ThresholdFailed
-        );
-        let (o, why) = judge(
-            &summary(false),
-            &[verdict(false, Some("p99.9 from 12 samples"))],
-        );
-        assert_eq!(
-            (o, why.as_deref()),
-            (Outcome::Inconclusive, Some("p99.9 from 12 samples"))
-        );
-    }
 }

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use wsbench::cli::{Cli, Command};
 use wsbench::config::{RunConfig, Secret, ServeConfig};
-use wsbench::run::RunResult;
+use wsbench::result::RunResult;
 use wsbench::serve::{Server, StatsSnapshot};
 
 /// A `RunConfig` from `wsbench run` flags, through the real parser.
@@ -58,7 +58,7 @@ pub async fn load(config: ServeConfig, args: &[&str]) -> (RunResult, StatsSnapsh
 
 /// Runs `wsbench run` in-process with these flags.
 pub async fn run(args: &[&str]) -> RunResult {
-    wsbench::run::run(run_config(args), CancellationToken::new())
+    wsbench::app::run::run(run_config(args), CancellationToken::new())
         .await
         .expect("run completes")
 }

@@ -60,7 +60,7 @@ pub struct RunSpec {
     pub run_id: String,
     pub worker_id: String,
     pub session_prefix: String,
-    pub hello_token: crate::config::Secret,
+    pub hello_token: crate::secret::Secret,
     pub tool: String,
     pub args: Option<String>,
     pub window: usize,

@@ -1,0 +1,5 @@
+//! The commands: each wires configuration, the layers below and the outputs together. Only
+//! this layer turns settings into work (the engine, the gate and the reporters never read the
+//! configuration themselves).
+
+pub mod run;

@@ -1,0 +1,147 @@
+//! A finished run as everything downstream reads it: the summary, the verdicts, the outcome and
+//! its reason, and what came with it (the embedded server's counters, a merge's workers, the
+//! baseline comparison). Produced by `run` and by `merge`; reporters render it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::RunConfig;
+use crate::gate::{Verdict, baseline::BaselineReport};
+use crate::outcome::Outcome;
+use crate::serve::StatsSnapshot;
+use crate::stats::Summary;
+
+/// Everything a finished run produced; what the reporters render.
+#[derive(Debug)]
+pub struct RunResult {
+    pub config: RunConfig,
+    pub run_id: String,
+    pub summary: Summary,
+    pub verdicts: Vec<Verdict>,
+    pub outcome: Outcome,
+    /// Why the run could not run or was cut short, when it was.
+    pub reason: Option<String>,
+    /// The embedded server's own counters, for embedded runs.
+    pub server: Option<StatsSnapshot>,
+    /// A merge: one row per worker.
+    pub workers: Vec<WorkerRow>,
+    /// `--baseline`: this run side by side with the previous one.
+    pub baseline: Option<BaselineReport>,
+}
+
+/// One worker of a merge, as the per-worker table shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRow {
+    pub worker_id: String,
+    pub run_id: String,
+    pub file: String,
+    pub throughput_rps: f64,
+    pub sent: u64,
+    pub succeeded: u64,
+    pub error_rate: f64,
+    pub p99_ms: Option<f64>,
+    /// When this worker's measured window began, relative to the earliest worker's.
+    pub start_offset_ms: f64,
+    pub saturated: bool,
+}
+
+/// The exit outcome and, when it is not a plain pass or fail, why.
+pub fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
+    let first_failure = || s.setup_failures.keys().next().cloned().unwrap_or_default();
+    if s.interrupted {
+        (Outcome::Interrupted, Some("interrupted by signal".into()))
+    } else if s.connections_opened == 0 && s.hello_rejected {
+        let why = s
+            .setup_failures
+            .keys()
+            .find(|k| k.contains("rejected"))
+            .cloned()
+            .unwrap_or_else(first_failure);
+        (
+            Outcome::CouldNotRun,
+            Some(format!("the server rejected a hello: {why}")),
+        )
+    } else if s.connections_opened == 0 {
+        let why = format!("every connection failed ({})", first_failure());
+        (Outcome::CouldNotRun, Some(why))
+    } else {
+        let failed: Vec<_> = verdicts.iter().filter(|v| !v.passed).collect();
+        let unsure: Vec<_> = failed
+            .iter()
+            .filter_map(|v| v.inconclusive.clone())
+            .collect();
+        if failed.is_empty() {
+            (Outcome::Passed, None)
+        } else if s.client.saturated {
+            // A failure the client may have caused proves nothing about the server.
+            let why = format!(
+                "the client was the bottleneck ({})",
+                s.client.reasons.join("; ")
+            );
+            (Outcome::Inconclusive, Some(why))
+        } else if unsure.len() == failed.len() {
+            (Outcome::Inconclusive, Some(unsure.join("; ")))
+        } else {
+            (Outcome::ThresholdFailed, None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::Verdict;
+    use crate::stats::Recorder;
+    use crate::stats::summary::Mode;
+
+    fn verdict(passed: bool, inconclusive: Option<&str>) -> Verdict {
+        Verdict {
+            metric: "p99",
+            limit: 5.0,
+            measured: Some(if passed { 1.0 } else { 9.0 }),
+            passed,
+            condition: "p99 < 5.00 ms".into(),
+            measured_text: "x".into(),
+            inconclusive: inconclusive.map(str::to_owned),
+        }
+    }
+
+    fn summary(saturated: bool) -> Summary {
+        let mut s = Summary::build(
+            "ws://x".into(),
+            false,
+            Mode::Closed,
+            std::time::Duration::from_secs(1),
+            &[crate::model::ConnReport {
+                opened: true,
+                ..crate::model::ConnReport::default()
+            }],
+            Recorder::default(),
+        );
+        s.client.saturated = saturated;
+        s.client.reasons = vec!["client CPU at 97% of its 2 cores".into()];
+        s
+    }
+
+    #[test]
+    fn a_failure_under_a_saturated_client_is_inconclusive_and_a_pass_stays_a_pass() {
+        let (o, why) = judge(&summary(true), &[verdict(false, None)]);
+        assert_eq!(o, Outcome::Inconclusive);
+        assert!(why.unwrap().contains("client was the bottleneck"));
+        assert_eq!(
+            judge(&summary(true), &[verdict(true, None)]).0,
+            Outcome::Passed
+        );
+        assert_eq!(
+            judge(&summary(false), &[verdict(false, None)]).0,
+            Outcome::ThresholdFailed
+        );
+        let (o, why) = judge(
+            &summary(false),
+            &[verdict(false, Some("p99.9 from 12 samples"))],
+        );
+        assert_eq!(
+            (o, why.as_deref()),
+            (Outcome::Inconclusive, Some("p99.9 from 12 samples"))
+        );
+    }
+}
