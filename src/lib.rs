@@ -12,6 +12,7 @@ pub mod capacity;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod gate;
 pub mod merge;
 pub mod meta;

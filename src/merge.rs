@@ -431,7 +431,7 @@ pub fn merge(
         Err(_) => config.target,
     };
     let mut verdicts = gate::evaluate(&s, &config.thresholds);
-    let (baseline, regressions) = gate::baseline::check(&s, &config);
+    let (baseline, regressions) = gate::baseline::check(&s, config.baseline.as_ref(), config.gate);
     verdicts.extend(regressions);
     let (outcome, reason) = crate::result::judge(&s, &verdicts);
     Ok(RunResult {

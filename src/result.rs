@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
 use crate::gate::{Verdict, baseline::BaselineReport};
+use crate::model::StatsSnapshot;
 use crate::outcome::Outcome;
-use crate::serve::StatsSnapshot;
 use crate::stats::Summary;
 
 /// Everything a finished run produced; what the reporters render.

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::path::Path;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,8 +16,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-
-use crate::config::ClientTls;
 
 /// A connection, with or without TLS.
 #[derive(Debug)]
@@ -104,6 +103,15 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         path.display()
     );
     Ok(certs)
+}
+
+/// TLS settings for wss:// targets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// Extra trusted roots (PEM), on top of the built-in Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate (a loud warning is printed).
+    pub insecure: bool,
 }
 
 /// The client side: Mozilla's roots plus `--ca-file`, or no verification with `--insecure`.

@@ -57,7 +57,11 @@ fn the_finished_layers_depend_only_downwards() {
         ("error", &[]),
         ("signal", &[]),
         ("secret", &[]),
+        ("files", &[]),
+        ("tls", &[]),
+        ("resources", &["error"]),
         ("stats", &["model", "units"]),
+        ("gate", &["model", "outcome", "stats", "units"]),
         // The engine: no configuration, gate, output, merge or server.
         (
             "run",

@@ -126,7 +126,8 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Res
         None => None,
     };
     let mut verdicts = gate::evaluate(&summary, &config.thresholds);
-    let (baseline, regressions) = gate::baseline::check(&summary, &config);
+    let (baseline, regressions) =
+        gate::baseline::check(&summary, config.baseline.as_ref(), config.gate);
     verdicts.extend(regressions);
     let (outcome, reason) = judge(&summary, &verdicts);
     Ok(RunResult {

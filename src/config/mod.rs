@@ -116,14 +116,7 @@ impl Outputs {
     }
 }
 
-/// TLS settings for wss:// targets.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientTls {
-    /// Extra trusted roots (PEM), on top of the built-in Mozilla roots.
-    pub ca_file: Option<PathBuf>,
-    /// Accept any certificate (a loud warning is printed).
-    pub insecure: bool,
-}
+pub use crate::tls::ClientTls;
 
 /// Everything `run` needs, validated.
 #[derive(Debug, Clone, PartialEq)]

@@ -42,23 +42,20 @@ pub struct BaselineReport {
 /// Compares, and returns the report and the verdicts the gate adds (none with the gate off).
 pub fn check(
     s: &Summary,
-    config: &crate::config::RunConfig,
+    baseline: Option<&(Baseline, Vec<Tolerance>)>,
+    gate: bool,
 ) -> (Option<BaselineReport>, Vec<Verdict>) {
-    let Some((baseline, tolerances)) = &config.baseline else {
+    let Some((baseline, tolerances)) = baseline else {
         return (None, Vec::new());
     };
     let rows = compare(s, baseline, tolerances);
-    let gated = if config.gate {
-        verdicts(&rows)
-    } else {
-        Vec::new()
-    };
+    let gated = if gate { verdicts(&rows) } else { Vec::new() };
     let report = BaselineReport {
         file: baseline.path.display().to_string(),
         run_id: baseline.run_id.clone(),
         started_at: baseline.started_at.clone(),
         rows,
-        gated: config.gate,
+        gated: gate,
     };
     (Some(report), gated)
 }
@@ -131,7 +128,7 @@ pub fn load(path: &Path) -> Result<Baseline, String> {
     let v: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| format!("not a whole wsbench result: {e}"))?;
     let version = v.get("schema_version").and_then(|s| s.as_u64());
-    let ours = u64::from(crate::report::json::SCHEMA_VERSION);
+    let ours = u64::from(crate::model::RESULT_SCHEMA_VERSION);
     match version {
         Some(n) if n == ours => {}
         Some(n) => {

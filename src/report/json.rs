@@ -11,12 +11,12 @@ use serde::Serialize;
 use super::Reporter;
 use crate::gate::Verdict;
 use crate::model::Counts;
+use crate::model::StatsSnapshot;
 use crate::result::RunResult;
-use crate::serve::StatsSnapshot;
 use crate::stats::summary::{Mode, percentile_ms};
 
-/// Bumped whenever a key changes meaning or goes away.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The result file's schema version (see [`crate::model::RESULT_SCHEMA_VERSION`]).
+pub use crate::model::RESULT_SCHEMA_VERSION as SCHEMA_VERSION;
 
 pub struct JsonReporter;
 

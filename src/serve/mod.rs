@@ -128,7 +128,7 @@ impl Server {
         let snapshot = self.shared.stats.snapshot();
         if let Some(path) = &self.shared.config.stats_file {
             let bytes = serde_json::to_vec_pretty(&snapshot)?;
-            crate::report::write_whole(path, &bytes)?;
+            crate::files::write_whole(path, &bytes)?;
         }
         Ok(snapshot)
     }

@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use serde::Serialize;
-
 /// Live counters shared by every connection of one server.
 #[derive(Debug, Default)]
 pub struct ServerStats {
@@ -66,67 +64,7 @@ pub enum Fault {
     Uncorrelated,
 }
 
-/// Injected-fault counters in a snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct InjectedSnapshot {
-    /// Calls never answered (`--drop-rate`).
-    pub dropped: u64,
-    /// `OVER_CAPACITY` replies (`--error-rate`).
-    pub errors: u64,
-    /// Malformed frames sent (`--malformed-rate`).
-    pub malformed: u64,
-    /// Final replies sent a second time (`--duplicate-rate`).
-    pub duplicates: u64,
-    /// `call_tool_ack`, `progress` and `stream_chunk` frames sent.
-    pub non_final: u64,
-    /// Connections closed with 1011 (`--disconnect-after`).
-    pub forced_closes: u64,
-    /// Connections frozen (`--freeze-after`).
-    pub frozen: u64,
-    /// Connections closed (1012) when the outage began.
-    pub down_closes: u64,
-    /// TCP connections refused during the outage.
-    pub down_refused: u64,
-    pub pings_sent: u64,
-    pub pongs_received: u64,
-    /// Echo replies whose text was corrupted (`--corrupt-rate`).
-    #[serde(default)]
-    pub corrupted: u64,
-    /// Calls rejected with an error frame carrying no request id (`--uncorrelated-error-rate`).
-    #[serde(default)]
-    pub uncorrelated_errors: u64,
-}
-
-/// A point-in-time copy of [`ServerStats`]; the `--stats-file` and `stats_res` format.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct StatsSnapshot {
-    /// WebSocket connections accepted (upgrade completed), including ones later refused.
-    pub connections: u64,
-    /// Connections open right now.
-    pub active: u64,
-    /// Connections closed with 1008 because of `--max-conns`.
-    pub refused: u64,
-    /// Hellos answered with `ok: true`.
-    pub hello_ok: u64,
-    /// Handshakes that ended in a 4000-4003 close.
-    pub hello_rejected: u64,
-    /// `call_tool` frames received.
-    pub call_tool: u64,
-    /// Final success replies sent (replays excluded).
-    pub results_ok: u64,
-    /// Final error replies sent (`call_tool_res` with error, or `error` with a request_id).
-    pub results_error: u64,
-    /// Repeated request ids answered from the result cache.
-    pub replays: u64,
-    /// Frames read after the handshake.
-    pub frames_in: u64,
-    /// Frames written after the handshake.
-    pub frames_out: u64,
-    /// Error replies by code.
-    pub errors_by_code: BTreeMap<String, u64>,
-    /// What fault injection did.
-    pub injected: InjectedSnapshot,
-}
+pub use crate::model::{InjectedSnapshot, StatsSnapshot};
 
 /// Outcome of a final reply, for [`ServerStats::reply`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
