@@ -8,14 +8,11 @@
 //! server in `serve/`; exit codes in `outcome.rs`.
 
 pub mod app;
-pub mod capacity;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod files;
 pub mod gate;
-pub mod merge;
-pub mod meta;
 pub mod model;
 pub mod outcome;
 pub mod progress;
@@ -41,10 +38,10 @@ pub async fn main(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Run(args) => app::run::main(RunConfig::from_args(&args)?).await,
         Command::Serve(args) => serve::main(ServeConfig::from_args(&args)?).await,
-        Command::Merge(args) => merge::main(&args),
-        Command::Capacity(args) => capacity::main(&args).await,
-        Command::Config(cli::ConfigCommand::Show(args)) => meta::config_show(&args),
-        Command::Completions { shell } => meta::completions(shell),
-        Command::Man => meta::man(),
+        Command::Merge(args) => app::merge::main(&args),
+        Command::Capacity(args) => app::capacity::main(&args).await,
+        Command::Config(cli::ConfigCommand::Show(args)) => app::meta::config_show(&args),
+        Command::Completions { shell } => app::meta::completions(shell),
+        Command::Man => app::meta::man(),
     }
 }

@@ -86,6 +86,43 @@ pub fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
     }
 }
 
+/// One step of a `wsbench capacity` search.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// The rate asked for, requests/s.
+    pub rate: f64,
+    /// The rate sent.
+    pub achieved: f64,
+    /// Succeeded requests per second (what the server sustained).
+    pub throughput: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub error_rate: f64,
+    /// The thresholds held and the client was not saturated.
+    pub sustainable: bool,
+    /// The client was the bottleneck at this step.
+    pub client_saturated: bool,
+    /// What failed, in words.
+    pub failed: Vec<String>,
+}
+
+/// The search and its answer.
+#[derive(Debug, Clone)]
+pub struct CapacityResult {
+    pub target: String,
+    pub config: RunConfig,
+    pub steps: Vec<Step>,
+    /// The highest sustainable rate found; `None` when even `--min-rate` fails.
+    pub answer: Option<f64>,
+    pub min_rate: f64,
+    pub max_rate: f64,
+    pub precision: f64,
+    /// The conditions each step was judged by.
+    pub conditions: Vec<String>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

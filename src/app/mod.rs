@@ -2,4 +2,7 @@
 //! this layer turns settings into work (the engine, the gate and the reporters never read the
 //! configuration themselves).
 
+pub mod capacity;
+pub mod merge;
+pub mod meta;
 pub mod run;

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::svg::{self, Series, XAxis};
 use super::{Reporter, write_stderr, write_stdout};
-use crate::capacity::{CapacityResult, Step};
 use crate::config::StdoutMode;
+use crate::result::{CapacityResult, Step};
 use crate::units::fmt_ms;
 
 pub struct CapacityText;
