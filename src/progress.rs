@@ -9,10 +9,19 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ProgressMode;
 use crate::run::connection::Timing;
 use crate::stats::recorder::Live;
 use crate::units::{fmt_count, fmt_ms};
+
+/// How live progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, plain lines otherwise.
+    Auto,
+    Bar,
+    Lines,
+    Off,
+}
 
 /// Shows progress until `done` is cancelled.
 pub async fn show(

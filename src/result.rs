@@ -2,18 +2,43 @@
 //! its reason, and what came with it (the embedded server's counters, a merge's workers, the
 //! baseline comparison). Produced by `run` and by `merge`; reporters render it.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use crate::config::RunConfig;
 use crate::gate::{Verdict, baseline::BaselineReport};
 use crate::model::StatsSnapshot;
 use crate::outcome::Outcome;
 use crate::stats::Summary;
 
+/// The settings a run (or a merge, or a capacity search) was made with, as reports show them.
+/// The token is never here, only whether one was set.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Settings {
+    pub conns: u32,
+    pub inflight: u32,
+    pub duration: Duration,
+    pub requests: Option<u64>,
+    pub tool: String,
+    pub args: Option<String>,
+    pub session_prefix: String,
+    pub worker_id: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub drain: Duration,
+    pub token_set: bool,
+    /// Whether thresholds could fail the run (`--no-gate` turns it off).
+    pub gate: bool,
+    pub breaker_enabled: bool,
+    /// The target was the embedded reference server.
+    pub embedded: bool,
+}
+
 /// Everything a finished run produced; what the reporters render.
 #[derive(Debug)]
 pub struct RunResult {
-    pub config: RunConfig,
+    /// The settings it ran with, as reports show them.
+    pub settings: Settings,
     pub run_id: String,
     pub summary: Summary,
     pub verdicts: Vec<Verdict>,
@@ -110,7 +135,8 @@ pub struct Step {
 #[derive(Debug, Clone)]
 pub struct CapacityResult {
     pub target: String,
-    pub config: RunConfig,
+    /// The settings it ran with, as reports show them.
+    pub settings: Settings,
     pub steps: Vec<Step>,
     /// The highest sustainable rate found; `None` when even `--min-rate` fails.
     pub answer: Option<f64>,

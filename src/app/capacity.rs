@@ -275,10 +275,9 @@ pub async fn search(
         }
     };
     base.outputs = per_step_outputs;
-    base.stdout = crate::config::RunConfig::from_args(&args.run)?.stdout;
     Ok(CapacityResult {
         target,
-        config: base,
+        settings: crate::app::run::settings(&base),
         steps,
         answer: lo,
         min_rate: s.min,
@@ -308,6 +307,6 @@ pub async fn main(args: &CapacityArgs) -> anyhow::Result<Outcome> {
         }
     });
     let result = search(args, interrupt).await?;
-    crate::report::capacity::emit(&result)?;
+    crate::report::capacity::emit(&result, &run_config.outputs, run_config.stdout)?;
     Ok(result.outcome)
 }

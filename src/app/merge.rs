@@ -10,14 +10,14 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 
 use crate::cli::{MergeArgs, RunArgs};
-use crate::config::{RunConfig, Target, WsUrl};
+use crate::config::RunConfig;
 use crate::error::ConfigError;
 use crate::gate;
 use crate::model::ClientCheck;
 use crate::model::{Counts, Resilience, Tally};
 use crate::outcome::Outcome;
 use crate::report::json::{SCHEMA_VERSION, decode_histogram};
-use crate::result::{RunResult, WorkerRow};
+use crate::result::{RunResult, Settings, WorkerRow};
 use crate::stats::recorder::{Histograms, Second};
 use crate::stats::summary::{BreakerEvent, ConnRow, Mode, Summary, percentile_ms};
 
@@ -180,7 +180,7 @@ fn add_all<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>)
 /// unless `allow_disjoint`.
 pub fn merge(
     files: &[PathBuf],
-    mut config: RunConfig,
+    config: RunConfig,
     allow_disjoint: bool,
 ) -> Result<RunResult, ConfigError> {
     let loaded: Vec<(PathBuf, ResultFile)> = files
@@ -420,22 +420,23 @@ pub fn merge(
     };
 
     let first = &loaded[0].1;
-    config.conns = conns;
-    config.inflight = first.settings.inflight;
-    config.tool = first.settings.tool.clone();
-    config.duration = s.duration;
-    config.requests = None;
-    config.worker_id = "merged".into();
-    config.target = match WsUrl::parse(&s.target) {
-        Ok(u) => Target::Url(u),
-        Err(_) => config.target,
+    let settings = Settings {
+        conns,
+        inflight: first.settings.inflight,
+        tool: first.settings.tool.clone(),
+        duration: s.duration,
+        requests: None,
+        worker_id: "merged".into(),
+        // The text report's "(embedded …, in this process)" is about a run, never a merge.
+        embedded: false,
+        ..crate::app::run::settings(&config)
     };
     let mut verdicts = gate::evaluate(&s, &config.thresholds);
     let (baseline, regressions) = gate::baseline::check(&s, config.baseline.as_ref(), config.gate);
     verdicts.extend(regressions);
     let (outcome, reason) = crate::result::judge(&s, &verdicts);
     Ok(RunResult {
-        config,
+        settings,
         run_id: format!("merge-of-{}", loaded.len()),
         summary: s,
         verdicts,
@@ -464,7 +465,8 @@ pub fn main(args: &MergeArgs) -> anyhow::Result<Outcome> {
     for target in config.outputs.targets() {
         crate::report::check_writable(Some(target))?;
     }
+    let (outputs, stdout) = (config.outputs.clone(), config.stdout);
     let result = merge(&args.files, config, args.allow_disjoint)?;
-    crate::report::emit_all(&result)?;
+    crate::report::emit_all(&result, &outputs, stdout)?;
     Ok(result.outcome)
 }

@@ -11,7 +11,7 @@ use crate::config::{RunConfig, Target, WsUrl};
 use crate::error::ConfigError;
 use crate::gate;
 use crate::outcome::Outcome;
-use crate::result::{RunResult, judge};
+use crate::result::{RunResult, Settings, judge};
 use crate::run::breaker::Breaker;
 use crate::run::connection::{self, RunSpec};
 use crate::run::selfcheck::ThreadSet;
@@ -37,8 +37,9 @@ pub async fn main(config: RunConfig) -> anyhow::Result<Outcome> {
     }
     let interrupt = CancellationToken::new();
     tokio::spawn(watch_signals(interrupt.clone()));
+    let (outputs, stdout) = (config.outputs.clone(), config.stdout);
     let result = run(config, interrupt).await?;
-    crate::report::emit_all(&result)?;
+    crate::report::emit_all(&result, &outputs, stdout)?;
     Ok(result.outcome)
 }
 
@@ -131,7 +132,7 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Res
     verdicts.extend(regressions);
     let (outcome, reason) = judge(&summary, &verdicts);
     Ok(RunResult {
-        config,
+        settings: settings(&config),
         run_id,
         summary,
         verdicts,
@@ -222,4 +223,25 @@ fn plan(config: &RunConfig, url: &WsUrl, run_id: &str) -> Result<Plan, ConfigErr
         requests: config.requests,
         start_at: config.start_at,
     })
+}
+
+/// What the reports show of the settings.
+pub(crate) fn settings(config: &RunConfig) -> Settings {
+    Settings {
+        conns: config.conns,
+        inflight: config.inflight,
+        duration: config.duration,
+        requests: config.requests,
+        tool: config.tool.clone(),
+        args: config.args.clone(),
+        session_prefix: config.session_prefix.clone(),
+        worker_id: config.worker_id.clone(),
+        connect_timeout: config.connect_timeout,
+        timeout: config.timeout,
+        drain: config.drain,
+        token_set: !config.token.is_empty(),
+        gate: config.gate,
+        breaker_enabled: config.breaker.enabled,
+        embedded: config.target == Target::Embedded,
+    }
 }

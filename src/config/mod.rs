@@ -12,7 +12,6 @@ mod serve;
 mod source;
 mod values;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 pub use source::{Setting, Source};
@@ -21,7 +20,6 @@ use crate::gate::Threshold;
 use crate::run::breaker::BreakerConfig;
 use crate::run::connection::Backoff;
 use crate::run::pacer::RateSchedule;
-use crate::serve::faults::FaultConfig;
 
 pub use crate::secret::Secret;
 
@@ -69,53 +67,9 @@ impl WsUrl {
     }
 }
 
-/// How live progress is shown on stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgressMode {
-    /// A bar when stderr is a terminal, plain lines otherwise.
-    Auto,
-    Bar,
-    Lines,
-    Off,
-}
-
-/// What the run prints on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StdoutMode {
-    /// The human report.
-    Text,
-    /// The JSON result.
-    Json,
-    /// One verdict line, for scripts.
-    Quiet,
-}
-
-/// Files the run writes, each whole or not at all (`-` = stdout).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outputs {
-    pub json: Option<String>,
-    pub junit: Option<String>,
-    pub html: Option<String>,
-    pub plot: Option<String>,
-    pub hdr_log: Option<String>,
-}
-
-impl Outputs {
-    /// Every file target, for the up-front writability check.
-    pub fn targets(&self) -> impl Iterator<Item = &str> {
-        [
-            &self.json,
-            &self.junit,
-            &self.html,
-            &self.plot,
-            &self.hdr_log,
-        ]
-        .into_iter()
-        .flatten()
-        .map(String::as_str)
-    }
-}
-
+pub use crate::progress::ProgressMode;
+pub use crate::report::{Outputs, StdoutMode};
+pub use crate::serve::ServeConfig;
 pub use crate::tls::ClientTls;
 
 /// Everything `run` needs, validated.
@@ -184,42 +138,6 @@ pub struct Validation {
     pub sample: f64,
     /// JSON Schema for `outputs`; `None` = the echo check.
     pub schema: Option<serde_json::Value>,
-}
-
-/// Everything `serve` needs, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServeConfig {
-    pub host: String,
-    pub port: u16,
-    pub token: Secret,
-    pub hello_timeout: Duration,
-    pub max_conns: Option<u64>,
-    pub stats_file: Option<PathBuf>,
-    /// Largest frame or message accepted, in bytes.
-    pub max_message_size: usize,
-    /// Request ids remembered for replay.
-    pub cache_size: usize,
-    /// wss: certificate chain and private key (PEM).
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// Injected delays, stalls and faults.
-    pub faults: FaultConfig,
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        ServeConfig {
-            host: "127.0.0.1".into(),
-            port: 8079,
-            token: Secret::default(),
-            hello_timeout: Duration::from_secs(10),
-            max_conns: None,
-            stats_file: None,
-            max_message_size: 16 << 20,
-            cache_size: 200_000,
-            tls: None,
-            faults: FaultConfig::default(),
-        }
-    }
 }
 
 /// The effective `run` configuration with the source of every value (token redacted).

@@ -6,8 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::svg::{self, Series, XAxis};
-use super::{Reporter, write_stderr, write_stdout};
-use crate::config::StdoutMode;
+use super::{Outputs, Reporter, StdoutMode, write_stderr, write_stdout};
 use crate::result::{CapacityResult, Step};
 use crate::units::fmt_ms;
 
@@ -22,7 +21,7 @@ impl Reporter<CapacityResult> for CapacityText {
         writeln!(
             o,
             "  {} connections, rates {:.0}..{:.0}/s, precision {:.1}%, sustainable when: {}",
-            r.config.conns,
+            r.settings.conns,
             r.min_rate,
             r.max_rate,
             r.precision * 100.0,
@@ -159,10 +158,9 @@ impl Reporter<CapacityResult> for CapacityHtml {
 }
 
 /// Prints and writes the capacity search's outputs, as `run` does its own.
-pub fn emit(r: &CapacityResult) -> anyhow::Result<()> {
-    let o = &r.config.outputs;
+pub fn emit(r: &CapacityResult, o: &Outputs, stdout: StdoutMode) -> anyhow::Result<()> {
     let claimed = o.targets().any(|t| t == "-");
-    match r.config.stdout {
+    match stdout {
         StdoutMode::Json => {
             write_stderr(&CapacityText.render(r)?);
             write_stdout(&CapacityJson.render(r)?)?;

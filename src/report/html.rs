@@ -166,9 +166,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}.pass{{color:#27ae
             } else {
                 ""
             },
-            conns = r.config.conns,
-            inflight = r.config.inflight,
-            tool = esc(&r.config.tool),
+            conns = r.settings.conns,
+            inflight = r.settings.inflight,
+            tool = esc(&r.settings.tool),
             mode = if s.is_open_loop() {
                 "open loop (response time)"
             } else {

@@ -226,7 +226,7 @@ pub fn decode_histogram(text: &str) -> anyhow::Result<Histogram<u64>> {
 impl Reporter for JsonReporter {
     fn render(&self, r: &RunResult) -> anyhow::Result<Vec<u8>> {
         let s = &r.summary;
-        let c = &r.config;
+        let c = &r.settings;
         let h = &s.histograms;
         let spread = s.per_conn_spread();
         // Every non-empty histogram, so that `merge` adds them exactly (the first four always).
@@ -243,7 +243,7 @@ impl Reporter for JsonReporter {
             exit_code: r.outcome.code(),
             reason: r.reason.as_deref(),
             run_id: &r.run_id,
-            worker_id: &r.config.worker_id,
+            worker_id: &r.settings.worker_id,
             target: &s.target,
             embedded: s.embedded,
             duration_s: s.duration.as_secs_f64(),
@@ -281,7 +281,7 @@ impl Reporter for JsonReporter {
                 connect_timeout_ms: c.connect_timeout.as_secs_f64() * 1e3,
                 timeout_ms: c.timeout.as_secs_f64() * 1e3,
                 drain_ms: c.drain.as_secs_f64() * 1e3,
-                token_set: !c.token.is_empty(),
+                token_set: c.token_set,
                 gate: c.gate,
             },
             counts: &s.counts,
@@ -340,7 +340,7 @@ impl Reporter for JsonReporter {
                 reconnect_ms: Percentiles::of(&h.reconnect),
                 pong_ms: Percentiles::of(&h.pong),
                 reconnect_failures: &s.reconnect_failures,
-                breaker_enabled: c.breaker.enabled,
+                breaker_enabled: c.breaker_enabled,
                 breaker_transitions: &s.transitions,
                 unavailable_s: s.unavailable.as_secs_f64(),
             },

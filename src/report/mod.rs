@@ -15,9 +15,45 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::config::StdoutMode;
 pub use crate::files::{check_writable, write_whole};
 use crate::result::RunResult;
+
+/// What the run prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdoutMode {
+    /// The human report.
+    Text,
+    /// The JSON result.
+    Json,
+    /// One verdict line, for scripts.
+    Quiet,
+}
+
+/// Files the run writes, each whole or not at all (`-` = stdout).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outputs {
+    pub json: Option<String>,
+    pub junit: Option<String>,
+    pub html: Option<String>,
+    pub plot: Option<String>,
+    pub hdr_log: Option<String>,
+}
+
+impl Outputs {
+    /// Every file target, for the up-front writability check.
+    pub fn targets(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.json,
+            &self.junit,
+            &self.html,
+            &self.plot,
+            &self.hdr_log,
+        ]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+    }
+}
 
 /// Renders a finished run (or, for `capacity`, a search) in one format.
 pub trait Reporter<R = RunResult> {
@@ -25,11 +61,10 @@ pub trait Reporter<R = RunResult> {
 }
 
 /// Prints what stdout should show and writes every requested file.
-pub fn emit_all(result: &RunResult) -> anyhow::Result<()> {
-    let o = &result.config.outputs;
+pub fn emit_all(result: &RunResult, o: &Outputs, stdout: StdoutMode) -> anyhow::Result<()> {
     // A file target of `-` takes stdout; the human report then moves to stderr.
     let claimed = o.targets().any(|t| t == "-");
-    match result.config.stdout {
+    match stdout {
         StdoutMode::Text if claimed => write_stderr(&text::TextReporter.render(result)?),
         StdoutMode::Text => write_stdout(&text::TextReporter.render(result)?)?,
         StdoutMode::Json => {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::Reporter;
-use crate::config::Target;
 use crate::result::RunResult;
 use crate::stats::summary::{Mode, percentile_ms};
 use crate::units::{fmt_count, fmt_ms};
@@ -49,13 +48,14 @@ fn full(h: &Histogram<u64>) -> String {
 impl Reporter for TextReporter {
     fn render(&self, r: &RunResult) -> anyhow::Result<Vec<u8>> {
         let s = &r.summary;
-        let c = &r.config;
+        let c = &r.settings;
         let h = &s.histograms;
         let mut o = String::new();
 
-        let what = match c.target {
-            Target::Embedded => " (embedded reference server, in this process)",
-            Target::Url(_) => "",
+        let what = if c.embedded {
+            " (embedded reference server, in this process)"
+        } else {
+            ""
         };
         writeln!(o, "wsbench run {} -> {}{what}", r.run_id, s.target)?;
         let stop = match c.requests {

@@ -20,9 +20,49 @@ use tokio_util::task::TaskTracker;
 
 pub use stats::{InjectedSnapshot, ServerStats, StatsSnapshot};
 
-use crate::config::ServeConfig;
+/// Everything `serve` needs, validated (`config/serve.rs` builds it from flags, env and file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    pub host: String,
+    pub port: u16,
+    pub token: Secret,
+    pub hello_timeout: Duration,
+    pub max_conns: Option<u64>,
+    pub stats_file: Option<PathBuf>,
+    /// Largest frame or message accepted, in bytes.
+    pub max_message_size: usize,
+    /// Request ids remembered for replay.
+    pub cache_size: usize,
+    /// wss: certificate chain and private key (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Injected delays, stalls and faults.
+    pub faults: FaultConfig,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            host: "127.0.0.1".into(),
+            port: 8079,
+            token: Secret::default(),
+            hello_timeout: Duration::from_secs(10),
+            max_conns: None,
+            stats_file: None,
+            max_message_size: 16 << 20,
+            cache_size: 200_000,
+            tls: None,
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+use std::path::PathBuf;
+use std::time::Duration;
+
 use crate::error::ConfigError;
 use crate::outcome::Outcome;
+use crate::secret::Secret;
+use faults::FaultConfig;
 
 /// Everything the connection handlers share.
 pub(crate) struct Shared {
