@@ -22,7 +22,10 @@ pub struct Sample {
     /// When the connection could first have sent it: `scheduled`, or later if the window was
     /// full or a write was still flushing then. `ready > scheduled` means the server held it up.
     pub ready: Instant,
-    /// When its frame was handed to the socket.
+    /// When the connection handed its frame to the writer: the client's own send time.
+    pub queued: Instant,
+    /// When the socket took the frame (the flush that carried it completed); later than
+    /// `queued` only when the server was slow to read.
     pub sent: Instant,
     /// When its final reply was read.
     pub received: Instant,
@@ -35,15 +38,15 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// Where response time starts. If the server held the request up (window full, socket
-    /// not draining), from its scheduled slot: that queueing is the server's. Otherwise from the
-    /// actual send, so the client's own timer lateness never leaks into server latency (it is
-    /// reported as schedule lag instead).
+    /// Where response time starts. If the server held the request up (a full window), from
+    /// its scheduled slot: that queueing is the server's. Otherwise from the client's own send
+    /// (`queued`), so the client's timer lateness never leaks into server latency (it is client
+    /// lag) while a socket the server was slow to drain does count.
     pub fn response_start(&self) -> Instant {
         if self.ready > self.scheduled {
             self.scheduled
         } else {
-            self.sent
+            self.queued
         }
     }
 }

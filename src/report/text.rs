@@ -486,6 +486,7 @@ mod tests {
                 conn: (i % 2) as u32,
                 scheduled: sent,
                 ready: sent,
+                queued: sent,
                 sent,
                 received: sent + Duration::from_micros(took),
                 acked: None,

@@ -244,7 +244,9 @@ impl Recorder {
         h.service.saturating_record(micros(s.received, s.sent));
         h.schedule_lag
             .saturating_record(micros(s.sent, s.scheduled));
-        h.client_lag.saturating_record(micros(s.sent, s.ready));
+        // The client's own lateness: from when it could send to when it did (a socket the
+        // server was slow to drain is not the client's, and is in schedule lag instead).
+        h.client_lag.saturating_record(micros(s.queued, s.ready));
         if let Some(acked) = s.acked {
             h.ack.saturating_record(micros(acked, s.sent));
         }
@@ -340,6 +342,7 @@ mod tests {
             conn: 0,
             scheduled: at(scheduled),
             ready: at(ready),
+            queued: at(sent),
             sent: at(sent),
             received: at(received),
             acked: None,

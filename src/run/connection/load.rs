@@ -30,6 +30,8 @@ pub(super) struct Load<'a> {
     pub(super) template: RequestTemplate,
     pub(super) id_prefix: String,
     pub(super) window: Window,
+    /// The first request queued since the socket last took everything, while it has not.
+    pub(super) unflushed_from: Option<u64>,
     /// The last moment the connection could not send: window full, or a write flushing.
     pub(super) blocked_until: Instant,
     pub(super) buf: String,
@@ -116,6 +118,7 @@ impl Load<'_> {
     pub(super) fn resume(&mut self, pacer: &mut Pacer, now: Instant) {
         self.skip_due(pacer, now.min(self.timing.stop_at));
         self.blocked_until = now;
+        self.unflushed_from = None;
         if let Some(p) = &mut self.ping {
             *p = Pinger::new(p.every, p.timeout, now);
         }
@@ -233,7 +236,13 @@ impl Load<'_> {
                     }
                     // The socket took a backlog it could not take at once: what fell due
                     // meanwhile was held up by the server not reading.
-                    Io::Flushed => self.blocked_until = Instant::now(),
+                    Io::Flushed => {
+                        let now = Instant::now();
+                        self.blocked_until = now;
+                        if let Some(from) = self.unflushed_from.take() {
+                            self.window.flushed(from, now);
+                        }
+                    }
                     Io::WriteFailed(_) => {
                         *self.report.close_codes.entry(1006).or_default() += 1;
                         return self.dropped(Instant::now());
@@ -314,6 +323,7 @@ impl Load<'_> {
     ) -> Result<bool, ()> {
         let mut queued = false;
         let mut more = true;
+        let first = self.window.next;
         while self.window.outstanding < self.spec.window && self.ws.backlog_bytes() < WRITE_BACKLOG
         {
             let Some(scheduled) = pacer.due(now) else {
@@ -332,6 +342,7 @@ impl Load<'_> {
             self.window.push(Slot {
                 scheduled,
                 ready: scheduled.max(self.blocked_until),
+                queued: sent,
                 sent,
                 warm,
                 acked: None,
@@ -346,8 +357,15 @@ impl Load<'_> {
             }
             queued = true;
         }
-        if queued && self.ws.try_flush().is_err() {
-            return Err(());
+        if queued {
+            // `sent` is when the socket took the frame: now, or when the flush completes.
+            match self.ws.try_flush() {
+                Ok(true) => self.window.flushed(first, Instant::now()),
+                Ok(false) => {
+                    self.unflushed_from.get_or_insert(first);
+                }
+                Err(_) => return Err(()),
+            }
         }
         Ok(more)
     }
@@ -392,6 +410,7 @@ impl Load<'_> {
     /// new connection of this session is late, not a duplicate).
     pub(super) fn lost(&mut self) {
         let now = Instant::now();
+        self.unflushed_from = None;
         for slot in self.window.clear() {
             bucket(&mut self.report, slot.warm).lost += 1;
             if !slot.warm {

@@ -244,6 +244,7 @@ pub async fn run(
         timing,
         window: Window::default(),
         blocked_until: timing.start,
+        unflushed_from: None,
         buf: String::with_capacity(256),
         samples: Vec::new(),
         batch_started: timing.start,

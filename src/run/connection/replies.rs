@@ -201,6 +201,7 @@ impl Load<'_> {
                 conn: self.id,
                 scheduled: slot.scheduled,
                 ready: slot.ready,
+                queued: slot.queued,
                 sent: slot.sent,
                 received,
                 acked: slot.acked,

@@ -27,6 +27,9 @@ pub(super) struct Window {
 pub(super) struct Slot {
     pub(super) scheduled: Instant,
     pub(super) ready: Instant,
+    /// Handed to the writer (the client's own send time).
+    pub(super) queued: Instant,
+    /// Taken by the socket: the flush that carried it completed.
     pub(super) sent: Instant,
     /// Sent during warmup: counted apart, never sampled.
     pub(super) warm: bool,
@@ -108,6 +111,15 @@ impl Window {
         }
     }
 
+    /// Stamps `sent` on the requests from sequence `from` on that are still in flight: the
+    /// socket has just taken them.
+    pub(super) fn flushed(&mut self, from: u64, at: Instant) {
+        let start = from.saturating_sub(self.base) as usize;
+        for slot in self.slots.iter_mut().skip(start).flatten() {
+            slot.sent = at;
+        }
+    }
+
     pub(super) fn oldest_sent(&self) -> Option<Instant> {
         self.slots.iter().flatten().next().map(|s| s.sent)
     }
@@ -141,6 +153,7 @@ mod tests {
         Slot {
             scheduled: sent,
             ready: sent,
+            queued: sent,
             sent,
             warm: false,
             acked: None,
@@ -199,5 +212,24 @@ mod tests {
         assert!(matches!(w.take(2), Match::Late));
         w.push(slot(t0));
         assert!(matches!(w.take(3), Match::InFlight(_)), "numbering goes on");
+    }
+
+    #[test]
+    fn a_flush_stamps_sent_on_the_requests_it_carried() {
+        let t0 = Instant::now();
+        let mut w = Window::default();
+        for _ in 0..4 {
+            w.push(slot(t0));
+        }
+        assert!(matches!(w.take(0), Match::InFlight(_)));
+        let later = t0 + Duration::from_millis(5);
+        w.flushed(2, later);
+        let sent: Vec<_> = (1..4).map(|seq| w.get_mut(seq).unwrap().sent).collect();
+        assert_eq!(sent, [t0, later, later]);
+        assert_eq!(
+            w.get_mut(3).unwrap().queued,
+            t0,
+            "the client's own send time stays"
+        );
     }
 }
