@@ -13,7 +13,6 @@ use crate::cli::{MergeArgs, RunArgs};
 use crate::config::RunConfig;
 use crate::error::ConfigError;
 use crate::gate;
-use crate::model::ClientCheck;
 use crate::model::{Counts, Resilience, Tally};
 use crate::outcome::Outcome;
 use crate::report::json::{SCHEMA_VERSION, decode_histogram};
@@ -235,35 +234,10 @@ pub fn merge(
         .unwrap_or(base);
 
     let mut histograms = Histograms::default();
-    let mut s = Summary {
-        target: String::new(),
-        embedded: false,
-        mode: Mode::Closed,
-        duration: end.duration_since(base).unwrap_or_default(),
-        send_window: Duration::ZERO,
-        counts: Counts::default(),
-        warmup: Counts::default(),
-        warmup_duration: Duration::ZERO,
-        errors_by_code: BTreeMap::new(),
-        conn_errors_by_code: BTreeMap::new(),
-        close_codes: BTreeMap::new(),
-        connections_opened: 0,
-        connections_failed: 0,
-        setup_failures: BTreeMap::new(),
-        hello_rejected: false,
-        per_conn: Vec::new(),
-        histograms: Histograms::default(),
-        seconds: Vec::new(),
-        resilience: Resilience::default(),
-        reconnect_failures: BTreeMap::new(),
-        invalid_examples: Vec::new(),
-        transitions: Vec::new(),
-        unavailable: Duration::ZERO,
-        measured_from: std::time::Instant::now(),
-        started_at: base,
-        interrupted: false,
-        client: ClientCheck::default(),
-    };
+    let duration = end.duration_since(base).unwrap_or_default();
+    let mut s = Summary::empty(String::new(), false, Mode::Closed, duration);
+    s.send_window = Duration::ZERO;
+    s.started_at = base;
     let mut workers = Vec::new();
     let mut targets = std::collections::BTreeSet::new();
     let mut target_rps = 0.0;

@@ -99,16 +99,10 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Folds connection reports and the recorder into one summary.
-    pub fn build(
-        target: String,
-        embedded: bool,
-        mode: Mode,
-        duration: Duration,
-        reports: &[ConnReport],
-        recorder: Recorder,
-    ) -> Summary {
-        let mut s = Summary {
+    /// A summary with nothing counted yet: what `build` folds reports into, and what a merge
+    /// adds result files to.
+    pub fn empty(target: String, embedded: bool, mode: Mode, duration: Duration) -> Summary {
+        Summary {
             target,
             embedded,
             mode,
@@ -125,8 +119,8 @@ impl Summary {
             setup_failures: BTreeMap::new(),
             hello_rejected: false,
             per_conn: Vec::new(),
-            histograms: recorder.histograms,
-            seconds: recorder.seconds,
+            histograms: Histograms::default(),
+            seconds: Vec::new(),
             started_at: SystemTime::now(),
             measured_from: std::time::Instant::now(),
             resilience: Resilience::default(),
@@ -136,7 +130,21 @@ impl Summary {
             unavailable: Duration::ZERO,
             interrupted: false,
             client: ClientCheck::default(),
-        };
+        }
+    }
+
+    /// Folds connection reports and the recorder into one summary.
+    pub fn build(
+        target: String,
+        embedded: bool,
+        mode: Mode,
+        duration: Duration,
+        reports: &[ConnReport],
+        recorder: Recorder,
+    ) -> Summary {
+        let mut s = Summary::empty(target, embedded, mode, duration);
+        s.histograms = recorder.histograms;
+        s.seconds = recorder.seconds;
         let secs = duration.as_secs_f64();
         for r in reports {
             s.counts += &r.counts;
