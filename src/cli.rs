@@ -54,7 +54,7 @@ pub enum Command {
     /// Print a shell completion script: source it, or save it where your shell looks.
     Completions {
         #[arg(value_enum)]
-        shell: Shell,
+        shell: clap_complete::Shell,
     },
     /// Print the man page (roff) on stdout.
     Man,
@@ -430,14 +430,4 @@ pub struct MergeArgs {
 pub enum ConfigCommand {
     /// Print the effective run configuration and where each value came from.
     Show(Box<RunArgs>),
-}
-
-/// Shells `wsbench completions` writes scripts for.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Shell {
-    Bash,
-    Zsh,
-    Fish,
-    Elvish,
-    Powershell,
 }

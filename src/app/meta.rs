@@ -5,7 +5,7 @@ use std::io::Write as _;
 
 use clap::CommandFactory as _;
 
-use crate::cli::{Cli, RunArgs, Shell};
+use crate::cli::{Cli, RunArgs};
 use crate::config;
 use crate::outcome::Outcome;
 
@@ -44,15 +44,7 @@ pub fn config_show(args: &RunArgs) -> anyhow::Result<Outcome> {
 }
 
 /// `wsbench completions SHELL`.
-pub fn completions(shell: Shell) -> anyhow::Result<Outcome> {
-    use clap_complete::Shell as S;
-    let shell = match shell {
-        Shell::Bash => S::Bash,
-        Shell::Zsh => S::Zsh,
-        Shell::Fish => S::Fish,
-        Shell::Elvish => S::Elvish,
-        Shell::Powershell => S::PowerShell,
-    };
+pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<Outcome> {
     clap_complete::generate(
         shell,
         &mut Cli::command(),
