@@ -203,6 +203,11 @@ impl Counts {
         self.sent == self.succeeded + self.failed + self.timed_out + self.lost + self.unfinished
     }
 
+    /// Open loop: slots of the schedule that fell due, sent or not (= sent + dropped).
+    pub fn scheduled(&self) -> u64 {
+        self.sent + self.dropped
+    }
+
     /// Requests that did not succeed: failed, timed out, lost or unfinished.
     pub fn not_succeeded(&self) -> u64 {
         self.sent.saturating_sub(self.succeeded)

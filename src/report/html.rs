@@ -208,7 +208,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}.pass{{color:#27ae
                 if s.is_open_loop() {
                     format!(
                         "scheduled {} = sent {} + dropped {}",
-                        fmt_count(c.sent + c.dropped),
+                        fmt_count(c.scheduled()),
                         fmt_count(c.sent),
                         fmt_count(c.dropped)
                     )

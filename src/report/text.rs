@@ -103,7 +103,7 @@ impl Reporter for TextReporter {
             writeln!(
                 o,
                 "Schedule    scheduled {} = sent {} + dropped {} (never sent: connection down, breaker open, paused, or queued at the end)",
-                fmt_count(k.sent + k.dropped),
+                fmt_count(k.scheduled()),
                 fmt_count(k.sent),
                 fmt_count(k.dropped)
             )?;
