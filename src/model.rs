@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::ops::AddAssign;
 use std::time::Instant;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The result file's `schema_version`: bumped whenever a key changes meaning or goes away.
@@ -66,7 +67,7 @@ pub struct SetupStamps {
 }
 
 /// Per-second counts of one connection, attributed to the second each event happened in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Tally {
     pub sent: u64,
     pub succeeded: u64,
@@ -121,7 +122,7 @@ pub enum Event {
 }
 
 /// What a connection went through besides requests: drops, reconnects, the breaker, pings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Resilience {
     /// Times the server closed or dropped the connection during load.
     pub disconnects: u64,
@@ -157,7 +158,7 @@ impl AddAssign<&Resilience> for Resilience {
 /// Request and frame counts. Every request sent ends in exactly one of succeeded, failed,
 /// timed_out, lost or unfinished; in open loop every slot of the schedule is either sent or
 /// dropped. The other fields count frames, not requests.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Counts {
     /// Requests handed to the socket.
     pub sent: u64,
@@ -283,7 +284,8 @@ pub struct ConnReport {
 }
 
 /// The load generator's own figures, and whether it was the bottleneck.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
 pub struct ClientCheck {
     /// CPU time (user + system) over the load, in ms.
     pub cpu_ms: f64,
@@ -303,7 +305,7 @@ pub struct ClientCheck {
 }
 
 /// A circuit breaker's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BreakerState {
     Closed,
@@ -322,7 +324,7 @@ impl BreakerState {
 }
 
 /// Injected-fault counters in a snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct InjectedSnapshot {
     /// Calls never answered (`--drop-rate`).
     pub dropped: u64,
@@ -354,7 +356,7 @@ pub struct InjectedSnapshot {
 
 /// A point-in-time copy of the reference server's counters (`serve::ServerStats`); the
 /// `--stats-file` and `stats_res` format.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StatsSnapshot {
     /// WebSocket connections accepted (upgrade completed), including ones later refused.
     pub connections: u64,

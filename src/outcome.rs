@@ -4,11 +4,27 @@
 use std::process::ExitCode;
 
 /// The end of a command, ordered from best to worst for CI purposes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// In the result file it is the `verdict` string ([`Outcome::verdict`]).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Ran, and every threshold passed (or there was no gate).
+    #[serde(rename = "pass")]
     Passed,
     /// Ran, and at least one threshold failed.
+    #[serde(rename = "fail")]
     ThresholdFailed,
     /// Bad usage or configuration; nothing was run.
     BadUsage,

@@ -245,7 +245,7 @@ fn the_json_result_round_trips_and_matches_the_printed_report() {
     assert_eq!(v["connections"]["failed"], 0);
 
     let hist =
-        wsbench::report::json::decode_histogram(v["histograms"]["latency"].as_str().unwrap())
+        wsbench::result::file::decode_histogram(v["histograms"]["latency"].as_str().unwrap())
             .unwrap();
     assert_eq!(hist.len(), n("succeeded"));
     let p99 = hist.value_at_quantile(0.99) as f64 / 1e3;
@@ -257,7 +257,7 @@ fn the_json_result_round_trips_and_matches_the_printed_report() {
     );
     for h in ["connect", "hello", "service"] {
         let decoded =
-            wsbench::report::json::decode_histogram(v["histograms"][h].as_str().unwrap()).unwrap();
+            wsbench::result::file::decode_histogram(v["histograms"][h].as_str().unwrap()).unwrap();
         assert!(!decoded.is_empty(), "{h} histogram decodes");
     }
 }

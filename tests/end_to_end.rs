@@ -81,7 +81,7 @@ async fn unknown_tool_failures_are_counted_by_code_and_fail_the_gate() {
         .verdicts
         .iter()
         .filter(|v| !v.passed)
-        .map(|v| v.metric)
+        .map(|v| v.metric.as_str())
         .collect();
     assert!(failed.contains(&"error_rate"), "{failed:?}");
 }

@@ -186,7 +186,7 @@ async fn timeline_and_per_connection_sums_equal_the_totals() {
     for entry in IntervalLogIterator::new(&log) {
         if let LogEntry::Interval(h) = entry.expect("log parses") {
             let hist: hdrhistogram::Histogram<u64> =
-                wsbench::report::json::decode_histogram(h.encoded_histogram()).unwrap();
+                wsbench::result::file::decode_histogram(h.encoded_histogram()).unwrap();
             total += hist.len();
             intervals += 1;
         }

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestServer, out_str, temp_path, wsbench};
-use wsbench::report::json::decode_histogram;
+use wsbench::result::file::decode_histogram;
 
 /// Three workers started together against one server; returns their files and the server's
 /// counters.

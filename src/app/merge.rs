@@ -7,125 +7,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
-use serde::Deserialize;
 
 use crate::cli::{MergeArgs, RunArgs};
 use crate::config::RunConfig;
 use crate::error::ConfigError;
 use crate::gate;
-use crate::model::{Counts, Resilience, Tally};
+use crate::model::Tally;
 use crate::outcome::Outcome;
-use crate::report::json::{SCHEMA_VERSION, decode_histogram};
+use crate::result::file::{ResultDocument, RunFile, decode_histogram};
 use crate::result::{RunResult, Settings, WorkerRow};
 use crate::stats::recorder::{Histograms, Second};
 use crate::stats::summary::{BreakerEvent, ConnRow, Mode, Summary, percentile_ms};
-
-/// The parts of a result file a merge reads.
-#[derive(Debug, Deserialize)]
-struct ResultFile {
-    #[serde(default)]
-    verdict: String,
-    run_id: String,
-    #[serde(default)]
-    worker_id: String,
-    target: String,
-    embedded: bool,
-    started_at: String,
-    duration_s: f64,
-    #[serde(default)]
-    rate: Option<RateIn>,
-    settings: SettingsIn,
-    counts: Counts,
-    warmup: WarmupIn,
-    errors_by_code: BTreeMap<String, u64>,
-    conn_errors_by_code: BTreeMap<String, u64>,
-    close_codes: BTreeMap<String, u64>,
-    connections: ConnectionsIn,
-    per_connection: PerConnIn,
-    timeline: Vec<TimelineIn>,
-    histograms: BTreeMap<String, String>,
-    resilience: ResilienceIn,
-    client: ClientIn,
-    #[serde(default)]
-    workers: Vec<WorkerRow>,
-}
-
-/// The result file's `resilience` block: the counters, and what the run measured of the
-/// target's availability.
-#[derive(Debug, Deserialize)]
-struct ResilienceIn {
-    #[serde(flatten)]
-    counts: Resilience,
-    #[serde(default)]
-    reconnect_failures: BTreeMap<String, u64>,
-    #[serde(default)]
-    breaker_transitions: Vec<BreakerEvent>,
-    #[serde(default)]
-    unavailable_s: f64,
-}
-
-#[derive(Debug, Deserialize)]
-struct RateIn {
-    target_rps: f64,
-}
-
-#[derive(Debug, Deserialize)]
-struct SettingsIn {
-    conns: u32,
-    inflight: u32,
-    tool: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct WarmupIn {
-    duration_s: f64,
-    counts: Counts,
-}
-
-#[derive(Debug, Deserialize)]
-struct ConnectionsIn {
-    opened: u64,
-    failed: u64,
-    failures: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PerConnIn {
-    connections: Vec<ConnRowIn>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ConnRowIn {
-    sent: u64,
-    succeeded: u64,
-    failed: u64,
-    p99_ms: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct TimelineIn {
-    second: usize,
-    sent: u64,
-    succeeded: u64,
-    failed: u64,
-    timed_out: u64,
-    lost: u64,
-    #[serde(default)]
-    dropped: u64,
-    open_conns: u32,
-    #[serde(default)]
-    histogram: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ClientIn {
-    saturated: bool,
-    #[serde(default)]
-    reasons: Vec<String>,
-    cpu_ms: f64,
-    #[serde(default)]
-    peak_rss_mb: f64,
-}
 
 fn bad(path: &Path, reason: impl Into<String>) -> ConfigError {
     ConfigError::File {
@@ -134,25 +26,8 @@ fn bad(path: &Path, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn load(path: &Path) -> Result<ResultFile, ConfigError> {
-    let text = std::fs::read(path).map_err(|e| bad(path, e.to_string()))?;
-    let probe: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
-        bad(
-            path,
-            format!("not a whole wsbench result (damaged or truncated?): {e}"),
-        )
-    })?;
-    match probe.get("schema_version").and_then(|v| v.as_u64()) {
-        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
-        Some(v) => {
-            return Err(bad(
-                path,
-                format!("schema_version {v}; this wsbench reads {SCHEMA_VERSION}"),
-            ));
-        }
-        None => return Err(bad(path, "no schema_version: not a wsbench result")),
-    }
-    serde_json::from_value(probe).map_err(|e| bad(path, format!("not a wsbench result: {e}")))
+fn load(path: &Path) -> Result<RunFile, ConfigError> {
+    ResultDocument::read_run(path).map_err(|e| bad(path, e))
 }
 
 fn time(path: &Path, s: &str) -> Result<SystemTime, ConfigError> {
@@ -182,7 +57,7 @@ pub fn merge(
     config: RunConfig,
     allow_disjoint: bool,
 ) -> Result<RunResult, ConfigError> {
-    let loaded: Vec<(PathBuf, ResultFile)> = files
+    let loaded: Vec<(PathBuf, RunFile)> = files
         .iter()
         .map(|p| load(p).map(|r| (p.clone(), r)))
         .collect::<Result<_, _>>()?;
@@ -277,7 +152,7 @@ pub fn merge(
                     ..t.clone()
                 }),
         );
-        s.interrupted |= r.verdict == Outcome::Interrupted.verdict();
+        s.interrupted |= r.verdict == Outcome::Interrupted;
         s.hello_rejected |= r.connections.failures.keys().any(|k| {
             ["4000", "4001", "4002", "4003"]
                 .iter()

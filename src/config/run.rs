@@ -292,7 +292,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
             args.gate.baseline.as_deref(),
             "--baseline",
             th("baseline"),
-            |s| crate::gate::baseline::load(std::path::Path::new(s)),
+            |s| crate::result::file::read_baseline(std::path::Path::new(s)),
         )?
         .map(|b| (b, tolerances));
     let tool_name_for_check = args.tool.clone().unwrap_or_else(|| "echo".into());

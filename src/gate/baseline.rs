@@ -3,14 +3,16 @@
 //! becomes a verdict like any threshold's, so it shows in the table, the JSON and JUnit.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::{Metric, Verdict};
 use crate::stats::Summary;
 
-/// A previous result, reduced to the figures a regression check compares.
+/// A previous result, reduced to the figures a regression check compares (read by
+/// `result::file::read_baseline`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Baseline {
     pub path: PathBuf,
@@ -29,7 +31,7 @@ pub struct Tolerance {
 }
 
 /// What a report shows of the comparison.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BaselineReport {
     pub file: String,
     pub run_id: String,
@@ -61,9 +63,9 @@ pub fn check(
 }
 
 /// One row of the side-by-side comparison.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Comparison {
-    pub metric: &'static str,
+    pub metric: String,
     pub baseline: f64,
     pub measured: Option<f64>,
     /// (measured - baseline) / baseline; error rate: measured - baseline.
@@ -122,58 +124,6 @@ pub fn parse_tolerances(spec: &str) -> Result<Vec<Tolerance>, String> {
         .collect()
 }
 
-/// Reads the figures of a `run` or `merge` result file.
-pub fn load(path: &Path) -> Result<Baseline, String> {
-    let text = std::fs::read(path).map_err(|e| e.to_string())?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| format!("not a whole wsbench result: {e}"))?;
-    let version = v.get("schema_version").and_then(|s| s.as_u64());
-    let ours = u64::from(crate::model::RESULT_SCHEMA_VERSION);
-    match version {
-        Some(n) if n == ours => {}
-        Some(n) => {
-            return Err(format!(
-                "schema_version {n}; this wsbench compares against {ours}"
-            ));
-        }
-        None => return Err("no schema_version: not a wsbench result".into()),
-    }
-    if v.get("kind").and_then(|k| k.as_str()) == Some("capacity") {
-        return Err("a capacity result has no run figures to compare".into());
-    }
-    let num = |ptr: &str| v.pointer(ptr).and_then(|x| x.as_f64());
-    let mut values = BTreeMap::new();
-    for (name, ptr) in [
-        ("rps", "/throughput_rps"),
-        ("p50", "/latency_ms/p50"),
-        ("p90", "/latency_ms/p90"),
-        ("p99", "/latency_ms/p99"),
-        ("p99.9", "/latency_ms/p999"),
-        ("max", "/latency_ms/max"),
-        ("connect_p99", "/connect_ms/p99"),
-        ("hello_p99", "/hello_ms/p99"),
-        ("error_rate", "/error_rate"),
-    ] {
-        if let Some(x) = num(ptr) {
-            values.insert(name, x);
-        }
-    }
-    Ok(Baseline {
-        path: path.to_owned(),
-        run_id: v
-            .get("run_id")
-            .and_then(|x| x.as_str())
-            .unwrap_or("")
-            .to_owned(),
-        started_at: v
-            .get("started_at")
-            .and_then(|x| x.as_str())
-            .unwrap_or("")
-            .to_owned(),
-        values,
-    })
-}
-
 /// Compares the run with the baseline; one comparison per tolerance.
 pub fn compare(s: &Summary, baseline: &Baseline, tolerances: &[Tolerance]) -> Vec<Comparison> {
     tolerances
@@ -199,7 +149,7 @@ pub fn compare(s: &Summary, baseline: &Baseline, tolerances: &[Tolerance]) -> Ve
                 _ => 0.0,
             });
             Some(Comparison {
-                metric: name,
+                metric: name.to_owned(),
                 baseline: base,
                 measured,
                 change,
@@ -227,7 +177,7 @@ pub fn verdicts(comparisons: &[Comparison]) -> Vec<Verdict> {
             };
             let sign = if metric == Metric::Rps { '-' } else { '+' };
             Verdict {
-                metric: c.metric,
+                metric: c.metric.clone(),
                 limit,
                 measured: c.measured,
                 passed: c.passed,

@@ -5,7 +5,8 @@
 pub mod baseline;
 pub mod threshold;
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::stats::Summary;
 use crate::units::fmt_ms;
@@ -37,6 +38,41 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// Every metric, in the order reports list them.
+    pub const ALL: [Metric; 12] = [
+        Metric::Rps,
+        Metric::P50,
+        Metric::P90,
+        Metric::P99,
+        Metric::P999,
+        Metric::Max,
+        Metric::ConnectP99,
+        Metric::HelloP99,
+        Metric::ErrorRate,
+        Metric::Unavailable,
+        Metric::Dropped,
+        Metric::ConnectionErrors,
+    ];
+
+    /// Where the result file keeps this metric (a JSON pointer into `RunFile`): what
+    /// `--baseline` reads of a previous run.
+    pub fn pointer(self) -> &'static str {
+        match self {
+            Metric::Rps => "/throughput_rps",
+            Metric::P50 => "/latency_ms/p50",
+            Metric::P90 => "/latency_ms/p90",
+            Metric::P99 => "/latency_ms/p99",
+            Metric::P999 => "/latency_ms/p999",
+            Metric::Max => "/latency_ms/max",
+            Metric::ConnectP99 => "/connect_ms/p99",
+            Metric::HelloP99 => "/hello_ms/p99",
+            Metric::ErrorRate => "/error_rate",
+            Metric::Unavailable => "/resilience/unavailable_s",
+            Metric::Dropped => "/counts/dropped",
+            Metric::ConnectionErrors => "/connections/failed",
+        }
+    }
+
     /// The name used in reports and in threshold expressions.
     pub fn name(self) -> &'static str {
         match self {
@@ -177,9 +213,9 @@ impl Threshold {
 }
 
 /// The outcome of one threshold; the JSON `thresholds[]` entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Verdict {
-    pub metric: &'static str,
+    pub metric: String,
     /// The limit, in the metric's unit (per second, ms, ratio).
     pub limit: f64,
     /// The measured value, same unit; null when nothing was measured.
@@ -190,7 +226,7 @@ pub struct Verdict {
     /// Human form of the measured value.
     pub measured_text: String,
     /// Why this verdict proves nothing (too few samples for the percentile), if so.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inconclusive: Option<String>,
 }
 
@@ -210,7 +246,7 @@ pub fn evaluate(summary: &Summary, thresholds: &[Threshold]) -> Vec<Verdict> {
                 })
             });
             Verdict {
-                metric: t.metric.name(),
+                metric: t.metric.name().to_owned(),
                 limit: t.limit,
                 measured: known.then_some(measured),
                 passed: t.holds(measured),

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use crate::result::file::CapacityFile;
 
 use super::svg::{self, Series, XAxis};
 use super::{Outputs, Reporter, StdoutMode, write_stderr, write_stdout};
@@ -69,42 +69,9 @@ impl Reporter<CapacityResult> for CapacityText {
     }
 }
 
-#[derive(Serialize)]
-struct CapacityFile<'a> {
-    schema_version: u32,
-    kind: &'static str,
-    wsbench_version: &'static str,
-    verdict: &'static str,
-    exit_code: u8,
-    reason: Option<&'a str>,
-    target: &'a str,
-    /// The highest sustainable rate, requests/s; null when even the lowest failed.
-    capacity_rps: Option<f64>,
-    min_rate: f64,
-    max_rate: f64,
-    precision: f64,
-    conditions: &'a [String],
-    steps: &'a [Step],
-}
-
 impl Reporter<CapacityResult> for CapacityJson {
     fn render(&self, r: &CapacityResult) -> anyhow::Result<Vec<u8>> {
-        let file = CapacityFile {
-            schema_version: super::json::SCHEMA_VERSION,
-            kind: "capacity",
-            wsbench_version: env!("CARGO_PKG_VERSION"),
-            verdict: r.outcome.verdict(),
-            exit_code: r.outcome.code(),
-            reason: r.reason.as_deref(),
-            target: &r.target,
-            capacity_rps: r.answer,
-            min_rate: r.min_rate,
-            max_rate: r.max_rate,
-            precision: r.precision,
-            conditions: &r.conditions,
-            steps: &r.steps,
-        };
-        let mut bytes = serde_json::to_vec_pretty(&file)?;
+        let mut bytes = serde_json::to_vec_pretty(&CapacityFile::of(r))?;
         bytes.push(b'\n');
         Ok(bytes)
     }

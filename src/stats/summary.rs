@@ -25,7 +25,7 @@ pub enum Mode {
 }
 
 /// A circuit breaker transition, `at_s` seconds after the measured window began.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct BreakerEvent {
     pub at_s: f64,
     pub from: State,
@@ -33,7 +33,7 @@ pub struct BreakerEvent {
 }
 
 /// One connection's share of the run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ConnRow {
     pub id: u32,
     pub sent: u64,

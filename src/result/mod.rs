@@ -2,8 +2,11 @@
 //! its reason, and what came with it (the embedded server's counters, a merge's workers, the
 //! baseline comparison). Produced by `run` and by `merge`; reporters render it.
 
+pub mod file;
+
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::gate::{Verdict, baseline::BaselineReport};
@@ -54,7 +57,7 @@ pub struct RunResult {
 }
 
 /// One worker of a merge, as the per-worker table shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WorkerRow {
     pub worker_id: String,
     pub run_id: String,
@@ -112,7 +115,7 @@ pub fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
 }
 
 /// One step of a `wsbench capacity` search.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Step {
     /// The rate asked for, requests/s.
     pub rate: f64,
@@ -158,7 +161,7 @@ mod tests {
 
     fn verdict(passed: bool, inconclusive: Option<&str>) -> Verdict {
         Verdict {
-            metric: "p99",
+            metric: "p99".into(),
             limit: 5.0,
             measured: Some(if passed { 1.0 } else { 9.0 }),
             passed,
