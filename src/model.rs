@@ -91,7 +91,7 @@ impl AddAssign<&Tally> for Tally {
 }
 
 /// What flows from connection tasks (and the orchestrator) to the recorder.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Event {
     /// The measured window starts here (after warmup); sent before any sample.
     Measure {

@@ -1,15 +1,15 @@
 //! Live progress on stderr while a run goes on: an indicatif bar on a terminal, one plain line
-//! every few seconds otherwise (CI logs get no control codes). Reads the recorder's live view;
+//! every few seconds otherwise (CI logs get no control codes). Reads the recorders' live view;
 //! owns no result data.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::run::connection::Timing;
+use crate::stats::Recorders;
 use crate::stats::recorder::Live;
 use crate::units::{fmt_count, fmt_ms};
 
@@ -24,12 +24,7 @@ pub enum ProgressMode {
 }
 
 /// Shows progress until `done` is cancelled.
-pub async fn show(
-    mode: ProgressMode,
-    live: Arc<Mutex<Live>>,
-    timing: Timing,
-    done: CancellationToken,
-) {
+pub async fn show(mode: ProgressMode, live: Recorders, timing: Timing, done: CancellationToken) {
     let mode = match mode {
         ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Bar,
         ProgressMode::Auto => ProgressMode::Lines,
@@ -73,7 +68,7 @@ fn status(live: &Live, timing: &Timing, now: Instant) -> String {
     )
 }
 
-async fn lines(live: Arc<Mutex<Live>>, timing: Timing, total: Duration, done: CancellationToken) {
+async fn lines(live: Recorders, timing: Timing, total: Duration, done: CancellationToken) {
     let every = (total / 15).clamp(Duration::from_secs(2), Duration::from_secs(10));
     let mut tick = tokio::time::interval_at((Instant::now() + every).into(), every);
     loop {
@@ -82,13 +77,13 @@ async fn lines(live: Arc<Mutex<Live>>, timing: Timing, total: Duration, done: Ca
             _ = tick.tick() => {}
         }
         let now = Instant::now();
-        let snapshot = live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let snapshot = live.live(now);
         let line = status(&snapshot, &timing, now);
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
 }
 
-async fn bar(live: Arc<Mutex<Live>>, timing: Timing, total: Duration, done: CancellationToken) {
+async fn bar(live: Recorders, timing: Timing, total: Duration, done: CancellationToken) {
     let pb =
         ProgressBar::with_draw_target(Some(total.as_millis() as u64), ProgressDrawTarget::stderr());
     pb.set_style(
@@ -102,7 +97,7 @@ async fn bar(live: Arc<Mutex<Live>>, timing: Timing, total: Duration, done: Canc
             _ = tick.tick() => {}
         }
         let now = Instant::now();
-        let snapshot = live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let snapshot = live.live(now);
         pb.set_position(now.saturating_duration_since(timing.start).as_millis() as u64);
         pb.set_message(status(&snapshot, &timing, now));
     }

@@ -1,7 +1,7 @@
 //! The `run` command: resources and output checks, signals, the embedded server, the plan the
 //! engine runs (from the configuration), the verdicts, and every report written.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -17,7 +17,7 @@ use crate::run::connection::{self, RunSpec};
 use crate::run::selfcheck::ThreadSet;
 use crate::run::{Plan, execute};
 use crate::serve::{Server, StatsSnapshot};
-use crate::stats::recorder::Live;
+use crate::stats::Recorders;
 
 /// The `run` subcommand: run, write every report, return the outcome.
 pub async fn main(config: RunConfig) -> anyhow::Result<Outcome> {
@@ -107,18 +107,18 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Res
     let run_id = new_run_id();
     let excluded = embedded.as_ref().map(|e| e.threads.clone());
     let plan = plan(&config, &url, &run_id)?;
-    let live = Arc::new(Mutex::new(Live::default()));
+    let recorders = Recorders::per_worker();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let progress_done = CancellationToken::new();
     let progress = tokio::spawn({
-        let (mode, live, done) = (config.progress, live.clone(), progress_done.clone());
+        let (mode, live, done) = (config.progress, recorders.clone(), progress_done.clone());
         async move {
             if let Ok(timing) = started_rx.await {
                 crate::progress::show(mode, live, timing, done).await;
             }
         }
     });
-    let summary = execute(&plan, interrupt, excluded, live, started_tx).await;
+    let summary = execute(&plan, interrupt, excluded, recorders, started_tx).await;
     progress_done.cancel();
     let _ = progress.await;
     let summary = summary?;
@@ -160,14 +160,12 @@ fn plan(config: &RunConfig, url: &WsUrl, run_id: &str) -> Result<Plan, ConfigErr
         .map(|s| Arc::new(s.with_warmup(config.warmup)));
     let breaker = Arc::new(Breaker::new(config.breaker.clone()));
     let tls = match url.tls {
-        true => {
-            Some(
-                crate::tls::client_config(&config.tls).map_err(|e| ConfigError::Rejected {
-                    name: "--ca-file".into(),
-                    reason: format!("{e:#}"),
-                })?,
-            )
-        }
+        true => Some(crate::net::tls::client_config(&config.tls).map_err(|e| {
+            ConfigError::Rejected {
+                name: "--ca-file".into(),
+                reason: format!("{e:#}"),
+            }
+        })?),
         false => None,
     };
     let spec = Arc::new(RunSpec {

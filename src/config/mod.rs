@@ -21,7 +21,7 @@ use crate::run::breaker::BreakerConfig;
 use crate::run::connection::Backoff;
 use crate::run::pacer::RateSchedule;
 
-pub use crate::secret::Secret;
+pub use crate::net::secret::Secret;
 
 /// Where `run` sends its load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,45 +32,11 @@ pub enum Target {
     Embedded,
 }
 
-/// A validated ws:// or wss:// URL, split for connecting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WsUrl {
-    pub url: String,
-    pub host: String,
-    pub port: u16,
-    /// wss://: TLS before the upgrade.
-    pub tls: bool,
-}
-
-impl WsUrl {
-    /// Accepts `ws://host[:port][/path]` and `wss://...`; any other scheme is a usage error.
-    pub fn parse(url: &str) -> Result<WsUrl, String> {
-        use tokio_tungstenite::tungstenite::http::Uri;
-        let uri: Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
-        let tls = match uri.scheme_str() {
-            Some("ws") => false,
-            Some("wss") => true,
-            Some(other) => return Err(format!("scheme '{other}' is not ws:// or wss://")),
-            None => return Err("missing scheme; write ws://host:port".into()),
-        };
-        let host = uri.host().filter(|h| !h.is_empty()).ok_or("missing host")?;
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        Ok(WsUrl {
-            url: url.to_owned(),
-            host,
-            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
-            tls,
-        })
-    }
-}
-
+pub use crate::net::tls::ClientTls;
+pub use crate::net::url::WsUrl;
 pub use crate::progress::ProgressMode;
 pub use crate::report::{Outputs, StdoutMode};
 pub use crate::serve::ServeConfig;
-pub use crate::tls::ClientTls;
 
 /// Everything `run` needs, validated.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,6 +7,7 @@
 //! that are up and healthy (a server at its connection limit still serves those); an OPEN
 //! caused by failed requests stops both.
 
+use crate::run::clock;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -86,7 +87,7 @@ impl Breaker {
             inner: Mutex::new(Inner {
                 successes: 0,
                 probes: 0,
-                opened_at: Instant::now(),
+                opened_at: clock::now(),
                 transitions: Vec::new(),
             }),
         }
@@ -129,7 +130,7 @@ impl Breaker {
             return true;
         }
         let mut inner = self.lock();
-        self.refresh(&mut inner, Instant::now());
+        self.refresh(&mut inner, clock::now());
         self.state() != State::Open || !self.requests_blocked.load(Relaxed)
     }
 
@@ -139,7 +140,7 @@ impl Breaker {
             return true;
         }
         let mut inner = self.lock();
-        self.refresh(&mut inner, Instant::now());
+        self.refresh(&mut inner, clock::now());
         match self.state() {
             State::Closed => true,
             State::Open => false,
@@ -156,7 +157,7 @@ impl Breaker {
         let inner = self.lock();
         match self.state() {
             State::Open => inner.opened_at + self.config.open_timeout,
-            _ => Instant::now() + Duration::from_millis(20),
+            _ => clock::now() + Duration::from_millis(20),
         }
     }
 
@@ -178,7 +179,7 @@ impl Breaker {
         if ok && self.state() == State::Closed && self.consecutive_failures.load(Relaxed) == 0 {
             return;
         }
-        let now = Instant::now();
+        let now = clock::now();
         let mut inner = self.lock();
         self.refresh(&mut inner, now);
         match (self.state(), ok) {
@@ -230,8 +231,8 @@ mod tests {
         })
     }
 
-    #[test]
-    fn goes_closed_open_half_open_closed() {
+    #[tokio::test(start_paused = true)]
+    async fn goes_closed_open_half_open_closed() {
         let b = breaker(30);
         for _ in 0..4 {
             b.record(Call::Connect, false, false);
@@ -248,7 +249,10 @@ mod tests {
             b.allows_request(),
             "connections that are up keep sending: connects failed, not requests"
         );
-        std::thread::sleep(Duration::from_millis(40));
+        // Virtual time: exactly at the boundary, not a sleep that hopes to be long enough.
+        tokio::time::advance(Duration::from_millis(29)).await;
+        assert!(!b.try_connect(), "still open 1 ms before the timeout");
+        tokio::time::advance(Duration::from_millis(1)).await;
         assert!(b.try_connect(), "half-open lets a probe through");
         assert_eq!(b.state(), State::HalfOpen);
         assert!(b.try_connect() && b.try_connect());
@@ -261,13 +265,13 @@ mod tests {
         assert_eq!(path, [State::Open, State::HalfOpen, State::Closed]);
     }
 
-    #[test]
-    fn any_failure_in_half_open_reopens() {
+    #[tokio::test(start_paused = true)]
+    async fn any_failure_in_half_open_reopens() {
         let b = breaker(10);
         for _ in 0..5 {
             b.record(Call::Connect, false, false);
         }
-        std::thread::sleep(Duration::from_millis(15));
+        tokio::time::advance(Duration::from_millis(10)).await;
         assert!(b.try_connect());
         b.record(Call::Connect, false, false);
         assert_eq!(b.state(), State::Open);

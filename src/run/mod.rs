@@ -4,12 +4,12 @@
 //! (`app/run.rs`) builds the plan, judges the summary and writes the reports.
 
 pub mod breaker;
+pub mod clock;
 pub mod connection;
 pub mod pacer;
 pub mod selfcheck;
 
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,10 +18,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{ClientCheck, Event};
-use crate::stats::recorder::Live;
+use crate::model::ClientCheck;
 use crate::stats::summary::{BreakerEvent, Mode};
-use crate::stats::{Recorder, Summary};
+use crate::stats::{Recorders, Summary};
 use connection::{Links, RunSpec, Stop, Timing};
 use pacer::RateSchedule;
 use selfcheck::{CpuMark, ThreadSet};
@@ -54,7 +53,7 @@ async fn end_at(at: Instant, interrupt: CancellationToken, end: CancellationToke
     tokio::select! {
         _ = tokio::time::sleep_until(at.into()) => {}
         _ = interrupt.cancelled() => {
-            let cut = Instant::now() + connection::INTERRUPT_DRAIN + END_SLACK;
+            let cut = clock::now() + connection::INTERRUPT_DRAIN + END_SLACK;
             tokio::time::sleep_until(cut.min(at).into()).await;
         }
     }
@@ -63,20 +62,19 @@ async fn end_at(at: Instant, interrupt: CancellationToken, end: CancellationToke
 
 /// Runs the load the plan describes and measures it: spawns the connection tasks and the
 /// recorder, releases every connection at one synchronized start, bounds the run, and folds the
-/// connections' reports into a [`Summary`]. `live` gets the running figures; `started` the run's
+/// connections' reports into a [`Summary`]. `recorders` take the stamps (live progress may read
+/// them meanwhile); `started` the run's
 /// clock once load begins (for live progress). Judges nothing and writes nothing.
 pub async fn execute(
     plan: &Plan,
     interrupt: CancellationToken,
     excluded: Option<ThreadSet>,
-    live: Arc<Mutex<Live>>,
+    recorders: Recorders,
     started: oneshot::Sender<Timing>,
 ) -> anyhow::Result<Summary> {
     let rss_before = selfcheck::current_rss_kb();
     let spec = plan.spec.clone();
     let breaker = spec.breaker.clone();
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let recorder = tokio::spawn(Recorder::with_live(live.clone()).run(events_rx));
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (start_tx, start_rx) = watch::channel(None);
     let budget = plan.requests.map(|n| Arc::new(AtomicU64::new(n)));
@@ -89,7 +87,7 @@ pub async fn execute(
     let mut tasks = JoinSet::new();
     for id in 0..plan.spec.conns {
         let links = Links {
-            events: events_tx.clone(),
+            events: recorders.shard_for(id),
             ready: ready_tx.clone(),
             start: start_rx.clone(),
         };
@@ -132,7 +130,7 @@ pub async fn execute(
             }
         }
     }
-    let start = Instant::now();
+    let start = clock::now();
     let cpu_start = CpuMark::now(excluded.as_ref());
     let rss_connected = selfcheck::current_rss_kb();
     let timing = Timing {
@@ -142,10 +140,7 @@ pub async fn execute(
     };
     let started_at = SystemTime::now() + plan.warmup;
     // Sent before the start is released, so the recorder knows the window before any sample.
-    let _ = events_tx.send(Event::Measure {
-        from: timing.measure_from,
-    });
-    drop(events_tx);
+    recorders.measure_from(timing.measure_from);
     let _ = start_tx.send(Some(timing));
     // The run's bound: sending, the drain, then a little for closes. An interrupt cuts it to
     // the interrupt's drain. Past it every connection stops at once and reports.
@@ -161,7 +156,7 @@ pub async fn execute(
     let cpu = cpu_start.until(&CpuMark::now(excluded.as_ref()));
     let load_wall = start.elapsed();
     let interrupted = interrupt.is_cancelled();
-    let recorder = recorder.await.context("the recorder failed")?;
+    let recorder = recorders.finish();
     let conn_changes = recorder.conn_changes.clone();
 
     // The measured window ends when sending stopped, or at the last success if later; in
@@ -172,7 +167,7 @@ pub async fn execute(
     let end = if budget_spent {
         last
     } else {
-        last.max(timing.stop_at.min(Instant::now()))
+        last.max(timing.stop_at.min(clock::now()))
     };
     let duration = end.saturating_duration_since(from);
     let mode = match &plan.schedule {
@@ -204,7 +199,7 @@ pub async fn execute(
     if !budget_spent {
         summary.send_window = timing
             .stop_at
-            .min(Instant::now())
+            .min(clock::now())
             .saturating_duration_since(from);
     }
     summary.started_at = started_at;

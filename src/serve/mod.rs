@@ -60,8 +60,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::net::secret::Secret;
 use crate::outcome::Outcome;
-use crate::secret::Secret;
 use faults::FaultConfig;
 
 /// Everything the connection handlers share.
@@ -106,17 +106,16 @@ impl Server {
     /// Serves on an already bound listener (tests bind `127.0.0.1:0`).
     pub fn start(listener: TcpListener, config: ServeConfig) -> anyhow::Result<Server> {
         let addr = listener.local_addr()?;
-        let tls = match &config.tls {
-            Some((cert, key)) => {
-                Some(
-                    crate::tls::acceptor(cert, key).map_err(|e| ConfigError::Rejected {
+        let tls =
+            match &config.tls {
+                Some((cert, key)) => Some(crate::net::tls::acceptor(cert, key).map_err(|e| {
+                    ConfigError::Rejected {
                         name: "--tls-cert".into(),
                         reason: format!("{e:#}"),
-                    })?,
-                )
-            }
-            None => None,
-        };
+                    }
+                })?),
+                None => None,
+            };
         let shared = Arc::new(Shared {
             tls,
             cache: cache::ReplayCache::new(config.cache_size),

@@ -1,13 +1,12 @@
-//! WHERE LATENCY IS RECORDED. Connection tasks send stamps (`run/sample.rs`) over a channel in
-//! batches; this single recorder owns every histogram, the per-second timeline and the
-//! per-connection histograms, so the hot path has no locks and nothing shared. All values are
-//! microseconds.
+//! WHERE LATENCY IS RECORDED: one recorder's histograms, per-second timeline and
+//! per-connection histograms, fed with the stamps connection tasks take (`model::Event`).
+//! A run has one recorder per runtime worker (`stats::shards`), merged exactly with `add` at
+//! the end. All values are microseconds.
 
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use tokio::sync::mpsc;
 
 use crate::model::{Event, Sample, SetupStamps, Tally};
 
@@ -18,9 +17,13 @@ const SIGFIG: u8 = 3;
 /// Two (1%) for per-second and per-connection ones: there are many, so they stay small.
 const SIGFIG_SMALL: u8 = 2;
 
-/// A histogram with wsbench's bounds (1 us to 1 h, 3 significant figures).
+/// A histogram with wsbench's precision (3 significant figures) that grows to the largest value
+/// it is given (at most [`MAX_US`], where `micros` clamps), so one that holds 10 ms latencies
+/// costs ~40 KiB, not the ~190 KiB of one sized for an hour up front.
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_US, SIGFIG).expect("static bounds are valid")
+    let mut h = Histogram::new_with_bounds(1, 2, SIGFIG).expect("static bounds are valid");
+    h.auto(true);
+    h
 }
 
 /// A small, self-resizing histogram for per-second and per-connection figures.
@@ -150,13 +153,25 @@ impl Default for Second {
     }
 }
 
-/// Running totals for live progress, updated per event batch.
+/// Running totals for live progress, read off the recorders (`Recorders::live`).
 #[derive(Debug, Clone, Default)]
 pub struct Live {
     pub totals: Tally,
     pub open_conns: u32,
     /// p99 (ms) and successes of the last complete second, if any.
     pub last_second: Option<(f64, u64)>,
+}
+
+/// Recording a value already clamped by [`micros`] into a growing histogram.
+trait RecordClamped {
+    fn record_clamped(&mut self, us: u64);
+}
+
+impl RecordClamped for Histogram<u64> {
+    fn record_clamped(&mut self, us: u64) {
+        // Auto-resizing: only an allocation failure could refuse it.
+        let _ = self.record(us.min(MAX_US));
+    }
 }
 
 fn micros(later: Instant, earlier: Instant) -> u64 {
@@ -173,60 +188,90 @@ pub struct Recorder {
     /// When the last successful reply arrived; the measured window ends no earlier.
     pub last_received: Option<Instant>,
     pub seconds: Vec<Second>,
-    /// Response-time histogram of each connection, by connection index.
-    pub per_conn: Vec<Histogram<u64>>,
+    /// Response-time histogram of each connection that recorded a success, by connection id.
+    pub per_conn: BTreeMap<u32, Histogram<u64>>,
     /// Open/close stamps, replayed into `seconds` at the end.
     pub conn_changes: Vec<(Instant, bool)>,
-    live: Option<Arc<Mutex<Live>>>,
+    /// For live progress: every tally so far, and connections opened minus closed.
+    totals: Tally,
+    open: i64,
 }
 
 impl Recorder {
-    /// A recorder that also keeps `live` up to date for the progress display.
-    pub fn with_live(live: Arc<Mutex<Live>>) -> Self {
-        Recorder {
-            live: Some(live),
-            ..Recorder::default()
-        }
-    }
-
     pub fn record(&mut self, event: Event) {
         match event {
             Event::Measure { from } => self.measure_from = Some(from),
             Event::Setup(s) => self.setup(&s),
-            Event::Samples(samples) => {
-                for s in &samples {
-                    self.sample(s);
-                }
-            }
+            Event::Samples(samples) => self.samples(&samples),
             Event::Tally { sec, tally } => {
                 self.second(sec).tally += &tally;
-                if let Some(live) = &self.live {
-                    let mut l = live.lock().unwrap_or_else(|e| e.into_inner());
-                    l.totals += &tally;
-                }
+                self.totals += &tally;
             }
             Event::Reconnect { dropped, up } => {
                 self.histograms
                     .reconnect
-                    .saturating_record(micros(up, dropped));
+                    .record_clamped(micros(up, dropped));
             }
             Event::Pong { sent, received } => {
-                self.histograms
-                    .pong
-                    .saturating_record(micros(received, sent));
+                self.histograms.pong.record_clamped(micros(received, sent));
             }
             Event::Conn { at, open } => {
                 self.conn_changes.push((at, open));
-                if let Some(live) = &self.live {
-                    let mut l = live.lock().unwrap_or_else(|e| e.into_inner());
-                    l.open_conns = if open {
-                        l.open_conns + 1
-                    } else {
-                        l.open_conns.saturating_sub(1)
-                    };
+                self.open += if open { 1 } else { -1 };
+            }
+        }
+    }
+
+    /// A batch of completed requests (the connection keeps its buffer).
+    pub fn samples(&mut self, samples: &[Sample]) {
+        for s in samples {
+            self.sample(s);
+        }
+    }
+
+    /// Adds everything `other` recorded: histograms exactly (same bounds, counts summed),
+    /// seconds by index, connections by id.
+    pub fn add(&mut self, other: Recorder) {
+        for (name, from) in other.histograms.named() {
+            if let Some(into) = self.histograms.by_name_mut(name) {
+                // Same bounds on both sides, so nothing can be out of range.
+                let _ = into.add(from);
+            }
+        }
+        if self.seconds.len() < other.seconds.len() {
+            self.seconds
+                .resize_with(other.seconds.len(), Second::default);
+        }
+        for (into, from) in self.seconds.iter_mut().zip(&other.seconds) {
+            into.tally += &from.tally;
+            // Small histograms grow to what they are given.
+            let _ = into.latency.add(&from.latency);
+        }
+        for (id, h) in other.per_conn {
+            match self.per_conn.entry(id) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(h);
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    let _ = o.get_mut().add(&h);
                 }
             }
         }
+        self.conn_changes.extend(other.conn_changes);
+        self.last_received = self.last_received.max(other.last_received);
+        self.measure_from = self.measure_from.or(other.measure_from);
+        self.totals += &other.totals;
+        self.open += other.open;
+    }
+
+    /// This recorder's share of the live view: its totals, its open connections, and the
+    /// latencies of the last complete second as of `now`.
+    pub(super) fn live_share(&self, now: Instant) -> (&Tally, i64, Option<&Histogram<u64>>) {
+        let last = self.measure_from.and_then(|from| {
+            let now = now.saturating_duration_since(from).as_secs() as usize;
+            now.checked_sub(1).and_then(|i| self.seconds.get(i))
+        });
+        (&self.totals, self.open, last.map(|s| &s.latency))
     }
 
     fn second(&mut self, sec: u32) -> &mut Second {
@@ -240,28 +285,27 @@ impl Recorder {
     fn sample(&mut self, s: &Sample) {
         let response = micros(s.received, s.response_start());
         let h = &mut self.histograms;
-        h.latency.saturating_record(response);
-        h.service.saturating_record(micros(s.received, s.sent));
-        h.schedule_lag
-            .saturating_record(micros(s.sent, s.scheduled));
+        h.latency.record_clamped(response);
+        h.service.record_clamped(micros(s.received, s.sent));
+        h.schedule_lag.record_clamped(micros(s.sent, s.scheduled));
         // The client's own lateness: from when it could send to when it did (a socket the
         // server was slow to drain is not the client's, and is in schedule lag instead).
-        h.client_lag.saturating_record(micros(s.queued, s.ready));
+        h.client_lag.record_clamped(micros(s.queued, s.ready));
         if let Some(acked) = s.acked {
-            h.ack.saturating_record(micros(acked, s.sent));
+            h.ack.record_clamped(micros(acked, s.sent));
         }
         if let Some(chunk) = s.first_chunk {
-            h.first_chunk.saturating_record(micros(chunk, s.sent));
+            h.first_chunk.record_clamped(micros(chunk, s.sent));
         }
         if let Some(end) = s.stream_end {
-            h.stream_end.saturating_record(micros(end, s.sent));
-        }
-        let conn = s.conn as usize;
-        if self.per_conn.len() <= conn {
-            self.per_conn.resize_with(conn + 1, new_small_histogram);
+            h.stream_end.record_clamped(micros(end, s.sent));
         }
         // Small histograms auto-resize on `record`; `saturating_record` would clamp instead.
-        let _ = self.per_conn[conn].record(response);
+        let _ = self
+            .per_conn
+            .entry(s.conn)
+            .or_insert_with(new_small_histogram)
+            .record(response);
         if let Some(from) = self.measure_from {
             let sec = s.received.saturating_duration_since(from).as_secs() as u32;
             let _ = self.second(sec).latency.record(response);
@@ -273,47 +317,18 @@ impl Recorder {
 
     fn setup(&mut self, s: &SetupStamps) {
         let h = &mut self.histograms;
-        h.connect.saturating_record(micros(s.upgraded, s.started));
-        h.tcp.saturating_record(micros(s.tcp, s.started));
+        h.connect.record_clamped(micros(s.upgraded, s.started));
+        h.tcp.record_clamped(micros(s.tcp, s.started));
         if let Some(tls) = s.tls {
-            h.tls.saturating_record(micros(tls, s.tcp));
+            h.tls.record_clamped(micros(tls, s.tcp));
         }
         h.upgrade
-            .saturating_record(micros(s.upgraded, s.tls.unwrap_or(s.tcp)));
-        h.hello.saturating_record(micros(s.acked, s.upgraded));
-    }
-
-    /// Publishes the last complete second to the live view.
-    fn publish(&mut self) {
-        let (Some(live), Some(from)) = (&self.live, self.measure_from) else {
-            return;
-        };
-        let now = Instant::now().saturating_duration_since(from).as_secs() as usize;
-        if now >= 1
-            && let Some(sec) = self.seconds.get(now - 1)
-        {
-            let p99 = if sec.latency.is_empty() {
-                f64::NAN
-            } else {
-                sec.latency.value_at_quantile(0.99) as f64 / 1e3
-            };
-            let mut l = live.lock().unwrap_or_else(|e| e.into_inner());
-            l.last_second = Some((p99, sec.latency.len()));
-        }
-    }
-
-    /// Records until every sender is gone, then closes the books.
-    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) -> Self {
-        while let Some(event) = rx.recv().await {
-            self.record(event);
-            self.publish();
-        }
-        self.finish();
-        self
+            .record_clamped(micros(s.upgraded, s.tls.unwrap_or(s.tcp)));
+        h.hello.record_clamped(micros(s.acked, s.upgraded));
     }
 
     /// Replays connection opens and closes into the per-second open counts.
-    fn finish(&mut self) {
+    pub fn finish(&mut self) {
         let Some(from) = self.measure_from else {
             return;
         };

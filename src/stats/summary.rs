@@ -173,7 +173,7 @@ impl Summary {
                     s.connections_opened += 1;
                     let p99 = recorder
                         .per_conn
-                        .get(r.id as usize)
+                        .get(&r.id)
                         .filter(|h| !h.is_empty())
                         .map(|h| h.value_at_quantile(0.99) as f64 / 1e3);
                     s.per_conn.push(ConnRow {

@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-
 use super::{Stop, Timing};
 use crate::model::{ConnReport, Event, Tally};
+use crate::run::clock;
 use crate::run::pacer::Pacer;
+use crate::stats::Shard;
 
 /// The oldest a connection's unsent tally gets. Once a second at most: with 10,000 connections
 /// each flush is an event for the recorder, and a wake-up for a connection that is otherwise
@@ -21,16 +21,16 @@ pub(super) struct Tallies {
     pub(super) sec: u32,
     pub(super) tally: Tally,
     pub(super) flushed_at: Instant,
-    pub(super) events: mpsc::UnboundedSender<Event>,
+    pub(super) events: Shard,
 }
 
 impl Tallies {
-    pub(super) fn new(measure_from: Instant, events: mpsc::UnboundedSender<Event>) -> Self {
+    pub(super) fn new(measure_from: Instant, events: Shard) -> Self {
         Tallies {
             measure_from,
             sec: 0,
             tally: Tally::default(),
-            flushed_at: Instant::now(),
+            flushed_at: clock::now(),
             events,
         }
     }
@@ -46,10 +46,10 @@ impl Tallies {
     }
 
     pub(super) fn flush(&mut self) {
-        self.flushed_at = Instant::now();
+        self.flushed_at = clock::now();
         if self.tally != Tally::default() {
             let tally = std::mem::take(&mut self.tally);
-            let _ = self.events.send(Event::Tally {
+            self.events.record(Event::Tally {
                 sec: self.sec,
                 tally,
             });
@@ -98,13 +98,13 @@ impl Idle<'_> {
             return;
         }
         let stop_at = self.timing.stop_at;
-        if Instant::now() < stop_at {
+        if clock::now() < stop_at {
             tokio::select! {
                 _ = tokio::time::sleep_until(stop_at.into()) => {}
                 _ = stop.either() => {}
             }
         }
-        self.drop_due(pacer, Instant::now().min(stop_at));
+        self.drop_due(pacer, clock::now().min(stop_at));
     }
 }
 
@@ -115,6 +115,7 @@ mod tests {
 
     use super::*;
     use crate::run::pacer::RateSchedule;
+    use crate::stats::Recorders;
 
     fn timing(t0: Instant, warmup_ms: u64, total_ms: u64) -> Timing {
         Timing {
@@ -127,8 +128,8 @@ mod tests {
     #[test]
     fn slots_never_sent_are_dropped_exactly_once_by_second() {
         let t0 = Instant::now();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut tallies = Tallies::new(t0, tx);
+        let recorders = Recorders::new(1);
+        let mut tallies = Tallies::new(t0, recorders.shard_for(0));
         let mut report = ConnReport::default();
         // 1,000/s for 2 s on one connection: 2,000 slots.
         let schedule = Arc::new(RateSchedule::constant(1000.0, Duration::from_secs(2)));
@@ -144,22 +145,22 @@ mod tests {
         idle.drop_due(&mut pacer, t0 + Duration::from_secs(5));
         assert_eq!(idle.report.counts.dropped, 2000);
         tallies.flush();
-        drop(tallies);
-        let mut by_sec = std::collections::BTreeMap::new();
-        while let Ok(Event::Tally { sec, tally }) = rx.try_recv() {
-            *by_sec.entry(sec).or_insert(0) += tally.dropped;
-        }
-        assert_eq!(
-            by_sec.into_iter().collect::<Vec<_>>(),
-            [(0, 1000), (1, 1000)]
-        );
+        let by_sec: Vec<u64> = recorders
+            .finish()
+            .seconds
+            .iter()
+            .map(|s| s.tally.dropped)
+            .collect();
+        assert_eq!(by_sec, [1000, 1000]);
     }
 
     #[test]
     fn warmup_slots_are_dropped_apart_and_closed_loop_has_none() {
         let t0 = Instant::now();
-        let (tx, _rx) = mpsc::unbounded_channel();
-        let mut tallies = Tallies::new(t0 + Duration::from_millis(500), tx);
+        let mut tallies = Tallies::new(
+            t0 + Duration::from_millis(500),
+            Recorders::new(1).shard_for(0),
+        );
         let mut report = ConnReport::default();
         let schedule = Arc::new(RateSchedule::constant(100.0, Duration::from_secs(1)));
         let mut pacer = Pacer::open(schedule, t0, 0, 1);
@@ -181,14 +182,14 @@ mod tests {
     #[test]
     fn a_tally_goes_out_when_it_is_old_enough() {
         let t0 = Instant::now();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut tallies = Tallies::new(t0, tx);
+        let recorders = Recorders::new(1);
+        let mut tallies = Tallies::new(t0, recorders.shard_for(0));
         assert_eq!(tallies.due(), None, "nothing to send");
         tallies.at(t0).sent += 3;
         let due = tallies.due().expect("something to send");
         assert!(due <= Instant::now() + TALLY_AGE);
         tallies.flush();
-        assert!(matches!(rx.try_recv(), Ok(Event::Tally { sec: 0, tally }) if tally.sent == 3));
+        assert_eq!(recorders.live(Instant::now()).totals.sent, 3);
         assert_eq!(tallies.due(), None);
     }
 }

@@ -5,7 +5,6 @@
 use std::time::Instant;
 
 use futures_util::{FutureExt as _, StreamExt as _};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::account::{Idle, Tallies};
@@ -14,11 +13,13 @@ use super::window::{Slot, Window};
 use super::{
     CLOSE_LIMIT, Established, INTERRUPT_DRAIN, READ_BATCH, RunSpec, Stop, Timing, bucket, retry,
 };
-use crate::model::{ConnReport, Event, Sample};
+use crate::model::{ConnReport, Sample};
+use crate::net::tls::Stream;
 use crate::protocol::RequestTemplate;
 use crate::run::breaker::Call;
+use crate::run::clock;
 use crate::run::pacer::Pacer;
-use crate::tls::Stream;
+use crate::stats::Shard;
 use crate::wsio::{Duplex, Io};
 
 /// The load phase of one connection.
@@ -38,7 +39,7 @@ pub(super) struct Load<'a> {
     pub(super) samples: Vec<Sample>,
     pub(super) batch_started: Instant,
     pub(super) tallies: Tallies,
-    pub(super) events: mpsc::UnboundedSender<Event>,
+    pub(super) events: Shard,
     pub(super) report: ConnReport,
     /// Still in the sending phase (survives reconnects).
     pub(super) sending: bool,
@@ -141,7 +142,7 @@ impl Load<'_> {
         tokio::pin!(wake);
         let mut wake_at = self.deadline;
         loop {
-            let now = Instant::now();
+            let now = clock::now();
             if stop.end.is_cancelled() {
                 return self.finish(false).await;
             }
@@ -168,9 +169,9 @@ impl Load<'_> {
                         // The budget is spent: what is in flight gets the drain.
                         Ok(false) => {
                             self.budget_spent = true;
-                            self.stop_sending(pacer, Instant::now());
+                            self.stop_sending(pacer, clock::now());
                         }
-                        Err(()) => return self.dropped(Instant::now()),
+                        Err(()) => return self.dropped(clock::now()),
                     }
                 }
             }
@@ -231,13 +232,13 @@ impl Load<'_> {
                 io = self.ws.next_io(true) => match io {
                     Io::Frame(msg) => {
                         if !self.on_message(msg) || !self.read_ready() {
-                            return self.dropped(Instant::now());
+                            return self.dropped(clock::now());
                         }
                     }
                     // The socket took a backlog it could not take at once: what fell due
                     // meanwhile was held up by the server not reading.
                     Io::Flushed => {
-                        let now = Instant::now();
+                        let now = clock::now();
                         self.blocked_until = now;
                         if let Some(from) = self.unflushed_from.take() {
                             self.window.flushed(from, now);
@@ -245,7 +246,7 @@ impl Load<'_> {
                     }
                     Io::WriteFailed(_) => {
                         *self.report.close_codes.entry(1006).or_default() += 1;
-                        return self.dropped(Instant::now());
+                        return self.dropped(clock::now());
                     }
                 },
                 _ = &mut wake => {}
@@ -337,7 +338,7 @@ impl Load<'_> {
             if self.ws.queue(Message::text(self.buf.as_str())).is_err() {
                 return Err(());
             }
-            let sent = Instant::now();
+            let sent = clock::now();
             let warm = sent < self.timing.measure_from;
             self.window.push(Slot {
                 scheduled,
@@ -360,7 +361,7 @@ impl Load<'_> {
         if queued {
             // `sent` is when the socket took the frame: now, or when the flush completes.
             match self.ws.try_flush() {
-                Ok(true) => self.window.flushed(first, Instant::now()),
+                Ok(true) => self.window.flushed(first, clock::now()),
                 Ok(false) => {
                     self.unflushed_from.get_or_insert(first);
                 }
@@ -401,15 +402,15 @@ impl Load<'_> {
     }
     pub(super) fn flush_samples(&mut self) {
         if !self.samples.is_empty() {
-            let batch = std::mem::take(&mut self.samples);
-            let _ = self.events.send(Event::Samples(batch));
+            self.events.samples(&self.samples);
+            self.samples.clear();
         }
     }
 
     /// The connection dropped: whatever was in flight is lost (a reply that still comes on a
     /// new connection of this session is late, not a duplicate).
     pub(super) fn lost(&mut self) {
-        let now = Instant::now();
+        let now = clock::now();
         self.unflushed_from = None;
         for slot in self.window.clear() {
             bucket(&mut self.report, slot.warm).lost += 1;

@@ -29,8 +29,10 @@ use tokio_util::sync::CancellationToken;
 use super::breaker::Breaker;
 use super::pacer::{Pacer, RateSchedule};
 use crate::model::{ConnReport, Counts, Event, SetupStamps};
+use crate::net::tls::Stream;
 use crate::protocol::RequestTemplate;
-use crate::tls::Stream;
+use crate::run::clock;
+use crate::stats::Shard;
 use crate::wsio::Duplex;
 use account::{Idle, Tallies};
 use keepalive::Pinger;
@@ -60,7 +62,7 @@ pub struct RunSpec {
     pub run_id: String,
     pub worker_id: String,
     pub session_prefix: String,
-    pub hello_token: crate::secret::Secret,
+    pub hello_token: crate::net::secret::Secret,
     pub tool: String,
     pub args: Option<String>,
     pub window: usize,
@@ -139,7 +141,8 @@ pub struct Timing {
 
 /// Channels between a connection task and the orchestrator.
 pub struct Links {
-    pub events: mpsc::UnboundedSender<Event>,
+    /// The recorder this connection's stamps go to.
+    pub events: Shard,
     /// Told once when setup finished: whether the connection is up.
     pub ready: mpsc::UnboundedSender<bool>,
     /// The run's clock, once everyone is ready.
@@ -188,7 +191,7 @@ pub async fn run(
     let mut rng = fastrand::Rng::new();
     let (ws, early, retried) = match first {
         Ok((ws, stamps, early)) => {
-            let _ = links.events.send(Event::Setup(stamps));
+            links.events.record(Event::Setup(stamps));
             (ws, early, false)
         }
         Err(failure) => {
@@ -204,7 +207,7 @@ pub async fn run(
             };
             match retried {
                 Some((ws, stamps, early)) => {
-                    let _ = links.events.send(Event::Setup(stamps));
+                    links.events.record(Event::Setup(stamps));
                     (ws, early, true)
                 }
                 None => {
@@ -222,12 +225,8 @@ pub async fn run(
         }
     };
     report.opened = true;
-    let up = if retried {
-        Instant::now()
-    } else {
-        timing.start
-    };
-    let _ = links.events.send(Event::Conn { at: up, open: true });
+    let up = if retried { clock::now() } else { timing.start };
+    links.events.record(Event::Conn { at: up, open: true });
     let id_prefix = format!("{}-{}-{}-", spec.run_id, spec.worker_id, id);
     let mut load = Load {
         template: RequestTemplate::new(
@@ -270,21 +269,21 @@ pub async fn run(
         load.resume(&mut pacer, up);
     }
     while let End::Dropped(at) = load.run(&mut pacer, &stop).await {
-        let _ = load.events.send(Event::Conn { at, open: false });
+        load.events.record(Event::Conn { at, open: false });
         let Some((ws, stamps, early)) = load.reconnect(&stop).await else {
             load.report.resilience.reconnects_abandoned += 1;
             break;
         };
-        let up = Instant::now();
-        let _ = load.events.send(Event::Setup(stamps));
-        let _ = load.events.send(Event::Reconnect { dropped: at, up });
-        let _ = load.events.send(Event::Conn { at: up, open: true });
+        let up = clock::now();
+        load.events.record(Event::Setup(stamps));
+        load.events.record(Event::Reconnect { dropped: at, up });
+        load.events.record(Event::Conn { at: up, open: true });
         load.ws = Duplex::new(ws);
         load.early_frames(early);
         load.resume(&mut pacer, up);
     }
-    let closed = Instant::now();
-    let _ = load.events.send(Event::Conn {
+    let closed = clock::now();
+    load.events.record(Event::Conn {
         at: closed,
         open: false,
     });

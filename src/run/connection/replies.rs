@@ -12,6 +12,7 @@ use super::{BATCH, BATCH_AGE, bucket};
 use crate::model::{Counts, Event, Sample};
 use crate::protocol::{self, Kind};
 use crate::run::breaker::Call;
+use crate::run::clock;
 
 impl Load<'_> {
     pub(super) fn on_message(&mut self, msg: Option<Result<Message, tungstenite::Error>>) -> Alive {
@@ -36,9 +37,9 @@ impl Load<'_> {
                 {
                     p.outstanding = None;
                     p.next_at = sent + p.every;
-                    let _ = self.events.send(Event::Pong {
+                    self.events.record(Event::Pong {
                         sent,
-                        received: Instant::now(),
+                        received: clock::now(),
                     });
                 }
                 true
@@ -60,7 +61,7 @@ impl Load<'_> {
     /// Frame-level counters go to warmup or measured by when the frame arrived; frames from
     /// before `hello_ack` always count as measured.
     pub(super) fn frame_counts(&mut self) -> &mut Counts {
-        let warm = !self.early && Instant::now() < self.timing.measure_from;
+        let warm = !self.early && clock::now() < self.timing.measure_from;
         bucket(&mut self.report, warm)
     }
 
@@ -72,7 +73,7 @@ impl Load<'_> {
     }
 
     pub(super) fn on_text(&mut self, text: &str) {
-        let received = Instant::now();
+        let received = clock::now();
         let c = protocol::classify(text);
         if !c.kind.is_final() {
             if c.kind.is_non_final() {

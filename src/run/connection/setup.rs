@@ -2,7 +2,7 @@
 //! upgrade and the hello exchange, all within `--connect-timeout`, each step stamped. Frames the
 //! server sends before its `hello_ack` are kept to be counted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
@@ -11,8 +11,9 @@ use tokio_tungstenite::tungstenite::{self, Message, http};
 
 use super::{Established, RunSpec, Ws};
 use crate::model::{SetupFailure, SetupStamps};
+use crate::net::tls::{self, Stream};
 use crate::protocol::{self, Kind};
-use crate::tls::{self, Stream};
+use crate::run::clock;
 
 impl RunSpec {
     /// The upgrade request: the URL, plus `--header`s and `--subprotocol`.
@@ -49,7 +50,7 @@ pub(super) fn fail(
 /// TCP connect, WebSocket upgrade and hello, all within `connect_timeout`. Frames the server
 /// sends before its `hello_ack` are kept, to be counted like any other frame.
 pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupFailure> {
-    let started = Instant::now();
+    let started = clock::now();
     let deadline = tokio::time::Instant::from_std(started + spec.connect_timeout);
     let timed_out = || format!("timed out after {:?}", spec.connect_timeout);
 
@@ -59,7 +60,7 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
         Err(_) => return Err(fail("connect", timed_out(), None, false)),
     };
     let _ = tcp.set_nodelay(true);
-    let tcp_at = Instant::now();
+    let tcp_at = clock::now();
 
     let (stream, tls_at) = match &spec.tls {
         None => (Stream::Plain(tcp), None),
@@ -67,7 +68,7 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
             match tokio::time::timeout_at(deadline, tls::connect(config.clone(), &spec.host, tcp))
                 .await
             {
-                Ok(Ok(stream)) => (stream, Some(Instant::now())),
+                Ok(Ok(stream)) => (stream, Some(clock::now())),
                 Ok(Err(e)) => return Err(fail("tls", e.to_string(), None, false)),
                 Err(_) => return Err(fail("tls", timed_out(), None, false)),
             }
@@ -86,7 +87,7 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
         Ok(Err(e)) => return Err(fail("upgrade", e.to_string(), None, false)),
         Err(_) => return Err(fail("upgrade", timed_out(), None, false)),
     };
-    let upgraded = Instant::now();
+    let upgraded = clock::now();
 
     // Within the protocol's 64 characters: prefix (<= 32) + worker (<= 24) + connection, which
     // stays last so that a server can single out a connection by suffix.
@@ -147,7 +148,7 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
             _ => continue,
         }
     }
-    let acked = Instant::now();
+    let acked = clock::now();
     let stamps = SetupStamps {
         started,
         tcp: tcp_at,

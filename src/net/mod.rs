@@ -1,0 +1,7 @@
+//! What connecting to a peer needs beside the protocol: the target URL (`url`), TLS streams and
+//! their client settings (`tls`), and the token that is carried but never shown (`secret`).
+//! Names nothing else of the crate, so the engine, the server and config can all use it.
+
+pub mod secret;
+pub mod tls;
+pub mod url;

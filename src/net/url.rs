@@ -1,0 +1,36 @@
+//! The target's address: a ws:// or wss:// URL, checked and split into what connecting needs.
+
+/// A validated ws:// or wss:// URL, split for connecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsUrl {
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    /// wss://: TLS before the upgrade.
+    pub tls: bool,
+}
+
+impl WsUrl {
+    /// Accepts `ws://host[:port][/path]` and `wss://...`; any other scheme is a usage error.
+    pub fn parse(url: &str) -> Result<WsUrl, String> {
+        use tokio_tungstenite::tungstenite::http::Uri;
+        let uri: Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
+        let tls = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") => true,
+            Some(other) => return Err(format!("scheme '{other}' is not ws:// or wss://")),
+            None => return Err("missing scheme; write ws://host:port".into()),
+        };
+        let host = uri.host().filter(|h| !h.is_empty()).ok_or("missing host")?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        Ok(WsUrl {
+            url: url.to_owned(),
+            host,
+            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            tls,
+        })
+    }
+}

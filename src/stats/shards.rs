@@ -1,0 +1,196 @@
+//! The run's recorders: one per runtime worker thread, each behind its own lock, so recording
+//! runs on the connection's own thread in parallel with the others and nothing queues between a
+//! connection and its histograms. At the end they are merged exactly (`Recorder::add`); live
+//! progress reads them in place. Memory is fixed by the number of shards, never by how far
+//! recording falls behind (there is no channel to fall behind in).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use super::recorder::{Live, Recorder, new_small_histogram};
+use crate::model::{Event, Sample};
+
+/// Every recorder of one run. Cloning shares them.
+#[derive(Debug, Clone)]
+pub struct Recorders {
+    shards: Arc<[Mutex<Recorder>]>,
+}
+
+/// The recorder a connection writes to (its id picks the shard, so one connection's events all
+/// land in one place; the lock is taken once per batch of up to 512 samples or per tally).
+#[derive(Debug, Clone)]
+pub struct Shard {
+    shards: Arc<[Mutex<Recorder>]>,
+    index: usize,
+}
+
+fn lock(m: &Mutex<Recorder>) -> MutexGuard<'_, Recorder> {
+    // A panic while recording leaves counts a recorder can still report.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Recorders {
+    /// `n` recorders (at least one).
+    pub fn new(n: usize) -> Self {
+        Recorders {
+            shards: (0..n.max(1)).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// One recorder per worker thread of the current tokio runtime (one outside a runtime).
+    pub fn per_worker() -> Self {
+        let n = tokio::runtime::Handle::try_current()
+            .map(|h| h.metrics().num_workers())
+            .unwrap_or(1);
+        Recorders::new(n)
+    }
+
+    pub fn shard_for(&self, conn: u32) -> Shard {
+        Shard {
+            shards: self.shards.clone(),
+            index: conn as usize % self.shards.len(),
+        }
+    }
+
+    /// Tells every recorder where the measured window starts.
+    pub fn measure_from(&self, from: Instant) {
+        for s in self.shards.iter() {
+            lock(s).record(Event::Measure { from });
+        }
+    }
+
+    /// The live view as of `now`: totals, open connections, the last complete second.
+    pub fn live(&self, now: Instant) -> Live {
+        let mut live = Live::default();
+        let mut open = 0i64;
+        let mut last = new_small_histogram();
+        let mut seen = false;
+        for s in self.shards.iter() {
+            let r = lock(s);
+            let (totals, opened, second) = r.live_share(now);
+            live.totals += totals;
+            open += opened;
+            if let Some(h) = second {
+                let _ = last.add(h);
+                seen = true;
+            }
+        }
+        live.open_conns = open.max(0) as u32;
+        live.last_second = seen.then(|| {
+            let p99 = if last.is_empty() {
+                f64::NAN
+            } else {
+                last.value_at_quantile(0.99) as f64 / 1e3
+            };
+            (p99, last.len())
+        });
+        live
+    }
+
+    /// Takes every recorder's figures and merges them into one, books closed.
+    pub fn finish(&self) -> Recorder {
+        // The first shard is the base, so the merge holds one more set of histograms at most.
+        let mut shards = self.shards.iter().map(|s| std::mem::take(&mut *lock(s)));
+        let mut all = shards.next().unwrap_or_default();
+        for shard in shards {
+            all.add(shard);
+        }
+        all.finish();
+        all
+    }
+}
+
+impl Shard {
+    pub fn record(&self, event: Event) {
+        lock(&self.shards[self.index]).record(event);
+    }
+
+    pub fn samples(&self, samples: &[Sample]) {
+        lock(&self.shards[self.index]).samples(samples);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::{SetupStamps, Tally};
+
+    fn sample(conn: u32, t0: Instant, received_ms: u64) -> Sample {
+        Sample {
+            conn,
+            scheduled: t0,
+            ready: t0,
+            queued: t0,
+            sent: t0,
+            received: t0 + Duration::from_millis(received_ms),
+            acked: None,
+            first_chunk: None,
+            stream_end: None,
+        }
+    }
+
+    #[test]
+    fn shards_merge_to_exactly_what_one_recorder_would_hold() {
+        let t0 = Instant::now();
+        let sharded = Recorders::new(3);
+        let mut single = Recorder::default();
+        sharded.measure_from(t0);
+        single.record(Event::Measure { from: t0 });
+        for conn in 0..7u32 {
+            let batch: Vec<Sample> = (0..50)
+                .map(|i| sample(conn, t0, 1 + (i * 37 + conn as u64 * 11) % 2500))
+                .collect();
+            let stamps = SetupStamps {
+                started: t0,
+                tcp: t0 + Duration::from_micros(100 + conn as u64),
+                tls: None,
+                upgraded: t0 + Duration::from_micros(300 + conn as u64),
+                acked: t0 + Duration::from_micros(400 + conn as u64),
+            };
+            let tally = Tally {
+                sent: 50,
+                succeeded: 50,
+                ..Tally::default()
+            };
+            let events = [
+                Event::Setup(stamps),
+                Event::Conn { at: t0, open: true },
+                Event::Tally { sec: 1, tally },
+            ];
+            let shard = sharded.shard_for(conn);
+            shard.samples(&batch);
+            single.samples(&batch);
+            for e in events {
+                shard.record(e.clone());
+                single.record(e);
+            }
+        }
+        let live = sharded.live(t0 + Duration::from_millis(2500));
+        assert_eq!((live.totals.sent, live.open_conns), (350, 7));
+        assert_eq!(
+            live.last_second.map(|(_, n)| n),
+            Some(single.seconds[1].latency.len())
+        );
+        single.finish();
+        let merged = sharded.finish();
+        for ((name, a), (_, b)) in merged
+            .histograms
+            .named()
+            .into_iter()
+            .zip(single.histograms.named())
+        {
+            assert_eq!(a, b, "{name}");
+        }
+        assert_eq!(merged.per_conn, single.per_conn);
+        assert_eq!(merged.seconds.len(), single.seconds.len());
+        for (a, b) in merged.seconds.iter().zip(&single.seconds) {
+            assert_eq!(
+                (&a.tally, &a.latency, a.open_conns),
+                (&b.tally, &b.latency, b.open_conns)
+            );
+        }
+        assert_eq!(merged.last_received, single.last_received);
+    }
+}
