@@ -1,9 +1,20 @@
-//! The command line as clap sees it: raw flags only, no I/O and no validation beyond types.
-//! `config.rs` turns these (plus the config file and environment) into typed configs.
+//! The command line as clap sees it. Value flags are typed as clap parses them (`Given<T>`,
+//! through the same `crate::values` parsers config uses for environment and files), so a bad
+//! value is refused before anything else happens; every value is optional here so that a
+//! profile can fill it. `config` turns these, the environment and the file into plans.
 
 use std::path::PathBuf;
 
+use std::time::{Duration, SystemTime};
+
 use clap::{Args, Parser, Subcommand};
+
+use crate::net::url::WsUrl;
+use crate::progress::ProgressMode;
+use crate::report::StdoutMode;
+use crate::run::pacer::RateSchedule;
+use crate::units;
+use crate::values::*;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -64,151 +75,151 @@ pub enum Command {
 #[derive(Debug, Default, Args)]
 pub struct RunArgs {
     /// Target server URL (ws://). Default ws://127.0.0.1:8079.
-    #[arg(long, conflicts_with = "embedded")]
-    pub url: Option<String>,
+    #[arg(long, conflicts_with = "embedded", value_parser = given(WsUrl::parse))]
+    pub url: Option<Given<WsUrl>>,
     /// Start the reference server in-process on an ephemeral loopback port and load it.
     #[arg(long)]
     pub embedded: bool,
     /// Concurrent connections. Default 64.
-    #[arg(short = 'c', long)]
-    pub conns: Option<String>,
+    #[arg(short = 'c', long, value_parser = given(positive_u32))]
+    pub conns: Option<Given<u32>>,
     /// How long to send (e.g. 30s, 2m). Default 30s; with -n, a cap of 10m.
-    #[arg(short = 'd', long)]
-    pub duration: Option<String>,
+    #[arg(short = 'd', long, value_parser = given(positive_duration))]
+    pub duration: Option<Given<Duration>>,
     /// Stop after this many requests instead (e.g. 100000 or 100k).
-    #[arg(short = 'n', long)]
-    pub requests: Option<String>,
+    #[arg(short = 'n', long, value_parser = given(positive_whole))]
+    pub requests: Option<Given<u64>>,
     /// Requests kept outstanding per connection. Default 1.
-    #[arg(long)]
-    pub inflight: Option<String>,
+    #[arg(long, value_parser = given(positive_u32))]
+    pub inflight: Option<Given<u32>>,
     /// Tool to call. Default echo.
-    #[arg(long)]
-    pub tool: Option<String>,
+    #[arg(long, value_parser = given(tool_name))]
+    pub tool: Option<Given<String>>,
     /// Arguments: a JSON object, or @FILE. `{{seq}}` becomes a number unique within the run,
     /// `{{id}}` the request id. Default {"seq":{{seq}},"id":"{{id}}"}: no two calls identical.
-    #[arg(long)]
-    pub args: Option<String>,
+    #[arg(long, value_parser = given(load_args))]
+    pub args: Option<Given<String>>,
     /// Auth token sent in hello (never printed).
     #[arg(long, env = "WSBENCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Prefix of session ids (`<prefix>-<worker>-<conn>`). Default bench.
-    #[arg(long)]
-    pub session_prefix: Option<String>,
+    #[arg(long, value_parser = given(session_prefix))]
+    pub session_prefix: Option<Given<String>>,
     /// Limit for TCP connect + WebSocket upgrade + hello. Default 5s.
-    #[arg(long)]
-    pub connect_timeout: Option<String>,
+    #[arg(long, value_parser = given(positive_duration))]
+    pub connect_timeout: Option<Given<Duration>>,
     /// Per-request timeout; later replies count as late. Default 10s.
-    #[arg(long)]
-    pub timeout: Option<String>,
+    #[arg(long, value_parser = given(positive_duration))]
+    pub timeout: Option<Given<Duration>>,
     /// How long to wait for outstanding replies after sending stops. Default 2s.
-    #[arg(long)]
-    pub drain: Option<String>,
+    #[arg(long, value_parser = given(units::parse_duration))]
+    pub drain: Option<Given<Duration>>,
     /// Open loop: total requests per second across all connections (e.g. 20000 or 20k).
     /// Latency is then response time, measured from each request's scheduled send.
-    #[arg(long, conflicts_with = "stages")]
-    pub rate: Option<String>,
+    #[arg(long, conflicts_with = "stages", value_parser = given(positive_rate))]
+    pub rate: Option<Given<f64>>,
     /// Open loop with linear ramps between rates, like k6's ramping-arrival-rate:
     /// `10s:1k,30s:50k,10s:0` (the run lasts as long as the stages).
-    #[arg(long, conflicts_with = "duration")]
-    pub stages: Option<String>,
+    #[arg(long, conflicts_with = "duration", value_parser = given(RateSchedule::parse_stages))]
+    pub stages: Option<Given<RateSchedule>>,
     /// Run this long before measuring: traffic flows but is excluded from histograms,
     /// counters and the gate (reported apart).
-    #[arg(long)]
-    pub warmup: Option<String>,
+    #[arg(long, value_parser = given(units::parse_duration))]
+    pub warmup: Option<Given<Duration>>,
     /// Open connections gradually over this long instead of all at once.
-    #[arg(long, conflicts_with = "connect_rate")]
-    pub ramp_up: Option<String>,
+    #[arg(long, conflicts_with = "connect_rate", value_parser = given(units::parse_duration))]
+    pub ramp_up: Option<Given<Duration>>,
     /// Open at most this many connections per second.
-    #[arg(long)]
-    pub connect_rate: Option<String>,
+    #[arg(long, value_parser = given(positive_rate))]
+    pub connect_rate: Option<Given<f64>>,
     /// Write per-second latency histograms as an HdrHistogram interval log.
-    #[arg(long, value_name = "FILE")]
-    pub hdr_log: Option<String>,
+    #[arg(long, value_name = "FILE", value_parser = given(output_target))]
+    pub hdr_log: Option<Given<String>>,
     /// Live progress on stderr: a bar on a terminal, plain lines otherwise (auto).
-    #[arg(long, value_name = "auto|bar|lines|off")]
-    pub progress: Option<String>,
+    #[arg(long, value_name = "auto|bar|lines|off", value_parser = given(progress_mode))]
+    pub progress: Option<Given<ProgressMode>>,
     /// Reconnect a connection that drops mid-run: on or off. Default on.
-    #[arg(long, value_name = "on|off")]
-    pub reconnect: Option<String>,
+    #[arg(long, value_name = "on|off", value_parser = given(on_off))]
+    pub reconnect: Option<Given<bool>>,
     /// First reconnect backoff (doubling per attempt, full jitter). Default 100ms.
-    #[arg(long)]
-    pub backoff_base: Option<String>,
+    #[arg(long, value_parser = given(positive_duration))]
+    pub backoff_base: Option<Given<Duration>>,
     /// Longest reconnect backoff. Default 5s.
-    #[arg(long)]
-    pub backoff_max: Option<String>,
+    #[arg(long, value_parser = given(positive_duration))]
+    pub backoff_max: Option<Given<Duration>>,
     /// Circuit breaker shared by all connections: on or off. Default on.
-    #[arg(long, value_name = "on|off")]
-    pub breaker: Option<String>,
+    #[arg(long, value_name = "on|off", value_parser = given(on_off))]
+    pub breaker: Option<Given<bool>>,
     /// Consecutive failures that open the breaker. Default 5.
-    #[arg(long)]
-    pub breaker_failures: Option<String>,
+    #[arg(long, value_parser = given(positive_u32))]
+    pub breaker_failures: Option<Given<u32>>,
     /// Half-open successes that close it again. Default 2.
-    #[arg(long)]
-    pub breaker_successes: Option<String>,
+    #[arg(long, value_parser = given(positive_u32))]
+    pub breaker_successes: Option<Given<u32>>,
     /// How long the breaker stays open before probing. Default 5s.
-    #[arg(long)]
-    pub breaker_open_timeout: Option<String>,
+    #[arg(long, value_parser = given(positive_duration))]
+    pub breaker_open_timeout: Option<Given<Duration>>,
     /// Probes let through while half-open. Default 3.
-    #[arg(long)]
-    pub breaker_half_open_calls: Option<String>,
+    #[arg(long, value_parser = given(positive_u32))]
+    pub breaker_half_open_calls: Option<Given<u32>>,
     /// What counts as a breaker failure: connect (always), plus timeout and/or error.
     /// Default connect.
-    #[arg(long, value_name = "connect[,timeout][,error]")]
-    pub breaker_count: Option<String>,
+    #[arg(long, value_name = "connect[,timeout][,error]", value_parser = given(breaker_count))]
+    pub breaker_count: Option<Given<(bool, bool)>>,
     /// Send a WebSocket ping this often per connection and time the pong.
-    #[arg(long)]
-    pub ping_interval: Option<String>,
+    #[arg(long, value_parser = given(positive_duration))]
+    pub ping_interval: Option<Given<Duration>>,
     /// A ping unanswered this long means the connection is dead: close it, reconnect.
     /// Default 5s.
-    #[arg(long)]
-    pub pong_timeout: Option<String>,
+    #[arg(long, value_parser = given(positive_duration))]
+    pub pong_timeout: Option<Given<Duration>>,
     /// On an error carrying retry_after: honor (pause that connection) or ignore. Default ignore.
-    #[arg(long, value_name = "honor|ignore")]
-    pub retry_after: Option<String>,
+    #[arg(long, value_name = "honor|ignore", value_parser = given(honor_ignore))]
+    pub retry_after: Option<Given<bool>>,
     /// Extra upgrade request header, repeatable: --header 'Authorization: Bearer ...'.
     #[arg(long, value_name = "NAME: VALUE")]
     pub header: Vec<String>,
     /// WebSocket subprotocol to request (Sec-WebSocket-Protocol).
-    #[arg(long)]
-    pub subprotocol: Option<String>,
+    #[arg(long, value_parser = given(tool_name))]
+    pub subprotocol: Option<Given<String>>,
     /// Trust this CA (PEM) for wss://, on top of the built-in roots.
-    #[arg(long, value_name = "PEM")]
-    pub ca_file: Option<String>,
+    #[arg(long, value_name = "PEM", value_parser = given(existing_file))]
+    pub ca_file: Option<Given<PathBuf>>,
     /// Accept any server certificate for wss:// (prints a warning; never in production).
     #[arg(long)]
     pub insecure: bool,
     /// What stdout shows: text (the report), json (the result), quiet (one verdict line).
-    #[arg(long, value_name = "text|json|quiet")]
-    pub output: Option<String>,
+    #[arg(long, value_name = "text|json|quiet", value_parser = given(stdout_mode))]
+    pub output: Option<Given<StdoutMode>>,
     /// Write JUnit XML: one test case per threshold ('-' = stdout).
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<String>,
+    #[arg(long, value_name = "FILE", value_parser = given(output_target))]
+    pub junit: Option<Given<String>>,
     /// Write a self-contained HTML report with SVG charts.
-    #[arg(long, value_name = "FILE")]
-    pub html: Option<String>,
+    #[arg(long, value_name = "FILE", value_parser = given(output_target))]
+    pub html: Option<Given<String>>,
     /// Write the latency percentile spectrum as an SVG chart.
-    #[arg(long, value_name = "FILE.svg")]
-    pub plot: Option<String>,
+    #[arg(long, value_name = "FILE.svg", value_parser = given(output_target))]
+    pub plot: Option<Given<String>>,
     /// This worker's name in a distributed run; part of every request and session id.
     /// Default: JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs) or <hostname>-<pid>.
-    #[arg(long)]
-    pub worker_id: Option<String>,
+    #[arg(long, value_parser = given(worker_id))]
+    pub worker_id: Option<Given<String>>,
     /// Connect and say hello now, start sending at this wall-clock time: RFC 3339
     /// (2026-11-26T10:00:00Z) or +DURATION from now (+30s). For many workers at once.
-    #[arg(long, value_name = "TIME|+DURATION")]
-    pub start_at: Option<String>,
+    #[arg(long, value_name = "TIME|+DURATION", value_parser = given(start_at))]
+    pub start_at: Option<Given<SystemTime>>,
     /// Largest frame or message accepted from the server (e.g. 16MiB); a bigger one closes the
     /// connection and is counted. Default 16MiB.
-    #[arg(long, value_name = "BYTES")]
-    pub max_frame_size: Option<String>,
+    #[arg(long, value_name = "BYTES", value_parser = given(frame_size))]
+    pub max_frame_size: Option<Given<usize>>,
     /// Source addresses to connect from, round-robin (e.g. 127.0.0.2,127.0.0.3): each
     /// gives another range of ephemeral ports when one address runs out.
     #[arg(long, value_name = "IP,...")]
     pub bind_ip: Option<String>,
     /// Validate this share of successful replies (e.g. 1%): against --expect-output, or for
     /// the echo tool, that the reply echoes the request's arguments.
-    #[arg(long, value_name = "RATIO")]
-    pub validate_sample: Option<String>,
+    #[arg(long, value_name = "RATIO", value_parser = given(positive_ratio))]
+    pub validate_sample: Option<Given<f64>>,
     /// JSON Schema the `outputs` of validated replies must match.
     #[arg(long, value_name = "SCHEMA.json")]
     pub expect_output: Option<String>,
@@ -216,8 +227,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Write the full JSON result here ('-' = stdout; the text report then goes to stderr).
-    #[arg(long)]
-    pub json: Option<String>,
+    #[arg(long, value_parser = given(output_target))]
+    pub json: Option<Given<String>>,
     /// The gate: thresholds and the baseline.
     #[command(flatten)]
     pub gate: GateArgs,
@@ -368,26 +379,26 @@ pub struct GateArgs {
     #[arg(long, value_name = "EXPR")]
     pub threshold: Vec<String>,
     /// Minimum throughput, succeeded per second (e.g. 50000 or 50k). Default 50k.
-    #[arg(long)]
-    pub min_rps: Option<String>,
+    #[arg(long, value_parser = given(rate_floor))]
+    pub min_rps: Option<Given<f64>>,
     /// Maximum request latency p50 (e.g. 2ms).
-    #[arg(long)]
-    pub max_p50: Option<String>,
+    #[arg(long, value_parser = given(duration_ms))]
+    pub max_p50: Option<Given<f64>>,
     /// Maximum request latency p99. Default 5ms.
-    #[arg(long)]
-    pub max_p99: Option<String>,
+    #[arg(long, value_parser = given(duration_ms))]
+    pub max_p99: Option<Given<f64>>,
     /// Maximum request latency p99.9.
-    #[arg(long)]
-    pub max_p999: Option<String>,
+    #[arg(long, value_parser = given(duration_ms))]
+    pub max_p999: Option<Given<f64>>,
     /// Maximum connection setup (TCP + upgrade) p99. Default 10ms.
-    #[arg(long)]
-    pub max_connect_p99: Option<String>,
+    #[arg(long, value_parser = given(duration_ms))]
+    pub max_connect_p99: Option<Given<f64>>,
     /// Maximum error rate, (failed + timed out + lost) / sent, as 0.001 or 0.1%. Default 0.
-    #[arg(long)]
-    pub max_error_rate: Option<String>,
+    #[arg(long, value_parser = given(units::parse_ratio))]
+    pub max_error_rate: Option<Given<f64>>,
     /// Maximum time the target was unavailable (breaker open or no connection up), e.g. 1s.
-    #[arg(long)]
-    pub max_unavailable: Option<String>,
+    #[arg(long, value_parser = given(secs))]
+    pub max_unavailable: Option<Given<f64>>,
     /// Compare with a previous result file (from `run` or `merge`) and fail on a regression.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<String>,
@@ -406,17 +417,17 @@ pub struct MergeArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// What stdout shows: text, json or quiet.
-    #[arg(long, value_name = "text|json|quiet")]
-    pub output: Option<String>,
+    #[arg(long, value_name = "text|json|quiet", value_parser = given(stdout_mode))]
+    pub output: Option<Given<StdoutMode>>,
     /// Write the merged JSON result ('-' = stdout).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<String>,
+    #[arg(long, value_name = "FILE", value_parser = given(output_target))]
+    pub json: Option<Given<String>>,
     /// Write JUnit XML, one test case per threshold.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<String>,
+    #[arg(long, value_name = "FILE", value_parser = given(output_target))]
+    pub junit: Option<Given<String>>,
     /// Write the HTML report.
-    #[arg(long, value_name = "FILE")]
-    pub html: Option<String>,
+    #[arg(long, value_name = "FILE", value_parser = given(output_target))]
+    pub html: Option<Given<String>>,
     /// Merge workers whose measured windows do not overlap (refused otherwise: their sum is
     /// not one load).
     #[arg(long)]

@@ -26,6 +26,7 @@ pub mod serve;
 pub mod signal;
 pub mod stats;
 pub mod units;
+pub mod values;
 pub mod wsio;
 
 use cli::{Cli, Command};

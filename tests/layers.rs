@@ -68,6 +68,8 @@ fn the_finished_layers_depend_only_downwards() {
             &["model", "net", "protocol", "stats", "units", "wsio"],
         ),
         ("progress", &["run", "stats", "units"]),
+        // The text forms of settings, used by the flags (cli) and by config alike.
+        ("values", &["progress", "protocol", "report", "units"]),
         ("result", &["gate", "model", "outcome", "stats"]),
         (
             "report",

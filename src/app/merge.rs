@@ -307,7 +307,10 @@ pub fn main(args: &MergeArgs) -> anyhow::Result<Outcome> {
         json: args.json.clone(),
         junit: args.junit.clone(),
         html: args.html.clone(),
-        progress: Some("off".into()),
+        progress: Some(crate::values::Given {
+            text: "off".into(),
+            value: crate::progress::ProgressMode::Off,
+        }),
         ..RunArgs::default()
     };
     let config = RunConfig::from_args(&run_args)?;

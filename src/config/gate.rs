@@ -2,11 +2,11 @@
 //! threshold expressions, resolved like every other setting (flag > env > profile > default).
 
 use super::source::Resolver;
-use super::values::*;
 use crate::cli::RunArgs;
 use crate::error::ConfigError;
 use crate::gate::{Metric, Threshold, threshold};
 use crate::units;
+use crate::values::*;
 
 /// The gate: built-in targets, replaced metric by metric by the dedicated flags (shorthands)
 /// and by threshold expressions.
@@ -17,22 +17,21 @@ pub(super) fn thresholds(
 ) -> Result<Vec<Threshold>, ConfigError> {
     let th = |k| ("thresholds", k);
     let ms = duration_ms;
-    let secs = |s: &str| units::parse_duration(s).map(|d| d.as_secs_f64());
     let mut list = vec![
         (
             Metric::Rps,
             r.get_or(
-                args.gate.min_rps.as_deref(),
+                args.gate.min_rps.as_ref(),
                 "--min-rps",
                 th("min_rps"),
                 "50000",
-                |s| units::parse_count(s.trim_end_matches("/s")),
+                rate_floor,
             )?,
         ),
         (
             Metric::P99,
             r.get_or(
-                args.gate.max_p99.as_deref(),
+                args.gate.max_p99.as_ref(),
                 "--max-p99",
                 th("max_p99"),
                 "5ms",
@@ -42,7 +41,7 @@ pub(super) fn thresholds(
         (
             Metric::ConnectP99,
             r.get_or(
-                args.gate.max_connect_p99.as_deref(),
+                args.gate.max_connect_p99.as_ref(),
                 "--max-connect-p99",
                 th("max_connect_p99"),
                 "10ms",
@@ -52,7 +51,7 @@ pub(super) fn thresholds(
         (
             Metric::ErrorRate,
             r.get_or(
-                args.gate.max_error_rate.as_deref(),
+                args.gate.max_error_rate.as_ref(),
                 "--max-error-rate",
                 th("max_error_rate"),
                 "0",
@@ -63,12 +62,12 @@ pub(super) fn thresholds(
     for (metric, value) in [
         (
             Metric::P50,
-            r.get(args.gate.max_p50.as_deref(), "--max-p50", th("max_p50"), ms)?,
+            r.get(args.gate.max_p50.as_ref(), "--max-p50", th("max_p50"), ms)?,
         ),
         (
             Metric::P999,
             r.get(
-                args.gate.max_p999.as_deref(),
+                args.gate.max_p999.as_ref(),
                 "--max-p999",
                 th("max_p999"),
                 ms,
@@ -77,7 +76,7 @@ pub(super) fn thresholds(
         (
             Metric::Unavailable,
             r.get(
-                args.gate.max_unavailable.as_deref(),
+                args.gate.max_unavailable.as_ref(),
                 "--max-unavailable",
                 th("max_unavailable"),
                 secs,

@@ -3,14 +3,13 @@
 //! config file > built-in default. Every error names the flag, variable or file key at fault,
 //! and every value remembers where it came from (`wsbench config show`).
 //!
-//! Types live here; `source.rs` finds raw values, `values.rs` parses them, `run.rs` and
+//! Types live here; `source.rs` finds raw values, `crate::values` parses them, `run.rs` and
 //! `serve.rs` assemble the configs.
 
 mod gate;
 mod run;
 mod serve;
 mod source;
-mod values;
 
 use std::time::Duration;
 

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use super::source::Resolver;
-use super::values::*;
 use super::{ClientTls, Outputs, RunConfig, Secret, ServeConfig, Setting, Target, WsUrl};
 use crate::cli::{RunArgs, ServeArgs};
 use crate::error::ConfigError;
@@ -11,6 +10,7 @@ use crate::run::breaker::BreakerConfig;
 use crate::run::connection::Backoff;
 use crate::run::pacer::RateSchedule;
 use crate::units;
+use crate::values::*;
 
 impl RunConfig {
     /// Validates `run` flags, reading `--config` if given. Reads files but writes nothing.
@@ -41,11 +41,10 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     let run = |k| ("run", k);
     let res = |k| ("resilience", k);
     let th = |k| ("thresholds", k);
-    let a = |v: &Option<String>| v.clone();
 
     let embedded = r.switch(args.embedded, "--embedded", run("embedded"))?;
     let url = r.get_or(
-        a(&args.url).as_deref(),
+        args.url.as_ref(),
         "--url",
         run("url"),
         "ws://127.0.0.1:8079",
@@ -59,24 +58,24 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     };
 
     let requests = r.get(
-        args.requests.as_deref(),
+        args.requests.as_ref(),
         "--requests",
         run("requests"),
         positive_whole,
     )?;
     let stages = r.get(
-        args.stages.as_deref(),
+        args.stages.as_ref(),
         "--stages",
         run("stages"),
         RateSchedule::parse_stages,
     )?;
-    let rate = r.get(args.rate.as_deref(), "--rate", run("rate"), positive_rate)?;
+    let rate = r.get(args.rate.as_ref(), "--rate", run("rate"), positive_rate)?;
     // With -n the duration is only a cap; stages set their own length.
     let default_duration = if requests.is_some() { "10m" } else { "30s" };
     let duration = match &stages {
         Some(s) => s.duration(),
         None => r.get_or(
-            args.duration.as_deref(),
+            args.duration.as_ref(),
             "--duration",
             run("duration"),
             default_duration,
@@ -95,7 +94,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         (None, None) => None,
     };
     let conns = r.get_or(
-        args.conns.as_deref(),
+        args.conns.as_ref(),
         "--conns",
         run("conns"),
         "64",
@@ -104,20 +103,20 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     // Open loop keeps a deep window so a slow reply never stops the schedule.
     let default_inflight = if schedule.is_some() { "1024" } else { "1" };
     let inflight = r.get_or(
-        args.inflight.as_deref(),
+        args.inflight.as_ref(),
         "--inflight",
         run("inflight"),
         default_inflight,
         positive_u32,
     )?;
     let ramp_up = r.get(
-        args.ramp_up.as_deref(),
+        args.ramp_up.as_ref(),
         "--ramp-up",
         run("ramp_up"),
         units::parse_duration,
     )?;
     let connect_rate = r.get(
-        args.connect_rate.as_deref(),
+        args.connect_rate.as_ref(),
         "--connect-rate",
         run("connect_rate"),
         positive_rate,
@@ -135,7 +134,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     };
     let tls = ClientTls {
         ca_file: r.get(
-            args.ca_file.as_deref(),
+            args.ca_file.as_ref(),
             "--ca-file",
             run("ca_file"),
             existing_file,
@@ -144,24 +143,19 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     };
 
     let outputs = Outputs {
-        json: r.get(args.json.as_deref(), "--json", run("json"), output_target)?,
-        junit: r.get(
-            args.junit.as_deref(),
-            "--junit",
-            run("junit"),
-            output_target,
-        )?,
-        html: r.get(args.html.as_deref(), "--html", run("html"), output_target)?,
-        plot: r.get(args.plot.as_deref(), "--plot", run("plot"), output_target)?,
+        json: r.get(args.json.as_ref(), "--json", run("json"), output_target)?,
+        junit: r.get(args.junit.as_ref(), "--junit", run("junit"), output_target)?,
+        html: r.get(args.html.as_ref(), "--html", run("html"), output_target)?,
+        plot: r.get(args.plot.as_ref(), "--plot", run("plot"), output_target)?,
         hdr_log: r.get(
-            args.hdr_log.as_deref(),
+            args.hdr_log.as_ref(),
             "--hdr-log",
             run("hdr_log"),
             output_target,
         )?,
     };
     let stdout = r.get_or(
-        args.output.as_deref(),
+        args.output.as_ref(),
         "--output",
         run("output"),
         "text",
@@ -178,7 +172,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     }
 
     let (count_timeouts, count_errors) = r.get_or(
-        args.breaker_count.as_deref(),
+        args.breaker_count.as_ref(),
         "--breaker-count",
         res("breaker_count"),
         "connect",
@@ -186,35 +180,35 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     )?;
     let breaker = BreakerConfig {
         enabled: r.get_or(
-            args.breaker.as_deref(),
+            args.breaker.as_ref(),
             "--breaker",
             res("breaker"),
             "on",
             on_off,
         )?,
         failure_threshold: r.get_or(
-            args.breaker_failures.as_deref(),
+            args.breaker_failures.as_ref(),
             "--breaker-failures",
             res("breaker_failures"),
             "5",
             positive_u32,
         )?,
         success_threshold: r.get_or(
-            args.breaker_successes.as_deref(),
+            args.breaker_successes.as_ref(),
             "--breaker-successes",
             res("breaker_successes"),
             "2",
             positive_u32,
         )?,
         open_timeout: r.get_or(
-            args.breaker_open_timeout.as_deref(),
+            args.breaker_open_timeout.as_ref(),
             "--breaker-open-timeout",
             res("breaker_open_timeout"),
             "5s",
             positive_duration,
         )?,
         half_open_max_calls: r.get_or(
-            args.breaker_half_open_calls.as_deref(),
+            args.breaker_half_open_calls.as_ref(),
             "--breaker-half-open-calls",
             res("breaker_half_open_calls"),
             "3",
@@ -224,7 +218,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         count_errors,
     };
     let reconnect = r.get_or(
-        args.reconnect.as_deref(),
+        args.reconnect.as_ref(),
         "--reconnect",
         res("reconnect"),
         "on",
@@ -232,14 +226,14 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     )?;
     let backoff = Backoff {
         base: r.get_or(
-            args.backoff_base.as_deref(),
+            args.backoff_base.as_ref(),
             "--backoff-base",
             res("backoff_base"),
             "100ms",
             positive_duration,
         )?,
         max: r.get_or(
-            args.backoff_max.as_deref(),
+            args.backoff_max.as_ref(),
             "--backoff-max",
             res("backoff_max"),
             "5s",
@@ -247,28 +241,24 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         )?,
     };
     let ping_interval = r.get(
-        args.ping_interval.as_deref(),
+        args.ping_interval.as_ref(),
         "--ping-interval",
         res("ping_interval"),
         positive_duration,
     )?;
     let pong_timeout = r.get_or(
-        args.pong_timeout.as_deref(),
+        args.pong_timeout.as_ref(),
         "--pong-timeout",
         res("pong_timeout"),
         "5s",
         positive_duration,
     )?;
     let honor_retry_after = r.get_or(
-        args.retry_after.as_deref(),
+        args.retry_after.as_ref(),
         "--retry-after",
         res("retry_after"),
         "ignore",
-        |s| match s {
-            "honor" | "honour" => Ok(true),
-            "ignore" => Ok(false),
-            _ => Err("expected honor or ignore".into()),
-        },
+        honor_ignore,
     )?;
 
     let token = token(args);
@@ -277,7 +267,8 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         ..super::serve::resolve(&ServeArgs::default(), r)?
     };
 
-    let gate = !args.gate.no_gate && r.get_or(None, "--no-gate", th("gate"), "true", parse_bool)?;
+    let gate = !args.gate.no_gate
+        && r.get_or::<_, str>(None, "--no-gate", th("gate"), "true", parse_bool)?;
     let thresholds = super::gate::thresholds(args, r, schedule.is_some())?;
     // Validated whether or not a baseline is given, so a typo never passes silently.
     let tolerances = r.get_or(
@@ -295,7 +286,10 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
             |s| crate::result::file::read_baseline(std::path::Path::new(s)),
         )?
         .map(|b| (b, tolerances));
-    let tool_name_for_check = args.tool.clone().unwrap_or_else(|| "echo".into());
+    let tool_name_for_check = args
+        .tool
+        .as_ref()
+        .map_or_else(|| "echo".to_owned(), |t| t.value.clone());
     let schema = r.get(
         args.expect_output.as_deref(),
         "--expect-output",
@@ -310,13 +304,10 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         },
     )?;
     let validation = match r.get(
-        args.validate_sample.as_deref(),
+        args.validate_sample.as_ref(),
         "--validate-sample",
         run("validate_sample"),
-        |s| match units::parse_ratio(s)? {
-            v if v > 0.0 => Ok(v),
-            _ => Err("must be above 0".into()),
-        },
+        positive_ratio,
     )? {
         Some(sample) => {
             if schema.is_none() && tool_name_for_check != "echo" {
@@ -338,38 +329,32 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         duration,
         requests,
         inflight,
-        tool: r.get_or(
-            args.tool.as_deref(),
-            "--tool",
-            run("tool"),
-            "echo",
-            tool_name,
-        )?,
-        args: r.get(args.args.as_deref(), "--args", run("args"), load_args)?,
+        tool: r.get_or(args.tool.as_ref(), "--tool", run("tool"), "echo", tool_name)?,
+        args: r.get(args.args.as_ref(), "--args", run("args"), load_args)?,
         token,
         session_prefix: r.get_or(
-            args.session_prefix.as_deref(),
+            args.session_prefix.as_ref(),
             "--session-prefix",
             run("session_prefix"),
             "bench",
             session_prefix,
         )?,
         connect_timeout: r.get_or(
-            args.connect_timeout.as_deref(),
+            args.connect_timeout.as_ref(),
             "--connect-timeout",
             run("connect_timeout"),
             "5s",
             positive_duration,
         )?,
         timeout: r.get_or(
-            args.timeout.as_deref(),
+            args.timeout.as_ref(),
             "--timeout",
             run("timeout"),
             "10s",
             positive_duration,
         )?,
         drain: r.get_or(
-            args.drain.as_deref(),
+            args.drain.as_ref(),
             "--drain",
             run("drain"),
             "2s",
@@ -384,7 +369,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
             )?
             .unwrap_or_default(),
         subprotocol: r.get(
-            args.subprotocol.as_deref(),
+            args.subprotocol.as_ref(),
             "--subprotocol",
             run("subprotocol"),
             tool_name,
@@ -401,21 +386,21 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
             })?
             .unwrap_or_default(),
         max_frame_size: r.get_or(
-            args.max_frame_size.as_deref(),
+            args.max_frame_size.as_ref(),
             "--max-frame-size",
             run("max_frame_size"),
             "16MiB",
             frame_size,
         )?,
         worker_id: r.get_or(
-            args.worker_id.as_deref(),
+            args.worker_id.as_ref(),
             "--worker-id",
             run("worker_id"),
             &default_worker_id(),
             worker_id,
         )?,
         start_at: r.get(
-            args.start_at.as_deref(),
+            args.start_at.as_ref(),
             "--start-at",
             run("start_at"),
             start_at,
@@ -423,7 +408,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         tls,
         schedule,
         warmup: r.get_or(
-            args.warmup.as_deref(),
+            args.warmup.as_ref(),
             "--warmup",
             run("warmup"),
             "0s",
@@ -431,7 +416,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         )?,
         connect_spacing,
         progress: r.get_or(
-            args.progress.as_deref(),
+            args.progress.as_ref(),
             "--progress",
             run("progress"),
             "auto",
@@ -486,22 +471,54 @@ mod tests {
         );
     }
 
-    #[test]
-    fn bad_values_name_their_flag() {
-        for (a, flag) in [
-            (args(|a| a.conns = Some("0".into())), "--conns"),
-            (args(|a| a.duration = Some("0s".into())), "--duration"),
-            (args(|a| a.url = Some("http://x".into())), "--url"),
-            (args(|a| a.args = Some("{bad".into())), "--args"),
-            (args(|a| a.gate.max_p99 = Some("soon".into())), "--max-p99"),
-            (
-                args(|a| a.gate.max_error_rate = Some("2".into())),
-                "--max-error-rate",
-            ),
-        ] {
-            let err = RunConfig::from_args(&a).unwrap_err().to_string();
-            assert!(err.contains(flag), "{err}");
+    /// `wsbench run` with these flags, as clap parses them.
+    fn parsed(flags: &[&str]) -> Result<RunArgs, clap::Error> {
+        use clap::Parser as _;
+        let cli = crate::cli::Cli::try_parse_from(["wsbench", "run"].iter().chain(flags))?;
+        match cli.command {
+            crate::cli::Command::Run(a) => Ok(*a),
+            _ => unreachable!("parsed a run"),
         }
+    }
+
+    #[test]
+    fn bad_values_name_their_flag_at_parse_time() {
+        // Typed flags: clap runs the same parsers config uses for env and files, so a bad
+        // value never reaches config.
+        for (flags, flag) in [
+            (&["--conns", "0"][..], "--conns"),
+            (&["--duration", "0s"], "--duration"),
+            (&["--url", "http://x"], "--url"),
+            (&["--args", "{bad"], "--args"),
+            (&["--max-p99", "soon"], "--max-p99"),
+            (&["--max-error-rate", "2"], "--max-error-rate"),
+            (&["--progress", "loud"], "--progress"),
+            (&["--retry-after", "maybe"], "--retry-after"),
+        ] {
+            let err = parsed(flags).unwrap_err().to_string();
+            assert!(err.contains(flag), "{flags:?}: {err}");
+        }
+        let a = parsed(&["--conns", "8", "--duration", "2s", "--rate", "20k"]).unwrap();
+        assert_eq!(a.conns.as_ref().map(|g| g.value), Some(8));
+        assert_eq!(a.rate.as_ref().map(|g| g.value), Some(20_000.0));
+        let c = RunConfig::from_args(&a).unwrap();
+        assert_eq!((c.conns, c.duration), (8, Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn env_values_go_through_the_same_parsers() {
+        // Not a flag, so config parses it, and names the variable.
+        let err = crate::values::Given::typed("0", positive_u32).unwrap_err();
+        assert_eq!(err, "must be at least 1");
+        let r = Resolver::new(None).unwrap();
+        let got = r.get_or::<_, str>(
+            Some("many"),
+            "--inflight",
+            ("run", "inflight"),
+            "1",
+            positive_u32,
+        );
+        assert!(got.unwrap_err().to_string().contains("--inflight"));
     }
 
     #[test]
@@ -515,7 +532,7 @@ mod tests {
         .unwrap();
         let c = RunConfig::from_args(&args(|a| {
             a.config = Some(path.clone());
-            a.inflight = Some("2".into());
+            a.inflight = Some(Given::typed("2", positive_u32).unwrap());
         }))
         .unwrap();
         assert_eq!((c.conns, c.inflight), (8, 2));

@@ -2,12 +2,12 @@
 //! table. `run --embedded` uses the same with no flags, so a profile configures its server.
 
 use super::source::Resolver;
-use super::values::*;
 use super::{Secret, ServeConfig};
 use crate::cli::ServeArgs;
 use crate::error::ConfigError;
 use crate::serve::faults::FaultConfig;
 use crate::units;
+use crate::values::*;
 
 impl ServeConfig {
     /// Validates `serve` flags, reading `--config` (its `[serve]` table) if given.

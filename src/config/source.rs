@@ -7,6 +7,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::error::ConfigError;
+use crate::values::Flag;
+
+/// A setting's text, the name to blame if it does not parse, and where it came from.
+type Raw = (String, String, Source);
 
 /// Keys a config file may hold, by table. Anything else is an error, never ignored.
 pub const SECTIONS: &[(&str, &[&str])] = &[
@@ -225,11 +229,7 @@ impl Resolver {
 
     /// The text of `table.key` in the file, if set. Numbers and booleans are taken as the text a
     /// flag would carry; an array of strings as a comma-separated list.
-    fn file_value(
-        &self,
-        section: &str,
-        key: &str,
-    ) -> Result<Option<(String, String, Source)>, ConfigError> {
+    fn file_value(&self, section: &str, key: &str) -> Result<Option<Raw>, ConfigError> {
         let Some(file) = &self.file else {
             return Ok(None);
         };
@@ -260,25 +260,31 @@ impl Resolver {
         Ok(Some((text, name, Source::File(file.path.clone()))))
     }
 
-    /// The raw text for a setting and the name to blame if it does not parse.
-    fn raw(
-        &self,
-        flag: Option<&str>,
-        flag_name: &str,
-        (section, key): (&str, &str),
-    ) -> Result<Option<(String, String, Source)>, ConfigError> {
-        if let Some(f) = flag {
-            return Ok(Some((
-                f.to_owned(),
-                flag_name.to_owned(),
-                Source::Flag(flag_name.to_owned()),
-            )));
-        }
+    /// The raw text for a setting from the environment or the file, and the name to blame if it
+    /// does not parse.
+    fn raw(&self, (section, key): (&str, &str)) -> Result<Option<Raw>, ConfigError> {
         let var = env_var(section, key);
         if let Ok(v) = std::env::var(&var) {
             return Ok(Some((v, var.clone(), Source::Env(var))));
         }
         self.file_value(section, key)
+    }
+
+    /// A flag's value (parsed by clap already, or parsed here), recorded with its text.
+    fn flag_value<T, F: Flag<T> + ?Sized>(
+        &self,
+        key: (&str, &str),
+        flag: &F,
+        flag_name: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let value = flag.value(parse).map_err(|reason| ConfigError::Invalid {
+            name: flag_name.to_owned(),
+            value: flag.text().to_owned(),
+            reason,
+        })?;
+        self.record(key, flag.text(), Source::Flag(flag_name.to_owned()));
+        Ok(value)
     }
 
     fn record(&self, key: (&str, &str), value: &str, source: Source) {
@@ -292,7 +298,7 @@ impl Resolver {
     fn parse_raw<T>(
         &self,
         key: (&str, &str),
-        (text, name, source): (String, String, Source),
+        (text, name, source): Raw,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Result<T, ConfigError> {
         let value = parse(&text).map_err(|reason| ConfigError::Invalid {
@@ -305,14 +311,17 @@ impl Resolver {
     }
 
     /// A setting without a default: `None` when nothing sets it.
-    pub fn get<T>(
+    pub fn get<T, F: Flag<T> + ?Sized>(
         &self,
-        flag: Option<&str>,
+        flag: Option<&F>,
         flag_name: &str,
         key: (&str, &str),
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Result<Option<T>, ConfigError> {
-        match self.raw(flag, flag_name, key)? {
+        if let Some(f) = flag {
+            return self.flag_value(key, f, flag_name, parse).map(Some);
+        }
+        match self.raw(key)? {
             Some(raw) => self.parse_raw(key, raw, parse).map(Some),
             None => {
                 self.record(key, "", Source::Unset);
@@ -322,15 +331,18 @@ impl Resolver {
     }
 
     /// A setting with a default, given as the text a user would type and parsed the same way.
-    pub fn get_or<T>(
+    pub fn get_or<T, F: Flag<T> + ?Sized>(
         &self,
-        flag: Option<&str>,
+        flag: Option<&F>,
         flag_name: &str,
         key: (&str, &str),
         default: &str,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Result<T, ConfigError> {
-        let raw = self.raw(flag, flag_name, key)?.unwrap_or_else(|| {
+        if let Some(f) = flag {
+            return self.flag_value(key, f, flag_name, parse);
+        }
+        let raw = self.raw(key)?.unwrap_or_else(|| {
             (
                 default.to_owned(),
                 format!("the default of {flag_name}"),
@@ -348,7 +360,7 @@ impl Resolver {
         key: (&str, &str),
     ) -> Result<bool, ConfigError> {
         let set = flag.then_some("true");
-        self.get_or(set, flag_name, key, "false", super::values::parse_bool)
+        self.get_or::<_, str>(set, flag_name, key, "false", crate::values::parse_bool)
     }
 
     /// Everything resolved so far, in order.

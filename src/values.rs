@@ -1,12 +1,65 @@
-//! Value parsers shared by flags, environment and config file: each takes the text a user
-//! typed and says in a few words what is wrong with it.
+//! The text forms of settings: one parser per kind of value, each taking the text a user typed
+//! and saying in a few words what is wrong with it. clap runs them on flags as it parses
+//! (`given`), and config on environment variables and profile keys, so a value means the same
+//! wherever it is written.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{ProgressMode, StdoutMode};
+use crate::progress::ProgressMode;
 use crate::protocol;
+use crate::report::StdoutMode;
 use crate::units;
+
+/// A flag's value as clap parsed it: typed at parse time, with the text typed kept for
+/// `config show`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Given<T> {
+    pub text: String,
+    pub value: T,
+}
+
+impl<T> Given<T> {
+    /// A value as if the user had typed `text` (for flags a command sets itself).
+    pub fn typed(text: &str, parse: fn(&str) -> Result<T, String>) -> Result<Given<T>, String> {
+        parse(text).map(|value| Given {
+            text: text.to_owned(),
+            value,
+        })
+    }
+}
+
+/// The clap value parser for a flag read by `parse`.
+pub fn given<T: Clone + Send + Sync + 'static>(
+    parse: fn(&str) -> Result<T, String>,
+) -> impl Fn(&str) -> Result<Given<T>, String> + Clone + Send + Sync + 'static {
+    move |text| Given::typed(text, parse)
+}
+
+/// A flag as config reads it: text it still has to parse (flags nobody typed at parse time),
+/// or a value clap already parsed.
+pub trait Flag<T> {
+    fn text(&self) -> &str;
+    fn value(&self, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, String>;
+}
+
+impl<T> Flag<T> for str {
+    fn text(&self) -> &str {
+        self
+    }
+    fn value(&self, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, String> {
+        parse(self)
+    }
+}
+
+impl<T: Clone> Flag<T> for Given<T> {
+    fn text(&self) -> &str {
+        &self.text
+    }
+    fn value(&self, _: impl Fn(&str) -> Result<T, String>) -> Result<T, String> {
+        Ok(self.value.clone())
+    }
+}
 
 pub fn on_off(s: &str) -> Result<bool, String> {
     match s {
@@ -50,6 +103,33 @@ pub fn positive_duration(s: &str) -> Result<Duration, String> {
 
 pub fn duration_ms(s: &str) -> Result<f64, String> {
     positive_duration(s).map(|d| d.as_secs_f64() * 1e3)
+}
+
+/// Seconds, from a duration (`--max-unavailable 1s`).
+pub fn secs(s: &str) -> Result<f64, String> {
+    units::parse_duration(s).map(|d| d.as_secs_f64())
+}
+
+/// A throughput floor: a count per second, `/s` optional (`--min-rps 50k`).
+pub fn rate_floor(s: &str) -> Result<f64, String> {
+    units::parse_count(s.trim_end_matches("/s"))
+}
+
+/// `honor` (or `honour`) or `ignore`: whether an error's `retry_after` pauses sending.
+pub fn honor_ignore(s: &str) -> Result<bool, String> {
+    match s {
+        "honor" | "honour" => Ok(true),
+        "ignore" => Ok(false),
+        _ => Err("expected honor or ignore".into()),
+    }
+}
+
+/// A share above 0 (`--validate-sample 0.01` or `1%`).
+pub fn positive_ratio(s: &str) -> Result<f64, String> {
+    match units::parse_ratio(s)? {
+        v if v > 0.0 => Ok(v),
+        _ => Err("must be above 0".into()),
+    }
 }
 
 pub fn tool_name(s: &str) -> Result<String, String> {
