@@ -277,7 +277,7 @@ pub async fn search(
     base.outputs = per_step_outputs;
     Ok(CapacityResult {
         target,
-        settings: crate::app::run::settings(&base),
+        settings: base.settings(),
         steps,
         answer: lo,
         min_rate: s.min,

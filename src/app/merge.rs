@@ -278,7 +278,7 @@ pub fn merge(
         worker_id: "merged".into(),
         // The text report's "(embedded …, in this process)" is about a run, never a merge.
         embedded: false,
-        ..crate::app::run::settings(&config)
+        ..config.settings()
     };
     let mut verdicts = gate::evaluate(&s, &config.thresholds);
     let (baseline, regressions) = gate::baseline::check(&s, config.baseline.as_ref(), config.gate);

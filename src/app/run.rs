@@ -1,21 +1,16 @@
 //! The `run` command: resources and output checks, signals, the embedded server, the plan the
 //! engine runs (from the configuration), the verdicts, and every report written.
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{RunConfig, Target, WsUrl};
-use crate::error::ConfigError;
 use crate::gate;
 use crate::outcome::Outcome;
-use crate::result::{RunResult, Settings, judge};
-use crate::run::breaker::Breaker;
-use crate::run::connection::{self, RunSpec};
+use crate::result::{RunResult, judge};
+use crate::run::execute;
 use crate::run::selfcheck::ThreadSet;
-use crate::run::{Plan, execute};
 use crate::serve::{Server, StatsSnapshot};
 use crate::stats::Recorders;
 
@@ -106,7 +101,7 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Res
     };
     let run_id = new_run_id();
     let excluded = embedded.as_ref().map(|e| e.threads.clone());
-    let plan = plan(&config, &url, &run_id)?;
+    let plan = config.plan(&url, &run_id)?;
     let recorders = Recorders::per_worker();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let progress_done = CancellationToken::new();
@@ -132,7 +127,7 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Res
     verdicts.extend(regressions);
     let (outcome, reason) = judge(&summary, &verdicts);
     Ok(RunResult {
-        settings: settings(&config),
+        settings: config.settings(),
         run_id,
         summary,
         verdicts,
@@ -149,97 +144,4 @@ fn new_run_id() -> String {
     use std::hash::{BuildHasher as _, RandomState};
     let h = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
     format!("{:08x}", h as u32)
-}
-
-/// The engine's plan for this configuration and target.
-fn plan(config: &RunConfig, url: &WsUrl, run_id: &str) -> Result<Plan, ConfigError> {
-    // The schedule covers warmup too: during warmup the rate is the schedule's starting rate.
-    let schedule = config
-        .schedule
-        .as_ref()
-        .map(|s| Arc::new(s.with_warmup(config.warmup)));
-    let breaker = Arc::new(Breaker::new(config.breaker.clone()));
-    let tls = match url.tls {
-        true => Some(crate::net::tls::client_config(&config.tls).map_err(|e| {
-            ConfigError::Rejected {
-                name: "--ca-file".into(),
-                reason: format!("{e:#}"),
-            }
-        })?),
-        false => None,
-    };
-    let spec = Arc::new(RunSpec {
-        url: url.url.clone(),
-        host: url.host.clone(),
-        port: url.port,
-        run_id: run_id.to_owned(),
-        worker_id: config.worker_id.clone(),
-        session_prefix: config.session_prefix.clone(),
-        hello_token: config.token.clone(),
-        tool: config.tool.clone(),
-        args: config.args.clone(),
-        window: config.inflight as usize,
-        schedule,
-        conns: config.conns,
-        connect_timeout: config.connect_timeout,
-        timeout: config.timeout,
-        drain: config.drain,
-        max_message_size: config.max_frame_size,
-        breaker,
-        reconnect: config.reconnect,
-        ping: config.ping,
-        honor_retry_after: config.honor_retry_after,
-        tls,
-        bind_ips: config.bind_ips.clone(),
-        headers: config.headers.clone(),
-        subprotocol: config.subprotocol.clone(),
-        validation: match &config.validation {
-            None => None,
-            Some(v) => Some(connection::Validation {
-                sample: v.sample,
-                schema: match &v.schema {
-                    Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| {
-                        ConfigError::Rejected {
-                            name: "--expect-output".into(),
-                            reason: e.to_string(),
-                        }
-                    })?),
-                    None => None,
-                },
-            }),
-        },
-    });
-    Ok(Plan {
-        spec,
-        target: url.url.clone(),
-        embedded: matches!(config.target, Target::Embedded),
-        schedule: config.schedule.clone(),
-        connect_spacing: config.connect_spacing,
-        warmup: config.warmup,
-        duration: config.duration,
-        drain: config.drain,
-        requests: config.requests,
-        start_at: config.start_at,
-    })
-}
-
-/// What the reports show of the settings.
-pub(crate) fn settings(config: &RunConfig) -> Settings {
-    Settings {
-        conns: config.conns,
-        inflight: config.inflight,
-        duration: config.duration,
-        requests: config.requests,
-        tool: config.tool.clone(),
-        args: config.args.clone(),
-        session_prefix: config.session_prefix.clone(),
-        worker_id: config.worker_id.clone(),
-        connect_timeout: config.connect_timeout,
-        timeout: config.timeout,
-        drain: config.drain,
-        token_set: !config.token.is_empty(),
-        gate: config.gate,
-        breaker_enabled: config.breaker.enabled,
-        embedded: config.target == Target::Embedded,
-    }
 }

@@ -7,6 +7,7 @@
 //! `serve.rs` assemble the configs.
 
 mod gate;
+mod plan;
 mod run;
 mod serve;
 mod source;

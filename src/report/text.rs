@@ -526,25 +526,22 @@ mod tests {
             }),
             ..ConnReport::default()
         };
-        let mut summary = Summary::build(
-            "ws://127.0.0.1:8079".into(),
-            false,
-            crate::stats::summary::Mode::Closed,
-            Duration::from_secs(2),
-            &[report(0), report(1), refused],
-            recorder,
-        );
-        summary.started_at = SystemTime::UNIX_EPOCH;
-        summary.client = ClientCheck {
-            cpu_ms: 500.0,
-            cores: 2,
-            cpu_share: 0.125,
-            cpu_us_per_request: Some(2.5),
-            peak_rss_mb: 12.0,
-            rss_per_conn_kb: Some(40.0),
-            saturated: false,
-            reasons: Vec::new(),
+        let window = crate::stats::summary::Window {
+            started_at: SystemTime::UNIX_EPOCH,
+            ..crate::stats::summary::Window::closed("ws://127.0.0.1:8079", Duration::from_secs(2))
         };
+        let summary = Summary::build(window, &[report(0), report(1), refused], recorder, |_| {
+            ClientCheck {
+                cpu_ms: 500.0,
+                cores: 2,
+                cpu_share: 0.125,
+                cpu_us_per_request: Some(2.5),
+                peak_rss_mb: 12.0,
+                rss_per_conn_kb: Some(40.0),
+                saturated: false,
+                reasons: Vec::new(),
+            }
+        });
         let thresholds = [
             Threshold::new(Metric::Rps, 500.0),
             Threshold::new(Metric::P99, 5.0),

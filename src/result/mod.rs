@@ -157,7 +157,7 @@ mod tests {
     use super::*;
     use crate::gate::Verdict;
     use crate::stats::Recorder;
-    use crate::stats::summary::Mode;
+    use crate::stats::summary::Window;
 
     fn verdict(passed: bool, inconclusive: Option<&str>) -> Verdict {
         Verdict {
@@ -172,20 +172,19 @@ mod tests {
     }
 
     fn summary(saturated: bool) -> Summary {
-        let mut s = Summary::build(
-            "ws://x".into(),
-            false,
-            Mode::Closed,
-            std::time::Duration::from_secs(1),
+        Summary::build(
+            Window::closed("ws://x", std::time::Duration::from_secs(1)),
             &[crate::model::ConnReport {
                 opened: true,
                 ..crate::model::ConnReport::default()
             }],
             Recorder::default(),
-        );
-        s.client.saturated = saturated;
-        s.client.reasons = vec!["client CPU at 97% of its 2 cores".into()];
-        s
+            |_| crate::model::ClientCheck {
+                saturated,
+                reasons: vec!["client CPU at 97% of its 2 cores".into()],
+                ..Default::default()
+            },
+        )
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::ClientCheck;
-use crate::stats::summary::{BreakerEvent, Mode};
+use crate::stats::summary::{BreakerEvent, Mode, Window};
 use crate::stats::{Recorders, Summary};
 use connection::{Links, RunSpec, Stop, Timing};
 use pacer::RateSchedule;
@@ -176,17 +176,7 @@ pub async fn execute(
             target_rps: s.count_at(plan.duration) / plan.duration.as_secs_f64(),
         },
     };
-    let mut summary = Summary::build(
-        plan.target.clone(),
-        plan.embedded,
-        mode,
-        duration,
-        &reports,
-        recorder,
-    );
-    summary.warmup_duration = plan.warmup;
-    summary.measured_from = from;
-    summary.transitions = breaker
+    let transitions = breaker
         .transitions()
         .into_iter()
         .map(|t| BreakerEvent {
@@ -195,33 +185,47 @@ pub async fn execute(
             to: t.to,
         })
         .collect();
-    summary.unavailable = unavailable(&breaker.transitions(), &conn_changes, from, end);
-    if !budget_spent {
-        summary.send_window = timing
+    let send_window = if budget_spent {
+        duration
+    } else {
+        timing
             .stop_at
             .min(clock::now())
-            .saturating_duration_since(from);
-    }
-    summary.started_at = started_at;
-    summary.interrupted = interrupted;
-    let opened = summary.connections_opened.max(1) as f64;
-    let rss_per_conn = match (rss_before, rss_connected) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / opened),
-        _ => None,
+            .saturating_duration_since(from)
     };
-    let open_loop = match summary.mode {
-        Mode::Open { target_rps } => Some((
-            crate::stats::summary::percentile_ms(&summary.histograms.client_lag, 99.0),
-            target_rps,
-            summary.send_rate(),
-        )),
-        Mode::Closed => None,
+    let window = Window {
+        target: plan.target.clone(),
+        embedded: plan.embedded,
+        mode,
+        duration,
+        send_window,
+        warmup_duration: plan.warmup,
+        measured_from: from,
+        started_at,
+        interrupted,
+        transitions,
+        unavailable: unavailable(&breaker.transitions(), &conn_changes, from, end),
     };
-    let completed = summary.counts.succeeded
-        + summary.counts.failed
-        + summary.warmup.succeeded
-        + summary.warmup.failed;
-    summary.client = ClientCheck::judge(cpu, load_wall, completed, rss_per_conn, open_loop);
+    let summary = Summary::build(window, &reports, recorder, |summary| {
+        let opened = summary.connections_opened.max(1) as f64;
+        let rss_per_conn = match (rss_before, rss_connected) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / opened),
+            _ => None,
+        };
+        let open_loop = match summary.mode {
+            Mode::Open { target_rps } => Some((
+                crate::stats::summary::percentile_ms(&summary.histograms.client_lag, 99.0),
+                target_rps,
+                summary.send_rate(),
+            )),
+            Mode::Closed => None,
+        };
+        let completed = summary.counts.succeeded
+            + summary.counts.failed
+            + summary.warmup.succeeded
+            + summary.warmup.failed;
+        ClientCheck::judge(cpu, load_wall, completed, rss_per_conn, open_loop)
+    });
     Ok(summary)
 }
 

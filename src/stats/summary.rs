@@ -47,6 +47,45 @@ pub struct ConnRow {
     pub starved: bool,
 }
 
+/// What the engine knows of a run beside its reports and recorder: where the measured window
+/// was, how it was paced, and what happened to the target as a whole.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// The URL loaded (for embedded runs, the ephemeral one).
+    pub target: String,
+    pub embedded: bool,
+    pub mode: Mode,
+    /// Measured time (see [`Summary::duration`]).
+    pub duration: Duration,
+    /// How long sending went on within the measured window.
+    pub send_window: Duration,
+    pub warmup_duration: Duration,
+    pub measured_from: std::time::Instant,
+    pub started_at: SystemTime,
+    pub interrupted: bool,
+    pub transitions: Vec<BreakerEvent>,
+    pub unavailable: Duration,
+}
+
+impl Window {
+    /// A closed-loop window of `duration` starting now, nothing else known (tests, examples).
+    pub fn closed(target: &str, duration: Duration) -> Window {
+        Window {
+            target: target.to_owned(),
+            embedded: false,
+            mode: Mode::Closed,
+            duration,
+            send_window: duration,
+            warmup_duration: Duration::ZERO,
+            measured_from: std::time::Instant::now(),
+            started_at: SystemTime::now(),
+            interrupted: false,
+            transitions: Vec::new(),
+            unavailable: Duration::ZERO,
+        }
+    }
+}
+
 /// A finished run's measurements.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -133,19 +172,26 @@ impl Summary {
         }
     }
 
-    /// Folds connection reports and the recorder into one summary.
+    /// Folds the run's window, the connection reports and the recorder into one summary, with
+    /// the client's self-check judged on it last (it reads the figures); nothing is patched in
+    /// afterwards.
     pub fn build(
-        target: String,
-        embedded: bool,
-        mode: Mode,
-        duration: Duration,
+        window: Window,
         reports: &[ConnReport],
         recorder: Recorder,
+        client: impl FnOnce(&Summary) -> ClientCheck,
     ) -> Summary {
-        let mut s = Summary::empty(target, embedded, mode, duration);
+        let mut s = Summary::empty(window.target, window.embedded, window.mode, window.duration);
+        s.send_window = window.send_window;
+        s.warmup_duration = window.warmup_duration;
+        s.measured_from = window.measured_from;
+        s.started_at = window.started_at;
+        s.interrupted = window.interrupted;
+        s.transitions = window.transitions;
+        s.unavailable = window.unavailable;
         s.histograms = recorder.histograms;
         s.seconds = recorder.seconds;
-        let secs = duration.as_secs_f64();
+        let secs = s.duration.as_secs_f64();
         for r in reports {
             s.counts += &r.counts;
             s.warmup += &r.warmup;
@@ -195,6 +241,7 @@ impl Summary {
         // Tasks finish in any order; people read connections in theirs.
         s.per_conn.sort_by_key(|c| c.id);
         s.mark_starved();
+        s.client = client(&s);
         s
     }
 
