@@ -277,6 +277,9 @@ pub struct ConnReport {
     /// Close codes received from the server during load (1006 = closed without a close frame).
     pub close_codes: BTreeMap<u16, u64>,
     pub resilience: Resilience,
+    /// Response-time p99 of this connection's measured successes, ms (kept by the connection
+    /// in a histogram of its own).
+    pub p99_ms: Option<f64>,
     /// Failed reconnect attempts, by description.
     pub reconnect_failures: BTreeMap<String, u64>,
     /// The first few replies that failed validation, described.

@@ -87,7 +87,7 @@ pub async fn execute(
     let mut tasks = JoinSet::new();
     for id in 0..plan.spec.conns {
         let links = Links {
-            events: recorders.shard_for(id),
+            events: recorders.shard(),
             ready: ready_tx.clone(),
             start: start_rx.clone(),
         };

@@ -3,7 +3,6 @@
 //! A run has one recorder per runtime worker (`stats::shards`), merged exactly with `add` at
 //! the end. All values are microseconds.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -174,6 +173,12 @@ impl RecordClamped for Histogram<u64> {
     }
 }
 
+/// A request's response time in microseconds: what the run's latency histogram and each
+/// connection's own record.
+pub fn response_us(s: &Sample) -> u64 {
+    micros(s.received, s.response_start())
+}
+
 fn micros(later: Instant, earlier: Instant) -> u64 {
     let us = later.saturating_duration_since(earlier).as_micros();
     // Sub-microsecond values round up to the lowest bucket rather than vanish.
@@ -188,8 +193,6 @@ pub struct Recorder {
     /// When the last successful reply arrived; the measured window ends no earlier.
     pub last_received: Option<Instant>,
     pub seconds: Vec<Second>,
-    /// Response-time histogram of each connection that recorded a success, by connection id.
-    pub per_conn: BTreeMap<u32, Histogram<u64>>,
     /// Open/close stamps, replayed into `seconds` at the end.
     pub conn_changes: Vec<(Instant, bool)>,
     /// For live progress: every tally so far, and connections opened minus closed.
@@ -230,7 +233,7 @@ impl Recorder {
     }
 
     /// Adds everything `other` recorded: histograms exactly (same bounds, counts summed),
-    /// seconds by index, connections by id.
+    /// seconds by index.
     pub fn add(&mut self, other: Recorder) {
         for (name, from) in other.histograms.named() {
             if let Some(into) = self.histograms.by_name_mut(name) {
@@ -246,16 +249,6 @@ impl Recorder {
             into.tally += &from.tally;
             // Small histograms grow to what they are given.
             let _ = into.latency.add(&from.latency);
-        }
-        for (id, h) in other.per_conn {
-            match self.per_conn.entry(id) {
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert(h);
-                }
-                std::collections::btree_map::Entry::Occupied(mut o) => {
-                    let _ = o.get_mut().add(&h);
-                }
-            }
         }
         self.conn_changes.extend(other.conn_changes);
         self.last_received = self.last_received.max(other.last_received);
@@ -283,7 +276,7 @@ impl Recorder {
     }
 
     fn sample(&mut self, s: &Sample) {
-        let response = micros(s.received, s.response_start());
+        let response = response_us(s);
         let h = &mut self.histograms;
         h.latency.record_clamped(response);
         h.service.record_clamped(micros(s.received, s.sent));
@@ -300,12 +293,6 @@ impl Recorder {
         if let Some(end) = s.stream_end {
             h.stream_end.record_clamped(micros(end, s.sent));
         }
-        // Small histograms auto-resize on `record`; `saturating_record` would clamp instead.
-        let _ = self
-            .per_conn
-            .entry(s.conn)
-            .or_insert_with(new_small_histogram)
-            .record(response);
         if let Some(from) = self.measure_from {
             let sec = s.received.saturating_duration_since(from).as_secs() as u32;
             let _ = self.second(sec).latency.record(response);

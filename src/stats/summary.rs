@@ -217,11 +217,7 @@ impl Summary {
                 false => {}
                 true => {
                     s.connections_opened += 1;
-                    let p99 = recorder
-                        .per_conn
-                        .get(&r.id)
-                        .filter(|h| !h.is_empty())
-                        .map(|h| h.value_at_quantile(0.99) as f64 / 1e3);
+                    let p99 = r.p99_ms;
                     s.per_conn.push(ConnRow {
                         id: r.id,
                         sent: r.counts.sent,

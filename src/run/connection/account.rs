@@ -129,7 +129,7 @@ mod tests {
     fn slots_never_sent_are_dropped_exactly_once_by_second() {
         let t0 = Instant::now();
         let recorders = Recorders::new(1);
-        let mut tallies = Tallies::new(t0, recorders.shard_for(0));
+        let mut tallies = Tallies::new(t0, recorders.shard());
         let mut report = ConnReport::default();
         // 1,000/s for 2 s on one connection: 2,000 slots.
         let schedule = Arc::new(RateSchedule::constant(1000.0, Duration::from_secs(2)));
@@ -157,10 +157,7 @@ mod tests {
     #[test]
     fn warmup_slots_are_dropped_apart_and_closed_loop_has_none() {
         let t0 = Instant::now();
-        let mut tallies = Tallies::new(
-            t0 + Duration::from_millis(500),
-            Recorders::new(1).shard_for(0),
-        );
+        let mut tallies = Tallies::new(t0 + Duration::from_millis(500), Recorders::new(1).shard());
         let mut report = ConnReport::default();
         let schedule = Arc::new(RateSchedule::constant(100.0, Duration::from_secs(1)));
         let mut pacer = Pacer::open(schedule, t0, 0, 1);
@@ -183,7 +180,7 @@ mod tests {
     fn a_tally_goes_out_when_it_is_old_enough() {
         let t0 = Instant::now();
         let recorders = Recorders::new(1);
-        let mut tallies = Tallies::new(t0, recorders.shard_for(0));
+        let mut tallies = Tallies::new(t0, recorders.shard());
         assert_eq!(tallies.due(), None, "nothing to send");
         tallies.at(t0).sent += 3;
         let due = tallies.due().expect("something to send");

@@ -20,6 +20,7 @@ use crate::run::breaker::Call;
 use crate::run::clock;
 use crate::run::pacer::Pacer;
 use crate::stats::Shard;
+use crate::stats::recorder::response_us;
 use crate::wsio::{Duplex, Io};
 
 /// The load phase of one connection.
@@ -40,6 +41,8 @@ pub(super) struct Load<'a> {
     pub(super) batch_started: Instant,
     pub(super) tallies: Tallies,
     pub(super) events: Shard,
+    /// This connection's own response times, for its p99 in the per-connection table.
+    pub(super) latency: hdrhistogram::Histogram<u64>,
     pub(super) report: ConnReport,
     /// Still in the sending phase (survives reconnects).
     pub(super) sending: bool,
@@ -402,6 +405,10 @@ impl Load<'_> {
     }
     pub(super) fn flush_samples(&mut self) {
         if !self.samples.is_empty() {
+            for s in &self.samples {
+                // Auto-resizing: it grows to what it is given.
+                let _ = self.latency.record(response_us(s));
+            }
             self.events.samples(&self.samples);
             self.samples.clear();
         }
