@@ -7,8 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-10}"
 
-cargo build --release --quiet
-bin=target/release/wsbench
+# WSBENCH_BIN=/path/to/other/wsbench runs the same matrix with another build (an A/B).
+if [ -n "${WSBENCH_BIN:-}" ]; then
+  bin=$WSBENCH_BIN
+else
+  cargo build --release --quiet
+  bin=target/release/wsbench
+fi
 # 10,000 connections need 10,000 sockets on each side; take what the hard limit allows.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 

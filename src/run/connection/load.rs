@@ -20,7 +20,7 @@ use crate::run::breaker::Call;
 use crate::run::clock;
 use crate::run::pacer::Pacer;
 use crate::stats::Shard;
-use crate::stats::recorder::response_us;
+use crate::stats::recorder::{new_small_histogram, response_us};
 use crate::wsio::{Duplex, Io};
 
 /// The load phase of one connection.
@@ -42,7 +42,7 @@ pub(super) struct Load<'a> {
     pub(super) tallies: Tallies,
     pub(super) events: Shard,
     /// This connection's own response times, for its p99 in the per-connection table.
-    pub(super) latency: hdrhistogram::Histogram<u64>,
+    pub(super) latency: Option<hdrhistogram::Histogram<u64>>,
     pub(super) report: ConnReport,
     /// Still in the sending phase (survives reconnects).
     pub(super) sending: bool,
@@ -405,9 +405,11 @@ impl Load<'_> {
     }
     pub(super) fn flush_samples(&mut self) {
         if !self.samples.is_empty() {
+            // Made on the first success, so an idle connection carries none.
+            let latency = self.latency.get_or_insert_with(new_small_histogram);
             for s in &self.samples {
                 // Auto-resizing: it grows to what it is given.
-                let _ = self.latency.record(response_us(s));
+                let _ = latency.record(response_us(s));
             }
             self.events.samples(&self.samples);
             self.samples.clear();

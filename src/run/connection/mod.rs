@@ -249,7 +249,7 @@ pub async fn run(
         batch_started: timing.start,
         tallies,
         events: links.events,
-        latency: crate::stats::recorder::new_small_histogram(),
+        latency: None,
         report,
         sending: true,
         budget_spent: false,
@@ -296,8 +296,8 @@ pub async fn run(
     };
     idle.finish_schedule(&mut pacer, &stop, budget_spent).await;
     load.tallies.flush();
-    if !load.latency.is_empty() {
-        load.report.p99_ms = Some(load.latency.value_at_quantile(0.99) as f64 / 1e3);
+    if let Some(h) = load.latency.as_ref().filter(|h| !h.is_empty()) {
+        load.report.p99_ms = Some(h.value_at_quantile(0.99) as f64 / 1e3);
     }
     load.report
 }
