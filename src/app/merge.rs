@@ -8,10 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 
-use crate::cli::{MergeArgs, RunArgs};
-use crate::config::RunConfig;
+use crate::cli::MergeArgs;
+use crate::config::{GateConfig, MergeConfig};
 use crate::error::ConfigError;
-use crate::gate;
 use crate::model::Tally;
 use crate::outcome::Outcome;
 use crate::result::file::{ResultDocument, RunFile, decode_histogram};
@@ -49,12 +48,12 @@ fn add_all<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>)
     }
 }
 
-/// Merges the files into one result, judged against `config`'s thresholds. A file given twice
+/// Merges the files into one result, judged by `gate`. A file given twice
 /// (same run and worker id) is refused; so are workers whose measured windows do not overlap,
 /// unless `allow_disjoint`.
 pub fn merge(
     files: &[PathBuf],
-    config: RunConfig,
+    gate: &GateConfig,
     allow_disjoint: bool,
 ) -> Result<RunResult, ConfigError> {
     let loaded: Vec<(PathBuf, RunFile)> = files
@@ -268,20 +267,31 @@ pub fn merge(
         format!("{} targets", targets.len())
     };
 
+    // The workers' settings as the first one ran them (a merge runs nothing of its own).
     let first = &loaded[0].1;
+    let f = &first.settings;
+    let ms = |v: f64| Duration::from_secs_f64(v.max(0.0) / 1e3);
     let settings = Settings {
         conns,
-        inflight: first.settings.inflight,
-        tool: first.settings.tool.clone(),
+        inflight: f.inflight,
         duration: s.duration,
         requests: None,
+        tool: f.tool.clone(),
+        args: f.args.clone(),
+        session_prefix: f.session_prefix.clone(),
         worker_id: "merged".into(),
+        connect_timeout: ms(f.connect_timeout_ms),
+        timeout: ms(f.timeout_ms),
+        drain: ms(f.drain_ms),
+        token_set: loaded.iter().any(|(_, r)| r.settings.token_set),
+        gate: gate.gate,
+        breaker_enabled: loaded.iter().any(|(_, r)| r.resilience.breaker_enabled),
         // The text report's "(embedded …, in this process)" is about a run, never a merge.
         embedded: false,
-        ..config.settings()
     };
-    let mut verdicts = gate::evaluate(&s, &config.thresholds);
-    let (baseline, regressions) = gate::baseline::check(&s, config.baseline.as_ref(), config.gate);
+    let mut verdicts = crate::gate::evaluate(&s, &gate.thresholds);
+    let (baseline, regressions) =
+        crate::gate::baseline::check(&s, gate.baseline.as_ref(), gate.gate);
     verdicts.extend(regressions);
     let (outcome, reason) = crate::result::judge(&s, &verdicts);
     Ok(RunResult {
@@ -299,26 +309,11 @@ pub fn merge(
 
 /// The `merge` subcommand.
 pub fn main(args: &MergeArgs) -> anyhow::Result<Outcome> {
-    // The gate and the outputs resolve exactly as `run` resolves them.
-    let run_args = RunArgs {
-        config: args.config.clone(),
-        gate: args.gate.clone(),
-        output: args.output.clone(),
-        json: args.json.clone(),
-        junit: args.junit.clone(),
-        html: args.html.clone(),
-        progress: Some(crate::values::Given {
-            text: "off".into(),
-            value: crate::progress::ProgressMode::Off,
-        }),
-        ..RunArgs::default()
-    };
-    let config = RunConfig::from_args(&run_args)?;
+    let config = MergeConfig::from_args(args)?;
     for target in config.outputs.targets() {
         crate::report::check_writable(Some(target))?;
     }
-    let (outputs, stdout) = (config.outputs.clone(), config.stdout);
-    let result = merge(&args.files, config, args.allow_disjoint)?;
-    crate::report::emit_all(&result, &outputs, stdout)?;
+    let result = merge(&args.files, &config.gate, args.allow_disjoint)?;
+    crate::report::emit_all(&result, &config.outputs, config.stdout)?;
     Ok(result.outcome)
 }

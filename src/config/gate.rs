@@ -2,16 +2,17 @@
 //! threshold expressions, resolved like every other setting (flag > env > profile > default).
 
 use super::source::Resolver;
-use crate::cli::RunArgs;
+use crate::cli::GateArgs;
 use crate::error::ConfigError;
+use crate::gate::baseline::{Baseline, Tolerance};
 use crate::gate::{Metric, Threshold, threshold};
 use crate::units;
 use crate::values::*;
 
 /// The gate: built-in targets, replaced metric by metric by the dedicated flags (shorthands)
 /// and by threshold expressions.
-pub(super) fn thresholds(
-    args: &RunArgs,
+fn thresholds(
+    args: &GateArgs,
     r: &Resolver,
     open_loop: bool,
 ) -> Result<Vec<Threshold>, ConfigError> {
@@ -21,7 +22,7 @@ pub(super) fn thresholds(
         (
             Metric::Rps,
             r.get_or(
-                args.gate.min_rps.as_ref(),
+                args.min_rps.as_ref(),
                 "--min-rps",
                 th("min_rps"),
                 "50000",
@@ -30,18 +31,12 @@ pub(super) fn thresholds(
         ),
         (
             Metric::P99,
-            r.get_or(
-                args.gate.max_p99.as_ref(),
-                "--max-p99",
-                th("max_p99"),
-                "5ms",
-                ms,
-            )?,
+            r.get_or(args.max_p99.as_ref(), "--max-p99", th("max_p99"), "5ms", ms)?,
         ),
         (
             Metric::ConnectP99,
             r.get_or(
-                args.gate.max_connect_p99.as_ref(),
+                args.max_connect_p99.as_ref(),
                 "--max-connect-p99",
                 th("max_connect_p99"),
                 "10ms",
@@ -51,7 +46,7 @@ pub(super) fn thresholds(
         (
             Metric::ErrorRate,
             r.get_or(
-                args.gate.max_error_rate.as_ref(),
+                args.max_error_rate.as_ref(),
                 "--max-error-rate",
                 th("max_error_rate"),
                 "0",
@@ -62,21 +57,16 @@ pub(super) fn thresholds(
     for (metric, value) in [
         (
             Metric::P50,
-            r.get(args.gate.max_p50.as_ref(), "--max-p50", th("max_p50"), ms)?,
+            r.get(args.max_p50.as_ref(), "--max-p50", th("max_p50"), ms)?,
         ),
         (
             Metric::P999,
-            r.get(
-                args.gate.max_p999.as_ref(),
-                "--max-p999",
-                th("max_p999"),
-                ms,
-            )?,
+            r.get(args.max_p999.as_ref(), "--max-p999", th("max_p999"), ms)?,
         ),
         (
             Metric::Unavailable,
             r.get(
-                args.gate.max_unavailable.as_ref(),
+                args.max_unavailable.as_ref(),
                 "--max-unavailable",
                 th("max_unavailable"),
                 secs,
@@ -97,10 +87,10 @@ pub(super) fn thresholds(
         .into_iter()
         .map(|(m, v)| Threshold::new(m, v))
         .collect();
-    let exprs = if args.gate.threshold.is_empty() {
+    let exprs = if args.threshold.is_empty() {
         None
     } else {
-        Some(args.gate.threshold.join(","))
+        Some(args.threshold.join(","))
     };
     if let Some(extra) = r.get(
         exprs.as_deref(),
@@ -113,4 +103,49 @@ pub(super) fn thresholds(
         thresholds.extend(extra);
     }
     Ok(thresholds)
+}
+
+/// What judges a run or a merge: the thresholds (none with the gate off), the baseline and its
+/// tolerances, and whether the gate can fail the command at all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateConfig {
+    /// Empty when the gate is off.
+    pub thresholds: Vec<Threshold>,
+    /// `--baseline`: a previous result and how much worse each metric may get.
+    pub baseline: Option<(Baseline, Vec<Tolerance>)>,
+    /// false with `--no-gate` (or `gate = false`): report only, exit 0.
+    pub gate: bool,
+}
+
+/// The gate's settings for a run (`open_loop` adds "nothing dropped") or a merge.
+pub(super) fn resolve(
+    args: &GateArgs,
+    r: &Resolver,
+    open_loop: bool,
+) -> Result<GateConfig, ConfigError> {
+    let th = |k| ("thresholds", k);
+    let gate =
+        !args.no_gate && r.get_or::<_, str>(None, "--no-gate", th("gate"), "true", parse_bool)?;
+    let thresholds = thresholds(args, r, open_loop)?;
+    // Validated whether or not a baseline is given, so a typo never passes silently.
+    let tolerances = r.get_or(
+        args.max_regress.as_deref(),
+        "--max-regress",
+        th("max_regress"),
+        "p99=+10%,rps=-5%",
+        crate::gate::baseline::parse_tolerances,
+    )?;
+    let baseline = r
+        .get(
+            args.baseline.as_deref(),
+            "--baseline",
+            th("baseline"),
+            |s| crate::result::file::read_baseline(std::path::Path::new(s)),
+        )?
+        .map(|b| (b, tolerances));
+    Ok(GateConfig {
+        thresholds: if gate { thresholds } else { Vec::new() },
+        baseline,
+        gate,
+    })
 }

@@ -7,6 +7,7 @@
 //! `serve.rs` assemble the configs.
 
 mod gate;
+mod merge;
 mod plan;
 mod run;
 mod serve;
@@ -20,6 +21,8 @@ use crate::gate::Threshold;
 use crate::run::breaker::BreakerConfig;
 use crate::run::connection::Backoff;
 use crate::run::pacer::RateSchedule;
+pub use gate::GateConfig;
+pub use merge::MergeConfig;
 
 pub use crate::net::secret::Secret;
 

@@ -40,7 +40,6 @@ fn token(args: &RunArgs) -> Secret {
 fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     let run = |k| ("run", k);
     let res = |k| ("resilience", k);
-    let th = |k| ("thresholds", k);
 
     let embedded = r.switch(args.embedded, "--embedded", run("embedded"))?;
     let url = r.get_or(
@@ -142,34 +141,17 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         insecure: r.switch(args.insecure, "--insecure", run("insecure"))?,
     };
 
-    let outputs = Outputs {
-        json: r.get(args.json.as_ref(), "--json", run("json"), output_target)?,
-        junit: r.get(args.junit.as_ref(), "--junit", run("junit"), output_target)?,
-        html: r.get(args.html.as_ref(), "--html", run("html"), output_target)?,
-        plot: r.get(args.plot.as_ref(), "--plot", run("plot"), output_target)?,
-        hdr_log: r.get(
-            args.hdr_log.as_ref(),
-            "--hdr-log",
-            run("hdr_log"),
-            output_target,
-        )?,
-    };
-    let stdout = r.get_or(
-        args.output.as_ref(),
-        "--output",
-        run("output"),
-        "text",
-        stdout_mode,
+    let (outputs, stdout) = outputs(
+        OutputFlags {
+            json: args.json.as_ref(),
+            junit: args.junit.as_ref(),
+            html: args.html.as_ref(),
+            plot: args.plot.as_ref(),
+            hdr_log: args.hdr_log.as_ref(),
+            output: args.output.as_ref(),
+        },
+        r,
     )?;
-    let to_stdout: Vec<_> = outputs.targets().filter(|t| *t == "-").collect();
-    if to_stdout.len() > 1 || (!to_stdout.is_empty() && stdout == super::StdoutMode::Json) {
-        return Err(ConfigError::Rejected {
-            name: "-".into(),
-            reason:
-                "only one output can go to stdout: give the others file names, or --output quiet"
-                    .into(),
-        });
-    }
 
     let (count_timeouts, count_errors) = r.get_or(
         args.breaker_count.as_ref(),
@@ -267,25 +249,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         ..super::serve::resolve(&ServeArgs::default(), r)?
     };
 
-    let gate = !args.gate.no_gate
-        && r.get_or::<_, str>(None, "--no-gate", th("gate"), "true", parse_bool)?;
-    let thresholds = super::gate::thresholds(args, r, schedule.is_some())?;
-    // Validated whether or not a baseline is given, so a typo never passes silently.
-    let tolerances = r.get_or(
-        args.gate.max_regress.as_deref(),
-        "--max-regress",
-        th("max_regress"),
-        "p99=+10%,rps=-5%",
-        crate::gate::baseline::parse_tolerances,
-    )?;
-    let baseline = r
-        .get(
-            args.gate.baseline.as_deref(),
-            "--baseline",
-            th("baseline"),
-            |s| crate::result::file::read_baseline(std::path::Path::new(s)),
-        )?
-        .map(|b| (b, tolerances));
+    let judge = super::gate::resolve(&args.gate, r, schedule.is_some())?;
     let tool_name_for_check = args
         .tool
         .as_ref()
@@ -429,11 +393,48 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         ping: ping_interval.map(|i| (i, pong_timeout)),
         honor_retry_after,
         embedded_server,
-        thresholds: if gate { thresholds } else { Vec::new() },
-        baseline,
+        thresholds: judge.thresholds,
+        baseline: judge.baseline,
         validation,
-        gate,
+        gate: judge.gate,
     })
+}
+
+/// The output flags of a command that writes reports (`run`, `merge`).
+pub(super) struct OutputFlags<'a> {
+    pub json: Option<&'a Given<String>>,
+    pub junit: Option<&'a Given<String>>,
+    pub html: Option<&'a Given<String>>,
+    pub plot: Option<&'a Given<String>>,
+    pub hdr_log: Option<&'a Given<String>>,
+    pub output: Option<&'a Given<super::StdoutMode>>,
+}
+
+/// Where reports go, and what stdout shows; at most one of them on stdout.
+pub(super) fn outputs(
+    args: OutputFlags<'_>,
+    r: &Resolver,
+) -> Result<(Outputs, super::StdoutMode), ConfigError> {
+    let run = |k| ("run", k);
+    let outputs = Outputs {
+        json: r.get(args.json, "--json", run("json"), output_target)?,
+        junit: r.get(args.junit, "--junit", run("junit"), output_target)?,
+        html: r.get(args.html, "--html", run("html"), output_target)?,
+        plot: r.get(args.plot, "--plot", run("plot"), output_target)?,
+        hdr_log: r.get(args.hdr_log, "--hdr-log", run("hdr_log"), output_target)?,
+    };
+    let stdout = r.get_or(args.output, "--output", run("output"), "text", stdout_mode)?;
+    let to_stdout: Vec<_> = outputs.targets().filter(|t| *t == "-").collect();
+    if to_stdout.len() > 1 || (!to_stdout.is_empty() && stdout == super::StdoutMode::Json) {
+        return Err(ConfigError::Rejected {
+            name: "-".into(),
+            reason:
+                "only one output can go to stdout: give the others file names, or --output quiet"
+                    .into(),
+        });
+    }
+
+    Ok((outputs, stdout))
 }
 
 #[cfg(test)]
