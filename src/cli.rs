@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::net::url::WsUrl;
 use crate::progress::ProgressMode;
+use crate::protocol::Dialect;
 use crate::report::StdoutMode;
 use crate::run::pacer::RateSchedule;
 use crate::units;
@@ -77,6 +78,11 @@ pub struct RunArgs {
     /// Target server URL (ws://). Default ws://127.0.0.1:8079.
     #[arg(long, conflicts_with = "embedded", value_parser = given(WsUrl::parse))]
     pub url: Option<Given<WsUrl>>,
+    /// The dialect: tool-call (hello + call_tool frames) or mcp (JSON-RPC 2.0 initialize +
+    /// tools/call, with the `mcp` subprotocol and the token as `Authorization: Bearer`).
+    /// Default tool-call.
+    #[arg(long, value_name = "tool-call|mcp", value_parser = given(Dialect::parse))]
+    pub protocol: Option<Given<Dialect>>,
     /// Start the reference server in-process on an ephemeral loopback port and load it.
     #[arg(long)]
     pub embedded: bool,
@@ -237,6 +243,11 @@ pub struct RunArgs {
 /// `wsbench serve` flags.
 #[derive(Debug, Default, Args)]
 pub struct ServeArgs {
+    /// The dialect: tool-call (hello + call_tool) or mcp (JSON-RPC 2.0 over WebSocket: the
+    /// `initialize` handshake, tools/call, tools/list; the token as `Authorization: Bearer`).
+    /// Default tool-call.
+    #[arg(long, value_name = "tool-call|mcp", value_parser = given(Dialect::parse))]
+    pub protocol: Option<Given<Dialect>>,
     /// Address to bind. Default 127.0.0.1.
     #[arg(long)]
     pub host: Option<String>,

@@ -288,6 +288,7 @@ pub fn merge(
         breaker_enabled: loaded.iter().any(|(_, r)| r.resilience.breaker_enabled),
         // The text report's "(embedded …, in this process)" is about a run, never a merge.
         embedded: false,
+        protocol: f.protocol.clone(),
     };
     let mut verdicts = crate::gate::evaluate(&s, &gate.thresholds);
     let (baseline, regressions) =

@@ -45,6 +45,8 @@ pub use crate::serve::ServeConfig;
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunConfig {
     pub target: Target,
+    /// The dialect spoken (`--protocol`).
+    pub protocol: crate::protocol::Dialect,
     pub conns: u32,
     /// Sending stops after this long (the count, if any, may stop it sooner).
     pub duration: Duration,

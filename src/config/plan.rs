@@ -39,6 +39,7 @@ impl RunConfig {
             worker_id: config.worker_id.clone(),
             session_prefix: config.session_prefix.clone(),
             hello_token: config.token.clone(),
+            wire: config.protocol.wire(),
             tool: config.tool.clone(),
             args: config.args.clone(),
             window: config.inflight as usize,
@@ -105,6 +106,7 @@ impl RunConfig {
             gate: config.gate,
             breaker_enabled: config.breaker.enabled,
             embedded: config.target == Target::Embedded,
+            protocol: config.protocol.name().into(),
         }
     }
 }

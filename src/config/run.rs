@@ -42,6 +42,13 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     let res = |k| ("resilience", k);
 
     let embedded = r.switch(args.embedded, "--embedded", run("embedded"))?;
+    let protocol = r.get_or(
+        args.protocol.as_ref(),
+        "--protocol",
+        run("protocol"),
+        "tool-call",
+        crate::protocol::Dialect::parse,
+    )?;
     let url = r.get_or(
         args.url.as_ref(),
         "--url",
@@ -246,6 +253,8 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     let token = token(args);
     let embedded_server = ServeConfig {
         token: token.clone(),
+        // The embedded server speaks what the run speaks.
+        protocol,
         ..super::serve::resolve(&ServeArgs::default(), r)?
     };
 
@@ -289,6 +298,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
 
     Ok(RunConfig {
         target,
+        protocol,
         conns,
         duration,
         requests,

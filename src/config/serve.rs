@@ -70,7 +70,31 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
         }
     };
     let d = ServeConfig::default();
+    let protocol = r.get_or(
+        args.protocol.as_ref(),
+        "--protocol",
+        ("serve", "protocol"),
+        "tool-call",
+        crate::protocol::Dialect::parse,
+    )?;
+    if protocol == crate::protocol::Dialect::Mcp {
+        // Frames MCP has no place for: the tool-call dialect's acks and stream chunks.
+        for (set, flag) in [
+            (args.ack, "--ack"),
+            (args.stream.is_some(), "--stream"),
+            (args.stream_complete, "--stream-complete"),
+            (args.bare_tool_errors, "--bare-tool-errors"),
+        ] {
+            if set {
+                return Err(ConfigError::Rejected {
+                    name: flag.into(),
+                    reason: "is a tool-call dialect fault; MCP has no such frame".into(),
+                });
+            }
+        }
+    }
     Ok(ServeConfig {
+        protocol,
         host: or(r, &args.host, "--host", "127.0.0.1", host)?,
         max_message_size: or(
             r,

@@ -18,6 +18,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
         "run",
         &[
             "url",
+            "protocol",
             "embedded",
             "conns",
             "duration",
@@ -74,6 +75,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
         // The reference server's flags as keys; in a `run` profile, the embedded server's.
         "serve",
         &[
+            "protocol",
             "host",
             "port",
             "hello_timeout",

@@ -130,7 +130,7 @@ impl<'de, const N: usize> serde::de::Visitor<'de> for Fields<N> {
 }
 
 /// The named fields of the JSON object `text`; `None` when it is not one object.
-fn fields<'a, const N: usize>(
+pub(super) fn fields<'a, const N: usize>(
     text: &'a str,
     names: &'static [&'static str; N],
 ) -> Option<[Option<&'a RawValue>; N]> {
@@ -197,7 +197,7 @@ fn falsy(raw: &RawValue) -> bool {
 }
 
 /// A JSON string value, unescaped only when it has escapes.
-fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+pub(super) fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     let text = raw.get();
     if text.starts_with('"') {
         serde_json::from_str::<Cow<'_, str>>(text).ok()
@@ -207,7 +207,7 @@ fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
 }
 
 /// A scalar JSON value as text: strings unescaped, numbers and the rest as written.
-fn raw_scalar(raw: &RawValue) -> Option<Cow<'_, str>> {
+pub(super) fn raw_scalar(raw: &RawValue) -> Option<Cow<'_, str>> {
     let text = raw.get();
     match text.as_bytes().first() {
         Some(b'"') => raw_str(raw),

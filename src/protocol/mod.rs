@@ -10,6 +10,7 @@
 mod classify;
 mod frames;
 mod inbound;
+pub mod mcp;
 mod template;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -18,6 +19,136 @@ pub use classify::{Classified, Kind, classify};
 pub use frames::{error_frame, hello_frame, push_json_str, result_error_frame, result_frame};
 pub use inbound::{Inbound, parse_inbound, valid_session_id};
 pub use template::{DEFAULT_ARGS, ID_PLACEHOLDER, RequestTemplate, SEQ_PLACEHOLDER, validate_args};
+
+/// The dialect a run speaks, as `--protocol` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// `hello` + `call_tool` frames (docs/PROTOCOL.md).
+    #[default]
+    ToolCall,
+    /// The Model Context Protocol: JSON-RPC 2.0 `initialize` + `tools/call`.
+    Mcp,
+}
+
+impl Dialect {
+    pub fn parse(s: &str) -> Result<Dialect, String> {
+        match s {
+            "tool-call" => Ok(Dialect::ToolCall),
+            "mcp" => Ok(Dialect::Mcp),
+            _ => Err("expected tool-call or mcp".into()),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::ToolCall => "tool-call",
+            Dialect::Mcp => "mcp",
+        }
+    }
+
+    /// The client side of this dialect.
+    pub fn wire(self) -> &'static dyn Wire {
+        match self {
+            Dialect::ToolCall => &ToolCall,
+            Dialect::Mcp => &Mcp,
+        }
+    }
+}
+
+/// What the connection engine needs of a dialect, and all it knows of one: how a session
+/// opens, how a call is written, what a server message means.
+pub trait Wire: std::fmt::Debug + Send + Sync {
+    fn dialect(&self) -> Dialect;
+    /// The WebSocket subprotocol to ask for when the user names none.
+    fn subprotocol(&self) -> Option<&'static str>;
+    /// Whether the token travels in the upgrade's `Authorization: Bearer` header (else in hello).
+    fn token_in_upgrade(&self) -> bool;
+    /// The session's first message.
+    fn hello(&self, session: &str, token: &str) -> String;
+    /// What to send once the hello is answered (MCP's `notifications/initialized`).
+    fn after_hello(&self) -> Option<&'static str>;
+    /// The frames of this connection's calls.
+    fn template(
+        &self,
+        id_prefix: &str,
+        tool: &str,
+        args: Option<&str>,
+        conn: u32,
+        conns: u32,
+    ) -> RequestTemplate;
+    /// What one server message is.
+    fn classify<'a>(&self, text: &'a str) -> Classified<'a>;
+}
+
+/// The tool-call dialect of docs/PROTOCOL.md.
+#[derive(Debug)]
+pub struct ToolCall;
+
+impl Wire for ToolCall {
+    fn dialect(&self) -> Dialect {
+        Dialect::ToolCall
+    }
+    fn subprotocol(&self) -> Option<&'static str> {
+        None
+    }
+    fn token_in_upgrade(&self) -> bool {
+        false
+    }
+    fn hello(&self, session: &str, token: &str) -> String {
+        hello_frame(session, token)
+    }
+    fn after_hello(&self) -> Option<&'static str> {
+        None
+    }
+    fn template(
+        &self,
+        id_prefix: &str,
+        tool: &str,
+        args: Option<&str>,
+        conn: u32,
+        conns: u32,
+    ) -> RequestTemplate {
+        RequestTemplate::new(id_prefix, tool, args, conn, conns)
+    }
+    fn classify<'a>(&self, text: &'a str) -> Classified<'a> {
+        classify(text)
+    }
+}
+
+/// MCP over WebSocket (`protocol::mcp`).
+#[derive(Debug)]
+pub struct Mcp;
+
+impl Wire for Mcp {
+    fn dialect(&self) -> Dialect {
+        Dialect::Mcp
+    }
+    fn subprotocol(&self) -> Option<&'static str> {
+        Some(mcp::SUBPROTOCOL)
+    }
+    fn token_in_upgrade(&self) -> bool {
+        true
+    }
+    fn hello(&self, _session: &str, _token: &str) -> String {
+        mcp::initialize_frame(mcp::LATEST_VERSION)
+    }
+    fn after_hello(&self) -> Option<&'static str> {
+        Some(mcp::INITIALIZED)
+    }
+    fn template(
+        &self,
+        id_prefix: &str,
+        tool: &str,
+        args: Option<&str>,
+        conn: u32,
+        conns: u32,
+    ) -> RequestTemplate {
+        mcp::template(id_prefix, tool, args, conn, conns)
+    }
+    fn classify<'a>(&self, text: &'a str) -> Classified<'a> {
+        mcp::classify(text)
+    }
+}
 
 /// WebSocket settings both sides use. Frames here are small: an 8 KiB read buffer (instead of
 /// tungstenite's eager 128 KiB) holds dozens of them, and keeps 10,000 connections cheap.

@@ -13,6 +13,8 @@ pub struct RequestTemplate {
     id_prefix: String,
     /// `","name":<name>,"arguments":`
     after_id: String,
+    /// What closes the frame after the arguments (`}`).
+    tail: &'static str,
     /// The arguments, split at their placeholders.
     args: Vec<Piece>,
     /// `{{seq}}` = local sequence * `stride` + `offset`: unique across the run's connections.
@@ -66,10 +68,33 @@ impl RequestTemplate {
     /// optional placeholders; `None` means [`DEFAULT_ARGS`].
     pub fn new(id_prefix: &str, tool: &str, args: Option<&str>, conn: u32, conns: u32) -> Self {
         let name = serde_json::to_string(tool).expect("a string always serializes");
+        RequestTemplate::with_frame(
+            format!(r#"{{"op":"call_tool","request_id":"{id_prefix}"#),
+            format!(r#"","name":{name},"arguments":"#),
+            "}",
+            id_prefix,
+            args,
+            conn,
+            conns,
+        )
+    }
+
+    /// A template for any dialect's frame: `head` ends where the id's sequence number goes,
+    /// `after_id` runs from there to the arguments, `tail` closes the frame.
+    pub fn with_frame(
+        head: String,
+        after_id: String,
+        tail: &'static str,
+        id_prefix: &str,
+        args: Option<&str>,
+        conn: u32,
+        conns: u32,
+    ) -> Self {
         RequestTemplate {
-            head: format!(r#"{{"op":"call_tool","request_id":"{id_prefix}"#),
+            head,
             id_prefix: id_prefix.to_owned(),
-            after_id: format!(r#"","name":{name},"arguments":"#),
+            after_id,
+            tail,
             args: split_placeholders(args.unwrap_or(DEFAULT_ARGS)),
             stride: u64::from(conns.max(1)),
             offset: u64::from(conn),
@@ -83,7 +108,7 @@ impl RequestTemplate {
         let _ = write!(buf, "{seq}");
         buf.push_str(&self.after_id);
         self.push_args(seq, buf);
-        buf.push('}');
+        buf.push_str(self.tail);
     }
 
     /// The arguments request `seq` was sent with (to check an echo against).

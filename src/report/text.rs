@@ -73,9 +73,14 @@ impl Reporter for TextReporter {
             Mode::Closed => "closed loop".to_owned(),
             Mode::Open { target_rps } => format!("open loop at {target_rps:.0}/s"),
         };
+        // The default dialect goes unsaid; another is named, sessions being what it counts.
+        let (unit, via) = match c.protocol.as_str() {
+            "mcp" => ("MCP sessions", ", tools/call"),
+            _ => ("connections", ""),
+        };
         writeln!(
             o,
-            "  {} connections x {} in flight, tool '{}', {stop}, {pacing}",
+            "  {} {unit} x {} in flight{via}, tool '{}', {stop}, {pacing}",
             c.conns, c.inflight, c.tool
         )?;
         if let Some(reason) = &r.reason {

@@ -130,6 +130,13 @@ pub struct FileSettings {
     pub token_set: bool,
     /// Whether thresholds could fail the run.
     pub gate: bool,
+    /// The dialect spoken: `tool-call` or `mcp`.
+    #[serde(default = "tool_call")]
+    pub protocol: String,
+}
+
+fn tool_call() -> String {
+    "tool-call".into()
 }
 
 /// Milliseconds; null when nothing was recorded.
@@ -451,6 +458,7 @@ impl RunFile {
                 drain_ms: c.drain.as_secs_f64() * 1e3,
                 token_set: c.token_set,
                 gate: c.gate,
+                protocol: c.protocol.clone(),
             },
             counts: s.counts.clone(),
             identity_holds: s.counts.identity_holds(),

@@ -35,6 +35,8 @@ pub struct Settings {
     pub breaker_enabled: bool,
     /// The target was the embedded reference server.
     pub embedded: bool,
+    /// The dialect spoken (`tool-call`, `mcp`).
+    pub protocol: String,
 }
 
 /// Everything a finished run produced; what the reporters render.

@@ -17,13 +17,16 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 mod inject;
+mod mcp;
+mod replies;
 
 use super::Shared;
 use super::faults::ConnFaults;
 use super::stats::{Fault, Reply};
 use crate::net::tls::Stream;
-use crate::protocol::{self, Inbound};
+use crate::protocol::{self, Dialect, Inbound};
 use crate::wsio::{Duplex, Io};
+use replies::{conn_error_frame, error_frame, list_tools, ok_frame};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http;
 
@@ -74,7 +77,13 @@ pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: Cance
             Some(acceptor) => Stream::Server(Box::new(acceptor.accept(stream).await.ok()?)),
             None => Stream::Plain(stream),
         };
-        tokio_tungstenite::accept_hdr_async_with_config(stream, echo_subprotocol, Some(ws_config))
+        let gate = shared.clone();
+        #[allow(
+            clippy::result_large_err,
+            reason = "the signature is tungstenite's Callback trait"
+        )]
+        let callback = move |req: &Request, resp: Response| upgrade(req, resp, &gate);
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config))
             .await
             .ok()
     };
@@ -98,7 +107,11 @@ pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: Cance
         return;
     }
     let mut ws = Duplex::new(ws);
-    if let Some(session) = handshake(&mut ws, &shared).await {
+    let session = match shared.config.protocol {
+        Dialect::ToolCall => handshake(&mut ws, &shared).await,
+        Dialect::Mcp => mcp::handshake(&mut ws, &shared).await,
+    };
+    if let Some(session) = session {
         Connection::new(ws, shared.clone(), &session)
             .serve(cancel)
             .await;
@@ -106,13 +119,32 @@ pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: Cance
     shared.stats.connection_closed();
 }
 
-/// Agrees to the first subprotocol a client asks for (a tungstenite client rejects an upgrade
-/// that ignores the one it requested).
+/// The upgrade: agrees to the first subprotocol a client asks for (a tungstenite client rejects
+/// an upgrade that ignores the one it requested), and for MCP checks the token in
+/// `Authorization: Bearer` (401 without the right one, as an HTTP server would answer).
 #[allow(
     clippy::result_large_err,
     reason = "the signature is tungstenite's Callback trait"
 )]
-fn echo_subprotocol(req: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
+fn upgrade(req: &Request, mut resp: Response, shared: &Shared) -> Result<Response, ErrorResponse> {
+    if shared.config.protocol == Dialect::Mcp && !shared.config.token.expose().is_empty() {
+        let given = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(
+            given
+                .as_bytes()
+                .ct_eq(shared.config.token.expose().as_bytes()),
+        ) {
+            shared.stats.hello(false);
+            let mut refused = ErrorResponse::new(Some("unauthorized".into()));
+            *refused.status_mut() = http::StatusCode::UNAUTHORIZED;
+            return Err(refused);
+        }
+    }
     let first = req
         .headers()
         .get(http::header::SEC_WEBSOCKET_PROTOCOL)
@@ -401,6 +433,9 @@ impl Connection {
 
     /// The reply to one text frame, or `None` when it comes later (delayed call).
     fn answer(&mut self, text: &str) -> Option<Outgoing> {
+        if self.shared.config.protocol == Dialect::Mcp {
+            return self.answer_mcp(text);
+        }
         let frame = match protocol::parse_inbound(text) {
             Ok(frame) => frame,
             Err(e) => {
@@ -411,7 +446,9 @@ impl Connection {
         };
         match frame.op.as_deref() {
             Some("call_tool") => {
-                let out = self.call_tool(&frame)?;
+                let name = frame.name.as_deref().unwrap_or("");
+                let args = frame.arguments.map(|a| a.get()).unwrap_or("{}");
+                let out = self.call_tool(frame.request_id.as_deref(), name, args)?;
                 let out = self.inject(out, frame.request_id.as_deref().unwrap_or(""))?;
                 self.maybe_delay(out)
             }
@@ -435,15 +472,20 @@ impl Connection {
 
     fn connection_error(&self, code: &str, message: &str) -> Outgoing {
         self.shared.stats.error_code(code);
-        Outgoing::plain(protocol::error_frame(None, code, message))
+        Outgoing::plain(conn_error_frame(self.shared.config.protocol, code, message))
     }
 
-    fn call_tool(&self, frame: &Inbound<'_>) -> Option<Outgoing> {
+    /// A tool call: `id` is the request id (for MCP, its JSON text), `args` JSON text.
+    fn call_tool(&self, id: Option<&str>, name: &str, args: &str) -> Option<Outgoing> {
         let stats = &self.shared.stats;
         stats.call_tool();
-        let Some(id) = frame.request_id.as_deref() else {
+        let Some(id) = id else {
             // Without an id nothing can be answered per request: a connection-level error.
-            let frame = protocol::error_frame(None, "INVALID_REQUEST", "missing request_id");
+            let frame = conn_error_frame(
+                self.shared.config.protocol,
+                "INVALID_REQUEST",
+                "missing request id",
+            );
             return Some(Outgoing::one(
                 frame.into(),
                 Counted::ReplyError("INVALID_REQUEST".into()),
@@ -452,8 +494,6 @@ impl Connection {
         if let Some(cached) = self.shared.cache.get(id) {
             return Some(Outgoing::one(cached, Counted::Reply(Reply::Replay)));
         }
-        let name = frame.name.as_deref().unwrap_or("");
-        let args = frame.arguments.map(|a| a.get()).unwrap_or("{}");
         if name.is_empty() {
             return Some(self.error_reply(
                 id,
@@ -471,7 +511,9 @@ impl Connection {
                 Some(self.ok_reply(id, &snapshot))
             }
             "sleep" => self.sleep(id, args),
-            _ if self.shared.faults.config.bare_tool_errors => {
+            _ if self.shared.faults.config.bare_tool_errors
+                && self.shared.config.protocol == Dialect::ToolCall =>
+            {
                 // No op, no request_id: the field daemon's shape, about the call nonetheless.
                 let v = serde_json::json!({"error": {"code": "TOOL_NOT_FOUND", "message": format!("Tool not found: {name}")}});
                 Some(Outgoing::one(
@@ -484,13 +526,13 @@ impl Connection {
     }
 
     fn ok_reply(&self, id: &str, text: &str) -> Outgoing {
-        let reply: Utf8Bytes = protocol::result_frame(id, text).into();
+        let reply: Utf8Bytes = ok_frame(self.shared.config.protocol, id, text).into();
         self.shared.cache.insert(id, reply.clone());
         Outgoing::one(reply, Counted::Reply(Reply::Ok))
     }
 
     fn error_reply(&self, id: &str, code: &str, message: &str) -> Outgoing {
-        let reply: Utf8Bytes = protocol::result_error_frame(id, code, message).into();
+        let reply: Utf8Bytes = error_frame(self.shared.config.protocol, id, code, message).into();
         self.shared.cache.insert(id, reply.clone());
         Outgoing::one(reply, Counted::ReplyError(code.to_owned()))
     }
@@ -510,40 +552,32 @@ impl Connection {
         };
         let content = format!("sleep\0{args}");
         if let Err(original) = self.shared.in_flight.begin(id, &content) {
-            let reply = serde_json::json!({
-                "op": "call_tool_res",
-                "request_id": id,
-                "error": {"code": "DUPLICATE", "message": "identical call in flight", "original_request_id": original},
-            });
+            let reply = match self.shared.config.protocol {
+                Dialect::ToolCall => serde_json::json!({
+                    "op": "call_tool_res",
+                    "request_id": id,
+                    "error": {"code": "DUPLICATE", "message": "identical call in flight", "original_request_id": original},
+                })
+                .to_string(),
+                Dialect::Mcp => {
+                    let why = format!("identical call in flight as {original}");
+                    error_frame(Dialect::Mcp, id, "DUPLICATE", &why)
+                }
+            };
             let counted = Counted::ReplyError("DUPLICATE".into());
-            return Some(Outgoing::one(reply.to_string().into(), counted));
+            return Some(Outgoing::one(reply.into(), counted));
         }
+        let dialect = self.shared.config.protocol;
         let shared = self.shared.clone();
         let tx = self.delayed_tx.clone();
         let id = id.to_owned();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            let reply: Utf8Bytes =
-                protocol::result_frame(&id, &format!("{{\"slept_ms\":{ms}}}")).into();
+            let reply: Utf8Bytes = ok_frame(dialect, &id, &format!("{{\"slept_ms\":{ms}}}")).into();
             shared.cache.insert(&id, reply.clone());
             shared.in_flight.end(&id, &content);
             let _ = tx.send(Outgoing::one(reply, Counted::Reply(Reply::Ok)));
         });
         None
     }
-}
-
-fn list_tools() -> String {
-    serde_json::json!({
-        "op": "list_tools_res",
-        "tools": [
-            {"name": "echo", "description": "Returns its arguments as text",
-             "inputSchema": {"type": "object"}},
-            {"name": "sleep", "description": "Answers after `ms` milliseconds",
-             "inputSchema": {"type": "object", "properties": {"ms": {"type": "integer", "minimum": 0}}, "required": ["ms"]}},
-            {"name": "status", "description": "The server's counters as JSON text",
-             "inputSchema": {"type": "object"}},
-        ],
-    })
-    .to_string()
 }

@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Injected delays, stalls and faults.
     pub faults: FaultConfig,
+    /// The dialect spoken (`--protocol`).
+    pub protocol: crate::protocol::Dialect,
 }
 
 impl Default for ServeConfig {
@@ -52,6 +54,7 @@ impl Default for ServeConfig {
             cache_size: 200_000,
             tls: None,
             faults: FaultConfig::default(),
+            protocol: crate::protocol::Dialect::ToolCall,
         }
     }
 }

@@ -30,7 +30,6 @@ use super::breaker::Breaker;
 use super::pacer::{Pacer, RateSchedule};
 use crate::model::{ConnReport, Counts, Event, SetupStamps};
 use crate::net::tls::Stream;
-use crate::protocol::RequestTemplate;
 use crate::run::clock;
 use crate::stats::Shard;
 use crate::wsio::Duplex;
@@ -63,6 +62,8 @@ pub struct RunSpec {
     pub worker_id: String,
     pub session_prefix: String,
     pub hello_token: crate::net::secret::Secret,
+    /// The dialect spoken: how a session opens, how calls are written, what replies mean.
+    pub wire: &'static dyn crate::protocol::Wire,
     pub tool: String,
     pub args: Option<String>,
     pub window: usize,
@@ -229,13 +230,9 @@ pub async fn run(
     links.events.record(Event::Conn { at: up, open: true });
     let id_prefix = format!("{}-{}-{}-", spec.run_id, spec.worker_id, id);
     let mut load = Load {
-        template: RequestTemplate::new(
-            &id_prefix,
-            &spec.tool,
-            spec.args.as_deref(),
-            id,
-            spec.conns,
-        ),
+        template: spec
+            .wire
+            .template(&id_prefix, &spec.tool, spec.args.as_deref(), id, spec.conns),
         id_prefix,
         ws: Duplex::new(ws),
         spec: &spec,

@@ -116,6 +116,7 @@ mod tests {
             worker_id: "w".into(),
             session_prefix: "s".into(),
             hello_token: crate::net::secret::Secret::default(),
+            wire: &crate::protocol::ToolCall,
             tool: "echo".into(),
             args: None,
             window: 1,

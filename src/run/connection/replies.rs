@@ -10,7 +10,7 @@ use super::validate::MAX_EXAMPLES;
 use super::window::{Match, Slot};
 use super::{BATCH, BATCH_AGE, bucket};
 use crate::model::{Counts, Event, Sample};
-use crate::protocol::{self, Kind};
+use crate::protocol::Kind;
 use crate::run::breaker::Call;
 use crate::run::clock;
 
@@ -74,7 +74,7 @@ impl Load<'_> {
 
     pub(super) fn on_text(&mut self, text: &str) {
         let received = clock::now();
-        let c = protocol::classify(text);
+        let c = self.spec.wire.classify(text);
         if !c.kind.is_final() {
             if c.kind.is_non_final() {
                 self.frame_counts().non_final += 1;

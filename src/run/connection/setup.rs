@@ -25,9 +25,20 @@ impl RunSpec {
             let value = http::HeaderValue::from_str(value).map_err(http::Error::from)?;
             headers.append(name, value);
         }
-        if let Some(p) = &self.subprotocol {
+        if let Some(p) = self.subprotocol.as_deref().or(self.wire.subprotocol()) {
             let value = http::HeaderValue::from_str(p).map_err(http::Error::from)?;
             headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, value);
+        }
+        let token = self.hello_token.expose();
+        if self.wire.token_in_upgrade()
+            && !token.is_empty()
+            && !headers.contains_key(http::header::AUTHORIZATION)
+        {
+            let mut value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(http::Error::from)?;
+            // Never printed by http's Debug, whatever logs the request.
+            value.set_sensitive(true);
+            headers.insert(http::header::AUTHORIZATION, value);
         }
         Ok(req)
     }
@@ -84,6 +95,14 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
     );
     let mut ws = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok((ws, _response))) => ws,
+        Ok(Err(tungstenite::Error::Http(response))) => {
+            // 401/403 at the upgrade: the token was refused (MCP carries it there), a setting
+            // to fix rather than load to measure.
+            let status = response.status();
+            let rejected = matches!(status.as_u16(), 401 | 403);
+            let why = format!("HTTP {status}");
+            return Err(fail("upgrade", why, None, rejected));
+        }
         Ok(Err(e)) => return Err(fail("upgrade", e.to_string(), None, false)),
         Err(_) => return Err(fail("upgrade", timed_out(), None, false)),
     };
@@ -92,7 +111,7 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
     // Within the protocol's 64 characters: prefix (<= 32) + worker (<= 24) + connection, which
     // stays last so that a server can single out a connection by suffix.
     let session = format!("{}-{}-{}", spec.session_prefix, spec.worker_id, id);
-    let hello = protocol::hello_frame(&session, spec.hello_token.expose());
+    let hello = spec.wire.hello(&session, spec.hello_token.expose());
     match tokio::time::timeout_at(deadline, ws.send(Message::text(hello))).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(fail("hello", e.to_string(), None, false)),
@@ -118,7 +137,7 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
         };
         match msg {
             Message::Text(text) => {
-                let c = protocol::classify(text.as_str());
+                let c = spec.wire.classify(text.as_str());
                 match c.kind {
                     Kind::HelloAck { ok: true } => break,
                     Kind::HelloAck { ok: false } => {
@@ -149,6 +168,13 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
         }
     }
     let acked = clock::now();
+    if let Some(done) = spec.wire.after_hello() {
+        match tokio::time::timeout_at(deadline, ws.send(Message::text(done))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(fail("hello", e.to_string(), None, false)),
+            Err(_) => return Err(fail("hello", timed_out(), None, false)),
+        }
+    }
     let stamps = SetupStamps {
         started,
         tcp: tcp_at,

@@ -4,8 +4,9 @@
 
 use std::time::Instant;
 
+use super::replies::{conn_error_frame, error_frame, ok_frame};
 use super::{Connection, Counted, Outgoing};
-use crate::protocol;
+use crate::protocol::{Dialect, mcp};
 use crate::serve::stats::{Fault, Reply};
 
 impl Connection {
@@ -13,6 +14,8 @@ impl Connection {
     /// ack/progress/malformed frames before it, stream it, or send it twice.
     pub(super) fn inject(&mut self, mut out: Outgoing, id: &str) -> Option<Outgoing> {
         let config = &self.shared.faults.config;
+        let dialect = self.shared.config.protocol;
+        let mcp = dialect == Dialect::Mcp;
         let f = self.faults.on_call(config);
         self.disconnect |= f.disconnect;
         self.frozen |= f.freeze;
@@ -25,7 +28,10 @@ impl Connection {
         }
         // The id as a JSON string, built once and only when an injected frame carries it: with no
         // faults configured a call costs nothing here.
-        let quoted = if config.stream > 0
+        // (MCP ids are JSON text already.)
+        let quoted = if mcp {
+            id.to_owned()
+        } else if config.stream > 0
             || config.stream_complete
             || config.ack
             || config.progress
@@ -36,16 +42,19 @@ impl Connection {
             String::new()
         };
         if f.corrupt
-            && let Some((text, _)) = out.frames.last_mut()
-            && text.as_str().contains(r#""outputs""#)
+            && let Some((text, Counted::Reply(Reply::Ok))) = out.frames.last_mut()
         {
             // Still a well-formed success; only the content is wrong, as a buggy tool's would be.
-            *text = protocol::result_frame(id, r#"{"corrupted":true}"#).into();
+            *text = ok_frame(dialect, id, r#"{"corrupted":true}"#).into();
             self.shared.stats.injected(Fault::Corrupted);
         }
         if f.uncorrelated {
             // The field daemon's rate limiter: an error about the connection, not the call.
-            let frame = r#"{"op":"error","error":{"code":"OVER_CAPACITY","message":"Rate limit exceeded: injected","details":{}}}"#;
+            let frame = if mcp {
+                conn_error_frame(dialect, "OVER_CAPACITY", "Rate limit exceeded: injected")
+            } else {
+                r#"{"op":"error","error":{"code":"OVER_CAPACITY","message":"Rate limit exceeded: injected","details":{}}}"#.to_owned()
+            };
             self.shared.stats.injected(Fault::Uncorrelated);
             return Some(Outgoing::one(
                 frame.into(),
@@ -53,17 +62,20 @@ impl Connection {
             ));
         }
         if f.error {
-            let reply = serde_json::json!({
-                "op": "call_tool_res",
-                "request_id": id,
-                "error": {"code": "OVER_CAPACITY", "message": "injected", "retry_after": config.retry_after_s},
-            });
-            out = Outgoing::one(
-                reply.to_string().into(),
-                Counted::ReplyError("OVER_CAPACITY".into()),
-            );
+            let reply = if mcp {
+                error_frame(dialect, id, "OVER_CAPACITY", "injected")
+            } else {
+                serde_json::json!({
+                    "op": "call_tool_res",
+                    "request_id": id,
+                    "error": {"code": "OVER_CAPACITY", "message": "injected", "retry_after": config.retry_after_s},
+                })
+                .to_string()
+            };
+            out = Outgoing::one(reply.into(), Counted::ReplyError("OVER_CAPACITY".into()));
             self.shared.stats.injected(Fault::Error);
-        } else if (config.stream > 0 || config.stream_complete)
+        } else if !mcp
+            && (config.stream > 0 || config.stream_complete)
             && let Some((_, Counted::Reply(Reply::Ok))) = out.frames.last()
         {
             // Chunks, then the stream's end, then the result: the field daemon's order.
@@ -83,18 +95,26 @@ impl Connection {
             out.frames.push(last);
         }
         let mut before = Vec::new();
-        if config.ack {
+        if config.ack && !mcp {
             let ack = format!(
                 r#"{{"op":"call_tool_ack","request_id":{quoted},"accepted":true,"timeout":300}}"#
             );
             before.push((ack.into(), Counted::Injected(Fault::NonFinal)));
         }
         if config.progress {
-            let p = format!(r#"{{"op":"progress","request_id":{quoted},"note":"accepted"}}"#);
+            let p = if mcp {
+                mcp::progress(&quoted, 1)
+            } else {
+                format!(r#"{{"op":"progress","request_id":{quoted},"note":"accepted"}}"#)
+            };
             before.push((p.into(), Counted::Injected(Fault::NonFinal)));
         }
         if f.malformed {
-            let bad = format!(r#"{{"op":"call_tool_res","request_id":{quoted},"outp"#);
+            let bad = if mcp {
+                format!(r#"{{"jsonrpc":"2.0","id":{quoted},"resu"#)
+            } else {
+                format!(r#"{{"op":"call_tool_res","request_id":{quoted},"outp"#)
+            };
             before.push((bad.into(), Counted::Injected(Fault::Malformed)));
         }
         if f.duplicate

@@ -1,0 +1,368 @@
+//! The Model Context Protocol as wsbench speaks it over WebSocket (JSON-RPC 2.0, one message per
+//! text frame, the `mcp` subprotocol): the client's `initialize` handshake, `tools/call`
+//! frames and the classifier of server messages, and the reference server's parser and
+//! replies. docs/PROTOCOL.md's MCP section says which JSON-RPC case lands in which bucket.
+
+use std::borrow::Cow;
+
+use super::classify::{fields, raw_scalar, raw_str};
+use super::{Classified, Kind, RequestTemplate, push_json_str};
+
+/// The id of the client's `initialize` request; call ids are `<run>-<worker>-<conn>-<seq>`
+/// strings, so the two never meet.
+pub const INIT_ID: &str = "wsbench-initialize";
+/// The newest session-based revision: what the client asks for, and what the server prefers.
+pub const LATEST_VERSION: &str = "2025-11-25";
+/// The session-based revisions the reference server accepts.
+pub const VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25"];
+/// The WebSocket subprotocol the official SDK clients ask for.
+pub const SUBPROTOCOL: &str = "mcp";
+/// The error code of a failed tool call that the server reported as a result (`isError`).
+pub const TOOL_ERROR: &str = "tool_error";
+
+/// JSON-RPC error codes.
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+
+/// The `initialize` request a session opens with.
+pub fn initialize_frame(version: &str) -> String {
+    serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": INIT_ID,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": version,
+            "capabilities": {},
+            "clientInfo": {"name": "wsbench", "version": env!("CARGO_PKG_VERSION")},
+        },
+    })
+    .to_string()
+}
+
+/// The notification that ends the handshake.
+pub const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+
+/// `tools/call` frames, split once like the tool-call dialect's.
+pub fn template(
+    id_prefix: &str,
+    tool: &str,
+    args: Option<&str>,
+    conn: u32,
+    conns: u32,
+) -> RequestTemplate {
+    let name = serde_json::to_string(tool).expect("a string always serializes");
+    RequestTemplate::with_frame(
+        format!(r#"{{"jsonrpc":"2.0","id":"{id_prefix}"#),
+        format!(r#"","method":"tools/call","params":{{"name":{name},"arguments":"#),
+        "}}",
+        id_prefix,
+        args,
+        conn,
+        conns,
+    )
+}
+
+const MESSAGE: &[&str; 5] = &["id", "result", "error", "method", "params"];
+
+/// Classifies one server message. Total: any text is some [`Kind`].
+///
+/// A response with our `initialize` id is the handshake's answer; any other response is final
+/// for its id: `result` succeeded unless `isError` is true (then `tool_error`), `error` failed
+/// with its numeric code. `notifications/progress` is non-final for the request its
+/// `progressToken` names. Other requests and notifications from the server are `Other`.
+pub fn classify(text: &str) -> Classified<'_> {
+    let bare = |kind| Classified {
+        kind,
+        request_id: None,
+        code: None,
+        retry_after: None,
+    };
+    let Some([id, result, error, method, params]) = fields(text, MESSAGE) else {
+        return bare(Kind::Malformed);
+    };
+    let id = id.and_then(raw_scalar).filter(|i| i != "null");
+    if let Some(method) = method {
+        return match raw_str(method) {
+            Some(m) if m == "notifications/progress" => Classified {
+                request_id: params
+                    .and_then(|p| fields(p.get(), &["progressToken"]))
+                    .and_then(|[t]| t)
+                    .and_then(raw_scalar),
+                ..bare(Kind::Progress)
+            },
+            Some(_) => bare(Kind::Other),
+            None => bare(Kind::Malformed),
+        };
+    }
+    let code = || error.map(error_code);
+    if id.as_deref() == Some(INIT_ID) {
+        let ok = result.is_some() && error.is_none();
+        return Classified {
+            code: if ok { None } else { code() },
+            ..bare(Kind::HelloAck { ok })
+        };
+    }
+    let kind = match (error, result) {
+        (Some(_), _) if id.is_none() => Kind::Error,
+        (Some(_), _) => Kind::ResultError,
+        (None, Some(r)) if is_error(r.get()) => Kind::ResultError,
+        (None, Some(_)) => Kind::Result,
+        (None, None) => return bare(Kind::Malformed),
+    };
+    let code = match (kind, error) {
+        (Kind::ResultError, None) => Some(Cow::Borrowed(TOOL_ERROR)),
+        (Kind::ResultError | Kind::Error, Some(_)) => code(),
+        _ => None,
+    };
+    Classified {
+        kind,
+        request_id: id,
+        code,
+        retry_after: None,
+    }
+}
+
+/// Whether a `result` object says `isError: true`.
+fn is_error(result: &str) -> bool {
+    fields(result, &["isError"])
+        .and_then(|[e]| e)
+        .is_some_and(|e| e.get() == "true")
+}
+
+/// A JSON-RPC error's code as text (`-32602`), or `UNKNOWN`.
+fn error_code(error: &serde_json::value::RawValue) -> Cow<'static, str> {
+    fields(error.get(), &["code"])
+        .and_then(|[c]| c)
+        .and_then(raw_scalar)
+        .map(|c| Cow::Owned(c.into_owned()))
+        .unwrap_or(Cow::Borrowed("UNKNOWN"))
+}
+
+/// A client message as the reference server reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request<'a> {
+    /// The id's JSON text (`"abc"` with its quotes, or `17`), echoed verbatim in the reply;
+    /// `None` for a notification.
+    pub id: Option<&'a str>,
+    pub method: Cow<'a, str>,
+    /// `params.name` of `tools/call`.
+    pub name: Option<Cow<'a, str>>,
+    /// `params.arguments` of `tools/call`, as JSON text.
+    pub arguments: Option<&'a str>,
+    /// `params.protocolVersion` of `initialize`.
+    pub version: Option<Cow<'a, str>>,
+}
+
+/// Parses a client message; `Err` is the JSON-RPC error (code, message) to answer with.
+pub fn parse_request(text: &str) -> Result<Request<'_>, (i64, String)> {
+    let Some([id, _result, _error, method, params]) = fields(text, MESSAGE) else {
+        return Err((PARSE_ERROR, "Parse error: not one JSON object".into()));
+    };
+    let id = id.map(|i| i.get()).filter(|i| *i != "null");
+    let Some(method) = method.and_then(raw_str) else {
+        return Err((INVALID_REQUEST, "Invalid Request: no method".into()));
+    };
+    let [name, arguments, version] = params
+        .and_then(|p| fields(p.get(), &["name", "arguments", "protocolVersion"]))
+        .unwrap_or([None, None, None]);
+    Ok(Request {
+        id,
+        method,
+        name: name.and_then(raw_str),
+        arguments: arguments.map(|a| a.get()),
+        version: version.and_then(raw_str),
+    })
+}
+
+/// A JSON-RPC response around `result` JSON text.
+fn response(id: &str, result: &str) -> String {
+    let mut buf = String::with_capacity(40 + id.len() + result.len());
+    buf.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    buf.push_str(id);
+    buf.push_str(r#","result":"#);
+    buf.push_str(result);
+    buf.push('}');
+    buf
+}
+
+/// A tool's text result: `{"content":[{"type":"text","text":…}],"isError":false}`.
+pub fn tool_result(id: &str, text: &str, is_error: bool) -> String {
+    let mut result = String::with_capacity(48 + text.len() * 2);
+    result.push_str(r#"{"content":[{"type":"text","text":"#);
+    push_json_str(&mut result, text);
+    result.push_str(if is_error {
+        r#"}],"isError":true}"#
+    } else {
+        r#"}],"isError":false}"#
+    });
+    response(id, &result)
+}
+
+/// A JSON-RPC error response (`id` null when the request had none or could not be read).
+pub fn error_response(id: Option<&str>, code: i64, message: &str) -> String {
+    let mut buf = String::with_capacity(64 + message.len());
+    buf.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    buf.push_str(id.unwrap_or("null"));
+    buf.push_str(&format!(r#","error":{{"code":{code},"message":"#));
+    push_json_str(&mut buf, message);
+    buf.push_str("}}");
+    buf
+}
+
+/// The `initialize` result: the version the client asked for when the server speaks it, else
+/// the newest it does.
+pub fn initialize_result(id: &str, asked: Option<&str>) -> String {
+    let version = asked
+        .filter(|v| VERSIONS.contains(v))
+        .unwrap_or(LATEST_VERSION);
+    let result = serde_json::json!({
+        "protocolVersion": version,
+        "capabilities": {"tools": {"listChanged": false}},
+        "serverInfo": {"name": "wsbench-serve", "version": env!("CARGO_PKG_VERSION")},
+    });
+    response(id, &result.to_string())
+}
+
+/// `tools/list` result for the given tool list (`[{name, description, inputSchema}]`).
+pub fn tools_list_result(id: &str, tools: &serde_json::Value) -> String {
+    response(id, &serde_json::json!({ "tools": tools }).to_string())
+}
+
+/// An empty result (`ping`).
+pub fn empty_result(id: &str) -> String {
+    response(id, "{}")
+}
+
+/// `notifications/progress` for the request whose id (JSON text) is the progress token.
+pub fn progress(token: &str, progress: u64) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{token},"progress":{progress}}}}}"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_json_rpc_case_lands_in_its_bucket() {
+        let ok = classify(
+            r#"{"jsonrpc":"2.0","id":"r-1-0-7","result":{"content":[{"type":"text","text":"x"}]}}"#,
+        );
+        assert_eq!(
+            (ok.kind, ok.request_id.as_deref()),
+            (Kind::Result, Some("r-1-0-7"))
+        );
+        let ok = classify(r#"{"jsonrpc":"2.0","id":"a","result":{"content":[],"isError":false}}"#);
+        assert_eq!(ok.kind, Kind::Result);
+        let tool = classify(r#"{"jsonrpc":"2.0","id":"a","result":{"content":[],"isError":true}}"#);
+        assert_eq!(
+            (tool.kind, tool.code.as_deref()),
+            (Kind::ResultError, Some(TOOL_ERROR))
+        );
+        let rpc = classify(
+            r#"{"jsonrpc":"2.0","id":"a","error":{"code":-32602,"message":"Unknown tool"}}"#,
+        );
+        assert_eq!(
+            (rpc.kind, rpc.code.as_deref()),
+            (Kind::ResultError, Some("-32602"))
+        );
+        assert_eq!(rpc.request_id.as_deref(), Some("a"));
+        let conn = classify(
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}"#,
+        );
+        assert_eq!((conn.kind, conn.request_id), (Kind::Error, None));
+        assert_eq!(conn.code.as_deref(), Some("-32700"));
+        let p = classify(
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"a","progress":1}}"#,
+        );
+        assert_eq!(
+            (p.kind, p.request_id.as_deref()),
+            (Kind::Progress, Some("a"))
+        );
+        assert_eq!(
+            classify(r#"{"jsonrpc":"2.0","id":5,"method":"ping"}"#).kind,
+            Kind::Other
+        );
+        assert_eq!(
+            classify(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#).kind,
+            Kind::Other
+        );
+        assert_eq!(classify("[1,2]").kind, Kind::Malformed);
+        assert_eq!(
+            classify(r#"{"jsonrpc":"2.0","id":"a"}"#).kind,
+            Kind::Malformed
+        );
+        // A numeric id is kept as its text: it never matches a string id we sent.
+        assert_eq!(
+            classify(r#"{"jsonrpc":"2.0","id":7,"result":{}}"#)
+                .request_id
+                .as_deref(),
+            Some("7")
+        );
+    }
+
+    #[test]
+    fn the_handshake_answer_is_known_by_its_id() {
+        let init = initialize_result(&format!("\"{INIT_ID}\""), Some("2025-06-18"));
+        assert_eq!(classify(&init).kind, Kind::HelloAck { ok: true });
+        assert!(init.contains("2025-06-18"));
+        assert!(initialize_result("1", Some("1999-01-01")).contains(LATEST_VERSION));
+        let refused = error_response(
+            Some(&format!("\"{INIT_ID}\"")),
+            INVALID_PARAMS,
+            "Unsupported protocol version",
+        );
+        let c = classify(&refused);
+        assert_eq!(
+            (c.kind, c.code.as_deref()),
+            (Kind::HelloAck { ok: false }, Some("-32602"))
+        );
+    }
+
+    #[test]
+    fn server_builders_and_parser_agree_with_the_classifier() {
+        let mut buf = String::new();
+        template("r-w-0-", "echo", None, 0, 1).render(3, &mut buf);
+        let req = parse_request(&buf).unwrap();
+        assert_eq!(req.method, "tools/call");
+        assert_eq!(
+            (req.id, req.name.as_deref()),
+            (Some("\"r-w-0-3\""), Some("echo"))
+        );
+        let args: serde_json::Value = serde_json::from_str(req.arguments.unwrap()).unwrap();
+        assert_eq!(args["id"], "r-w-0-3");
+        let reply = tool_result(req.id.unwrap(), req.arguments.unwrap(), false);
+        let c = classify(&reply);
+        assert_eq!(
+            (c.kind, c.request_id.as_deref()),
+            (Kind::Result, Some("r-w-0-3"))
+        );
+        let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(
+            v["result"]["content"][0]["text"].as_str().unwrap(),
+            req.arguments.unwrap()
+        );
+        assert_eq!(
+            classify(&tool_result("\"x\"", "no", true)).code.as_deref(),
+            Some(TOOL_ERROR)
+        );
+        let p = progress("\"x\"", 1);
+        assert_eq!(classify(&p).request_id.as_deref(), Some("x"));
+        assert_eq!(parse_request("{").unwrap_err().0, PARSE_ERROR);
+        assert_eq!(parse_request(r#"{"id":1}"#).unwrap_err().0, INVALID_REQUEST);
+        let n = parse_request(INITIALIZED).unwrap();
+        assert_eq!(
+            (n.id, n.method.as_ref()),
+            (None, "notifications/initialized")
+        );
+        let init = initialize_frame(LATEST_VERSION);
+        let i = parse_request(&init).unwrap();
+        assert_eq!(
+            (i.method.as_ref(), i.version.as_deref()),
+            ("initialize", Some(LATEST_VERSION))
+        );
+    }
+}

@@ -1,0 +1,209 @@
+//! MCP over WebSocket, over real sockets: `run --protocol mcp` against `serve --protocol mcp`
+//! (counts equal the server's own, each JSON-RPC case in its bucket, the token in the
+//! upgrade's Authorization header), and against a raw scripted MCP peer for the cases the
+//! reference server never produces (ids that are not the one sent, progress, server requests).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, out_str, run, serve_config, tcp_server, temp_path, wsbench};
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use wsbench::outcome::Outcome;
+
+const QUIET: [&str; 3] = ["--progress", "off", "--no-gate"];
+
+fn mcp_server(args: &[&str]) -> TestServer {
+    let argv = [&["--protocol", "mcp"][..], args].concat();
+    TestServer::start(serve_config(&argv))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_equal_the_servers_and_tool_errors_are_their_own_bucket() {
+    // 5% of calls fail inside the tool (isError: true), seeded.
+    let server = mcp_server(&["--error-rate", "0.05", "--seed", "7"]);
+    let argv = [
+        &["--url", &server.url, "--protocol", "mcp", "-c", "4"][..],
+        &["--inflight", "4", "-n", "4000"],
+        &QUIET,
+    ]
+    .concat();
+    let r = run(&argv).await;
+    let stats = server.stop();
+    let c = &r.summary.counts;
+    assert!(c.identity_holds(), "{c:?}");
+    assert_eq!(c.sent, 4000);
+    assert_eq!(c.sent, stats.call_tool, "the server saw every call once");
+    assert_eq!(c.succeeded, stats.results_ok);
+    assert_eq!(c.failed, stats.results_error);
+    assert_eq!(
+        c.failed, stats.injected.errors,
+        "only the injected errors failed"
+    );
+    assert!(c.failed > 100, "{c:?}");
+    assert_eq!(r.summary.errors_by_code.get("tool_error"), Some(&c.failed));
+    assert_eq!((c.unmatched, c.malformed, c.duplicates), (0, 0, 0));
+    assert_eq!(stats.hello_ok, 4, "one initialize per session");
+    assert_eq!(r.settings.protocol, "mcp");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_tool_is_a_json_rpc_error_by_its_code() {
+    let server = mcp_server(&[]);
+    let argv = [
+        &["--url", &server.url, "--protocol", "mcp", "-c", "2"][..],
+        &["-n", "200", "--tool", "no_such_tool"],
+        &QUIET,
+    ]
+    .concat();
+    let r = run(&argv).await;
+    server.stop();
+    let c = &r.summary.counts;
+    assert_eq!((c.sent, c.failed, c.succeeded), (200, 200, 0), "{c:?}");
+    assert_eq!(r.summary.errors_by_code.get("-32602"), Some(&200));
+}
+
+#[test]
+fn the_token_goes_in_the_upgrade_and_a_wrong_one_cannot_run() {
+    let server = TestServer::start(wsbench::serve::ServeConfig {
+        token: wsbench::net::secret::Secret::new("s3cret-token"),
+        ..serve_config(&["--protocol", "mcp"])
+    });
+    let (_dir, json) = temp_path("out.json");
+    let out = wsbench()
+        .args(["run", "--url", &server.url, "--protocol", "mcp", "-c", "2"])
+        .args(["-n", "100", "--progress", "off", "--no-gate", "--json"])
+        .arg(&json)
+        .env("WSBENCH_TOKEN", "s3cret-token")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    let written = std::fs::read_to_string(&json).unwrap();
+    assert!(
+        !written.contains("s3cret-token"),
+        "the token is never written"
+    );
+    let out = wsbench()
+        .args(["run", "--url", &server.url, "--protocol", "mcp", "-c", "2"])
+        .args(["-d", "1s", "--progress", "off"])
+        .env("WSBENCH_TOKEN", "wrong")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", out_str(&out.stdout), out_str(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("401"), "names the refusal: {text}");
+    assert!(
+        !text.contains("wrong"),
+        "the token is never printed: {text}"
+    );
+    let stats = server.stop();
+    assert_eq!(stats.hello_ok, 2);
+    assert!(stats.hello_rejected >= 2, "{stats:?}");
+}
+
+/// A scripted MCP peer: answers `initialize`, then hands each `tools/call` to `reply`.
+async fn mcp_peer(reply: fn(usize, &str) -> Vec<String>) -> String {
+    tcp_server(move |tcp| async move {
+        // Agrees to the `mcp` subprotocol, as MCP WebSocket servers do (a client that asked for
+        // it refuses an upgrade without it).
+        #[allow(clippy::result_large_err, reason = "tungstenite's Callback signature")]
+        let agree = |req: &Request, mut resp: Response| {
+            let asked = req.headers().get("sec-websocket-protocol").cloned();
+            assert_eq!(asked.as_ref().and_then(|v| v.to_str().ok()), Some("mcp"));
+            resp.headers_mut()
+                .insert("sec-websocket-protocol", asked.unwrap());
+            Ok::<_, ErrorResponse>(resp)
+        };
+        let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, agree).await else {
+            return;
+        };
+        let Some(Ok(Message::Text(init))) = ws.next().await else {
+            return;
+        };
+        let v: serde_json::Value = serde_json::from_str(init.as_str()).unwrap();
+        assert_eq!(v["method"], "initialize");
+        let id = v["id"].to_string();
+        let answer = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"protocolVersion":"2025-11-25","capabilities":{{}},"serverInfo":{{"name":"peer","version":"0"}}}}}}"#
+        );
+        if ws.send(Message::text(answer)).await.is_err() {
+            return;
+        }
+        let mut n = 0;
+        while let Some(Ok(Message::Text(t))) = ws.next().await {
+            let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["method"] != "tools/call" {
+                continue; // notifications/initialized
+            }
+            let id = v["id"].as_str().unwrap().to_owned();
+            for frame in reply(n, &id) {
+                if ws.send(Message::text(frame)).await.is_err() {
+                    return;
+                }
+            }
+            n += 1;
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_json_rpc_case_lands_in_its_bucket_and_only_the_exact_id_matches() {
+    let url = mcp_peer(|n, id| {
+        let ok = |id: &str| format!(r#"{{"jsonrpc":"2.0","id":"{id}","result":{{"content":[]}}}}"#);
+        match n % 6 {
+            // A progress notification first (non-final), then the result.
+            0 => vec![
+                format!(r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":"{id}","progress":1}}}}"#),
+                ok(id),
+            ],
+            1 => vec![format!(r#"{{"jsonrpc":"2.0","id":"{id}","result":{{"content":[],"isError":true}}}}"#)],
+            2 => vec![format!(r#"{{"jsonrpc":"2.0","id":"{id}","error":{{"code":-32603,"message":"boom"}}}}"#)],
+            // The same request, numerically: the id as a number is not the id sent.
+            3 => {
+                let seq = id.rsplit('-').next().unwrap();
+                vec![format!(r#"{{"jsonrpc":"2.0","id":{seq},"result":{{"content":[]}}}}"#)]
+            }
+            // A server-to-client request in between, then the result twice.
+            4 => vec![
+                r#"{"jsonrpc":"2.0","id":"srv-1","method":"ping"}"#.to_owned(),
+                ok(id),
+                ok(id),
+            ],
+            _ => vec![ok(id)],
+        }
+    })
+    .await;
+    let argv = [
+        &["--url", &url, "--protocol", "mcp", "-c", "1", "-n", "60"][..],
+        &["--timeout", "300ms", "--drain", "500ms"],
+        &QUIET,
+    ]
+    .concat();
+    let r = tokio::time::timeout(Duration::from_secs(30), run(&argv))
+        .await
+        .expect("the run ends");
+    let c = &r.summary.counts;
+    assert!(c.identity_holds(), "{c:?}");
+    assert_eq!(c.sent, 60, "{c:?}");
+    // 10 each of: progress+ok, isError, -32603, numeric id, ping+ok+duplicate, ok.
+    assert_eq!(c.succeeded, 30, "{c:?}");
+    assert_eq!(c.failed, 20, "{c:?}");
+    assert_eq!(
+        c.timed_out + c.unfinished,
+        10,
+        "a wrong id never answers: {c:?}"
+    );
+    assert_eq!(c.unmatched, 10, "{c:?}");
+    assert_eq!(c.non_final, 10, "{c:?}");
+    assert_eq!(c.duplicates, 10, "{c:?}");
+    assert_eq!(c.unexpected, 10, "the server's own request: {c:?}");
+    let codes = &r.summary.errors_by_code;
+    assert_eq!(
+        (codes.get("tool_error"), codes.get("-32603")),
+        (Some(&10), Some(&10))
+    );
+    assert_eq!(r.outcome, Outcome::Passed, "gate off");
+}
