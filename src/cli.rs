@@ -86,6 +86,11 @@ pub struct RunArgs {
     /// Start the reference server in-process on an ephemeral loopback port and load it.
     #[arg(long)]
     pub embedded: bool,
+    /// stdio: spawn this server command (through `sh -c`) once per connection and speak
+    /// newline-delimited JSON-RPC on its stdin and stdout (--protocol defaults to mcp); its
+    /// stderr goes to a log file the report names. Every process is killed at the end.
+    #[arg(long, value_name = "CMD", conflicts_with_all = ["url", "embedded"], value_parser = given(tool_name))]
+    pub command: Option<Given<String>>,
     /// Concurrent connections. Default 64.
     #[arg(short = 'c', long, value_parser = given(positive_u32))]
     pub conns: Option<Given<u32>>,
@@ -248,6 +253,10 @@ pub struct ServeArgs {
     /// Default tool-call.
     #[arg(long, value_name = "tool-call|mcp", value_parser = given(Dialect::parse))]
     pub protocol: Option<Given<Dialect>>,
+    /// Serve one session on stdin and stdout instead of listening (what a client that spawns
+    /// its server, `run --command`, talks to). Nothing but protocol goes to stdout.
+    #[arg(long)]
+    pub stdio: bool,
     /// Address to bind. Default 127.0.0.1.
     #[arg(long)]
     pub host: Option<String>,

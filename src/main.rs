@@ -33,7 +33,11 @@ fn main() -> ExitCode {
             return Outcome::CouldNotRun.into();
         }
     };
-    match runtime.block_on(wsbench::main(cli)) {
+    let result = runtime.block_on(wsbench::main(cli));
+    // A reader blocked on stdin (`serve --stdio`) would hold a plain drop of the runtime
+    // forever; everything that matters has finished by now.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
         Ok(outcome) => outcome.into(),
         Err(err) => {
             eprintln!("wsbench: {err:#}");

@@ -1,16 +1,29 @@
-//! WebSocket I/O where writing never stops reading: frames are queued on the socket at once
+//! Message I/O where writing never stops reading: frames are queued on the transport at once
 //! and pushed out as the peer takes them, while the owner keeps polling for incoming frames.
 //! Both `run` (client) and `serve` (server) use it, so neither side can deadlock the other by
-//! writing into a full socket while nothing reads.
+//! writing into a full socket while nothing reads. A transport is anything that is a stream and
+//! a sink of messages ([`MessageIo`]): a WebSocket, or newline-delimited JSON over pipes.
 
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use futures_util::{Sink, StreamExt as _};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
+use futures_util::{Sink, Stream, StreamExt as _};
 use tokio_tungstenite::tungstenite::{Error, Message};
+
+/// A transport of whole messages both ways: a WebSocket, or lines over a process's pipes.
+pub trait MessageIo:
+    Stream<Item = Result<Message, Error>> + Sink<Message, Error = Error> + Send + Unpin
+{
+}
+
+impl<T> MessageIo for T where
+    T: Stream<Item = Result<Message, Error>> + Sink<Message, Error = Error> + Send + Unpin
+{
+}
+
+/// A transport chosen at run time.
+pub type BoxIo = Box<dyn MessageIo>;
 
 /// What one turn of [`Duplex::next_io`] brought.
 #[derive(Debug)]
@@ -23,18 +36,26 @@ pub enum Io {
     WriteFailed(Error),
 }
 
-/// A WebSocket with a write backlog instead of blocking writes.
-#[derive(Debug)]
-pub struct Duplex<S> {
-    pub ws: WebSocketStream<S>,
+/// A transport with a write backlog instead of blocking writes.
+pub struct Duplex<T> {
+    pub ws: T,
     /// Frames queued since the socket last took everything.
     backlog: usize,
     /// Their bytes (payload sizes), to bound how much a peer that does not read can pile up.
     backlog_bytes: usize,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Duplex<S> {
-    pub fn new(ws: WebSocketStream<S>) -> Self {
+impl<T> std::fmt::Debug for Duplex<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Duplex")
+            .field("backlog", &self.backlog)
+            .field("backlog_bytes", &self.backlog_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Stream<Item = Result<Message, Error>> + Sink<Message, Error = Error> + Unpin> Duplex<T> {
+    pub fn new(ws: T) -> Self {
         Duplex {
             ws,
             backlog: 0,
@@ -136,6 +157,7 @@ mod tests {
     use super::*;
     use futures_util::SinkExt as _;
     use tokio::net::{TcpListener, TcpStream};
+    use tokio_tungstenite::WebSocketStream;
 
     /// A WebSocket pair over a real loopback TCP connection.
     async fn pair() -> (WebSocketStream<TcpStream>, WebSocketStream<TcpStream>) {

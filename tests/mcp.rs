@@ -207,3 +207,145 @@ async fn every_json_rpc_case_lands_in_its_bucket_and_only_the_exact_id_matches()
     );
     assert_eq!(r.outcome, Outcome::Passed, "gate off");
 }
+
+/// The wsbench binary's path, for commands a run spawns.
+fn bin() -> String {
+    assert_cmd::cargo::cargo_bin("wsbench")
+        .display()
+        .to_string()
+}
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if cmd.contains(marker) && !stat.contains(") Z ") {
+            found.push(cmd);
+        }
+    }
+    found
+}
+
+#[test]
+fn stdio_sessions_are_counted_exactly_against_each_servers_own_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    // `$$` is each spawned shell's pid: one stats file per server process.
+    let command = format!(
+        "exec {} serve --protocol mcp --stdio --error-rate 0.05 --stats-file {}/stats-$$.json",
+        bin(),
+        dir.path().display()
+    );
+    let (_d, json) = temp_path("out.json");
+    let out = wsbench()
+        .args(["run", "--command", &command, "-c", "3", "--inflight", "4"])
+        .args(["-n", "3000", "--progress", "off", "--no-gate", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    let v = common::read_json(&json);
+    let c = &v["counts"];
+    assert_eq!(c["sent"], 3000);
+    assert_eq!(v["identity_holds"], true);
+    assert_eq!(
+        v["settings"]["protocol"], "mcp",
+        "a command speaks MCP by default"
+    );
+    let (mut calls, mut ok, mut err) = (0, 0, 0);
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        let s = common::read_json(&entry.path());
+        calls += s["call_tool"].as_u64().unwrap();
+        ok += s["results_ok"].as_u64().unwrap();
+        err += s["results_error"].as_u64().unwrap();
+        files += 1;
+    }
+    assert_eq!(
+        files, 3,
+        "one server process per session, each ended cleanly"
+    );
+    assert_eq!(calls, 3000);
+    assert_eq!(
+        (c["succeeded"].as_u64(), c["failed"].as_u64()),
+        (Some(ok), Some(err))
+    );
+    assert!(err > 50, "{err}");
+    assert_eq!(v["errors_by_code"]["tool_error"].as_u64(), Some(err));
+}
+
+#[test]
+fn a_server_process_that_exits_is_a_disconnect_and_is_spawned_again() {
+    // Each server process quits after 300 calls: the calls in flight are lost, a new process
+    // is spawned (a reconnect), and the load goes on.
+    let command = format!(
+        "exec {} serve --protocol mcp --stdio --disconnect-after 300",
+        bin()
+    );
+    let (_d, json) = temp_path("out.json");
+    let out = wsbench()
+        .args(["run", "--command", &command, "-c", "2", "--inflight", "2"])
+        .args([
+            "-d",
+            "2s",
+            "--backoff-base",
+            "10ms",
+            "--progress",
+            "off",
+            "--no-gate",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    let v = common::read_json(&json);
+    assert_eq!(v["identity_holds"], true);
+    let reconnects = v["resilience"]["reconnects"].as_u64().unwrap();
+    assert!(reconnects >= 2, "{}", v["resilience"]);
+    assert!(v["counts"]["succeeded"].as_u64().unwrap() > 600);
+}
+
+#[test]
+fn sigint_ends_a_stdio_run_with_its_report_and_no_server_process_survives() {
+    let marker = format!("wsbench-sigint-marker-{}", std::process::id());
+    let command = format!(
+        "{} serve --protocol mcp --stdio --delay 1ms --stats-file /tmp/{marker}-$$.json",
+        bin()
+    );
+    let child = std::process::Command::new(bin())
+        .args(["run", "--command", &command, "-c", "3", "-d", "60s"])
+        .args(["--progress", "off", "--output", "quiet"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while processes_with(&marker).len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the servers never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let out = common::terminate_with(child, libc::SIGINT);
+    assert_eq!(out.status.code(), Some(130), "{}", out_str(&out.stderr));
+    assert!(
+        out_str(&out.stdout).contains("interrupted"),
+        "{}",
+        out_str(&out.stdout)
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let left = processes_with(&marker);
+    assert!(left.is_empty(), "server processes survived: {left:?}");
+    for entry in std::fs::read_dir("/tmp").unwrap().flatten() {
+        if entry.file_name().to_string_lossy().contains(&marker) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}

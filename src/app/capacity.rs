@@ -249,6 +249,7 @@ pub async fn search(
     let target = match &base.target {
         crate::config::Target::Url(u) => u.url.clone(),
         crate::config::Target::Embedded => "embedded reference server".into(),
+        crate::config::Target::Command(c) => format!("stdio: {c}"),
     };
     let (outcome, reason) = if interrupt.is_cancelled() {
         (

@@ -289,6 +289,7 @@ pub fn merge(
         // The text report's "(embedded …, in this process)" is about a run, never a merge.
         embedded: false,
         protocol: f.protocol.clone(),
+        stderr_log: None,
     };
     let mut verdicts = crate::gate::evaluate(&s, &gate.thresholds);
     let (baseline, regressions) =

@@ -91,11 +91,18 @@ impl Embedded {
 /// Runs the load described by `config` and judges it. Writes nothing.
 pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Result<RunResult> {
     let embedded = match &config.target {
-        Target::Url(_) => None,
+        Target::Url(_) | Target::Command(_) => None,
         Target::Embedded => Some(Embedded::start(config.embedded_server.clone())?),
     };
     let url = match (&config.target, &embedded) {
         (Target::Url(url), _) => url.clone(),
+        // Not a network address: what the report shows as the target.
+        (Target::Command(c), _) => WsUrl {
+            url: format!("stdio: {c}"),
+            host: String::new(),
+            port: 0,
+            tls: false,
+        },
         (_, Some(e)) => WsUrl::parse(&e.server.url()).map_err(anyhow::Error::msg)?,
         (Target::Embedded, None) => unreachable!("embedded target without a server"),
     };

@@ -33,6 +33,8 @@ pub enum Target {
     Url(WsUrl),
     /// The reference server, started in-process on an ephemeral loopback port.
     Embedded,
+    /// stdio: each connection spawns this command (through `sh -c`) and speaks on its pipes.
+    Command(String),
 }
 
 pub use crate::net::tls::ClientTls;
@@ -47,6 +49,8 @@ pub struct RunConfig {
     pub target: Target,
     /// The dialect spoken (`--protocol`).
     pub protocol: crate::protocol::Dialect,
+    /// stdio: where the spawned servers' stderr goes.
+    pub stderr_log: Option<std::path::PathBuf>,
     pub conns: u32,
     /// Sending stops after this long (the count, if any, may stop it sooner).
     pub duration: Duration,

@@ -54,6 +54,11 @@ impl RunConfig {
             ping: config.ping,
             honor_retry_after: config.honor_retry_after,
             tls,
+            command: match &config.target {
+                Target::Command(c) => Some(c.clone()),
+                _ => None,
+            },
+            stderr_log: config.stderr_log.clone(),
             bind_ips: config.bind_ips.clone(),
             headers: config.headers.clone(),
             subprotocol: config.subprotocol.clone(),
@@ -107,6 +112,7 @@ impl RunConfig {
             breaker_enabled: config.breaker.enabled,
             embedded: config.target == Target::Embedded,
             protocol: config.protocol.name().into(),
+            stderr_log: config.stderr_log.as_ref().map(|p| p.display().to_string()),
         }
     }
 }

@@ -42,11 +42,22 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     let res = |k| ("resilience", k);
 
     let embedded = r.switch(args.embedded, "--embedded", run("embedded"))?;
+    let command = r.get(
+        args.command.as_ref(),
+        "--command",
+        run("command"),
+        tool_name,
+    )?;
+    // A server spoken to on its stdin and stdout is an MCP server unless said otherwise.
     let protocol = r.get_or(
         args.protocol.as_ref(),
         "--protocol",
         run("protocol"),
-        "tool-call",
+        if command.is_some() {
+            "mcp"
+        } else {
+            "tool-call"
+        },
         crate::protocol::Dialect::parse,
     )?;
     let url = r.get_or(
@@ -57,11 +68,15 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         WsUrl::parse,
     )?;
     // A --url flag beats `embedded = true` in a file; the --embedded flag beats a file's url.
-    let target = if embedded && (args.url.is_none() || args.embedded) {
+    let target = if let Some(c) = command {
+        Target::Command(c)
+    } else if embedded && (args.url.is_none() || args.embedded) {
         Target::Embedded
     } else {
         Target::Url(url)
     };
+    let stderr_log = matches!(target, Target::Command(_))
+        .then(|| std::env::temp_dir().join(format!("wsbench-stdio-{}.log", std::process::id())));
 
     let requests = r.get(
         args.requests.as_ref(),
@@ -258,6 +273,12 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         ..super::serve::resolve(&ServeArgs::default(), r)?
     };
 
+    if ping_interval.is_some() && matches!(target, Target::Command(_)) {
+        return Err(ConfigError::Rejected {
+            name: "--ping-interval".into(),
+            reason: "a server on pipes (--command) has no WebSocket pings to answer".into(),
+        });
+    }
     let judge = super::gate::resolve(&args.gate, r, schedule.is_some())?;
     let tool_name_for_check = args
         .tool
@@ -299,6 +320,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     Ok(RunConfig {
         target,
         protocol,
+        stderr_log,
         conns,
         duration,
         requests,

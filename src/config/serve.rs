@@ -95,6 +95,7 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
     }
     Ok(ServeConfig {
         protocol,
+        stdio: switch(args.stdio, "--stdio")?,
         host: or(r, &args.host, "--host", "127.0.0.1", host)?,
         max_message_size: or(
             r,

@@ -18,6 +18,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
         "run",
         &[
             "url",
+            "command",
             "protocol",
             "embedded",
             "conns",
@@ -76,6 +77,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
         "serve",
         &[
             "protocol",
+            "stdio",
             "host",
             "port",
             "hello_timeout",

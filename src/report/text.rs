@@ -83,6 +83,9 @@ impl Reporter for TextReporter {
             "  {} {unit} x {} in flight{via}, tool '{}', {stop}, {pacing}",
             c.conns, c.inflight, c.tool
         )?;
+        if let Some(log) = &c.stderr_log {
+            writeln!(o, "  server processes' stderr: {log}")?;
+        }
         if let Some(reason) = &r.reason {
             writeln!(o, "  ! {reason}")?;
         }
@@ -191,13 +194,23 @@ impl Reporter for TextReporter {
         } else {
             format!(" / tls {}", ms(&h.tls, 99.0))
         };
-        writeln!(
-            o,
-            "  phases    tcp {}{tls} / upgrade {} / hello {} ms (p99)",
-            ms(&h.tcp, 99.0),
-            ms(&h.upgrade, 99.0),
-            ms(&h.hello, 99.0)
-        )?;
+        if r.settings.stderr_log.is_some() {
+            // stdio: the process is the connection; spawning it is the connect phase.
+            writeln!(
+                o,
+                "  phases    spawn {} / initialize {} ms (p99)",
+                ms(&h.tcp, 99.0),
+                ms(&h.hello, 99.0)
+            )?;
+        } else {
+            writeln!(
+                o,
+                "  phases    tcp {}{tls} / upgrade {} / hello {} ms (p99)",
+                ms(&h.tcp, 99.0),
+                ms(&h.upgrade, 99.0),
+                ms(&h.hello, 99.0)
+            )?;
+        }
         self.timeline(&mut o, r)?;
         if let Some((min, med, max)) = s.per_conn_spread() {
             let jain = s.jain_fairness().map_or("-".into(), |j| format!("{j:.3}"));

@@ -37,6 +37,8 @@ pub struct Settings {
     pub embedded: bool,
     /// The dialect spoken (`tool-call`, `mcp`).
     pub protocol: String,
+    /// stdio: the log file of the spawned servers' stderr.
+    pub stderr_log: Option<String>,
 }
 
 /// Everything a finished run produced; what the reporters render.

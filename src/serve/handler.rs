@@ -25,7 +25,7 @@ use super::faults::ConnFaults;
 use super::stats::{Fault, Reply};
 use crate::net::tls::Stream;
 use crate::protocol::{self, Dialect, Inbound};
-use crate::wsio::{Duplex, Io};
+use crate::wsio::{BoxIo, Duplex, Io};
 use replies::{conn_error_frame, error_frame, list_tools, ok_frame};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http;
@@ -98,7 +98,7 @@ pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: Cance
     {
         shared.stats.refused();
         close(
-            &mut Duplex::new(ws),
+            &mut Duplex::new(Box::new(ws) as BoxIo),
             CloseCode::Policy,
             "too many connections",
         )
@@ -106,17 +106,23 @@ pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: Cance
         shared.stats.connection_closed();
         return;
     }
-    let mut ws = Duplex::new(ws);
+    session(Box::new(ws), &shared, cancel).await;
+    shared.stats.connection_closed();
+}
+
+/// One session over an open transport (a WebSocket after its upgrade, or the server's own
+/// stdin and stdout): the dialect's handshake, then answering until it ends.
+pub(crate) async fn session(io: BoxIo, shared: &Arc<Shared>, cancel: CancellationToken) {
+    let mut ws: Duplex<BoxIo> = Duplex::new(io);
     let session = match shared.config.protocol {
-        Dialect::ToolCall => handshake(&mut ws, &shared).await,
-        Dialect::Mcp => mcp::handshake(&mut ws, &shared).await,
+        Dialect::ToolCall => handshake(&mut ws, shared).await,
+        Dialect::Mcp => mcp::handshake(&mut ws, shared).await,
     };
     if let Some(session) = session {
         Connection::new(ws, shared.clone(), &session)
             .serve(cancel)
             .await;
     }
-    shared.stats.connection_closed();
 }
 
 /// The upgrade: agrees to the first subprotocol a client asks for (a tungstenite client rejects
@@ -159,7 +165,7 @@ fn upgrade(req: &Request, mut resp: Response, shared: &Shared) -> Result<Respons
 }
 
 /// Sends a close frame and waits briefly for the peer's, so the code reaches the client.
-async fn close(ws: &mut Duplex<Stream>, code: CloseCode, reason: &str) {
+async fn close(ws: &mut Duplex<BoxIo>, code: CloseCode, reason: &str) {
     let frame = CloseFrame {
         code,
         reason: reason.to_owned().into(),
@@ -168,7 +174,7 @@ async fn close(ws: &mut Duplex<Stream>, code: CloseCode, reason: &str) {
 }
 
 /// Queues a frame and waits (at most the hello timeout) for the socket to take it.
-async fn send_bounded(ws: &mut Duplex<Stream>, msg: Message, limit: Duration) -> bool {
+async fn send_bounded(ws: &mut Duplex<BoxIo>, msg: Message, limit: Duration) -> bool {
     if ws.queue(msg).is_err() {
         return false;
     }
@@ -181,7 +187,7 @@ async fn send_bounded(ws: &mut Duplex<Stream>, msg: Message, limit: Duration) ->
 }
 
 /// Runs the hello exchange; the session id, or `None` when the connection was closed.
-async fn handshake(dx: &mut Duplex<Stream>, shared: &Shared) -> Option<String> {
+async fn handshake(dx: &mut Duplex<BoxIo>, shared: &Shared) -> Option<String> {
     let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
     let ws = &mut dx.ws;
     let text = loop {
@@ -255,7 +261,7 @@ fn random_session_id() -> String {
 }
 
 struct Connection {
-    ws: Duplex<Stream>,
+    ws: Duplex<BoxIo>,
     shared: Arc<Shared>,
     /// Replies of delayed calls (`sleep`) come back through here.
     delayed_tx: mpsc::UnboundedSender<Outgoing>,
@@ -268,7 +274,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(ws: Duplex<Stream>, shared: Arc<Shared>, session: &str) -> Self {
+    fn new(ws: Duplex<BoxIo>, shared: Arc<Shared>, session: &str) -> Self {
         let (delayed_tx, delayed_rx) = mpsc::unbounded_channel();
         let mut faults = shared.faults.connection();
         faults.on_session(&shared.faults.config, session);

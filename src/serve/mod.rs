@@ -39,6 +39,8 @@ pub struct ServeConfig {
     pub faults: FaultConfig,
     /// The dialect spoken (`--protocol`).
     pub protocol: crate::protocol::Dialect,
+    /// Serve one session on stdin and stdout instead of listening (`--stdio`).
+    pub stdio: bool,
 }
 
 impl Default for ServeConfig {
@@ -55,6 +57,7 @@ impl Default for ServeConfig {
             tls: None,
             faults: FaultConfig::default(),
             protocol: crate::protocol::Dialect::ToolCall,
+            stdio: false,
         }
     }
 }
@@ -119,14 +122,7 @@ impl Server {
                 })?),
                 None => None,
             };
-        let shared = Arc::new(Shared {
-            tls,
-            cache: cache::ReplayCache::new(config.cache_size),
-            in_flight: cache::InFlight::default(),
-            faults: faults::Faults::new(config.faults.clone()),
-            stats: ServerStats::default(),
-            config,
-        });
+        let shared = Shared::new(tls, config);
         let cancel = CancellationToken::new();
         let task = tokio::spawn(accept_loop(listener, shared.clone(), cancel.clone()));
         Ok(Server {
@@ -207,8 +203,45 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: Cancell
     tracker.wait().await;
 }
 
+impl Shared {
+    fn new(tls: Option<tokio_rustls::TlsAcceptor>, config: ServeConfig) -> Arc<Shared> {
+        Arc::new(Shared {
+            tls,
+            cache: cache::ReplayCache::new(config.cache_size),
+            in_flight: cache::InFlight::default(),
+            faults: faults::Faults::new(config.faults.clone()),
+            stats: ServerStats::default(),
+            config,
+        })
+    }
+}
+
+/// `serve --stdio`: one session on this process's stdin and stdout (a client spawned it), until
+/// stdin ends or a signal; stdout carries nothing but the protocol, logs go to stderr.
+async fn stdio(config: ServeConfig) -> anyhow::Result<Outcome> {
+    let max = config.max_message_size;
+    let shared = Shared::new(None, config);
+    let io = crate::net::stdio::Lines::new(tokio::io::stdin(), tokio::io::stdout(), max);
+    let cancel = CancellationToken::new();
+    shared.stats.connection_opened();
+    tokio::select! {
+        _ = handler::session(Box::new(io), &shared, cancel.clone()) => {}
+        _ = crate::signal::terminated() => cancel.cancel(),
+    }
+    shared.stats.connection_closed();
+    let snapshot = shared.stats.snapshot();
+    if let Some(path) = &shared.config.stats_file {
+        crate::files::write_whole(path, &serde_json::to_vec_pretty(&snapshot)?)?;
+    }
+    tracing::info!(call_tool = snapshot.call_tool, "stdio session ended");
+    Ok(Outcome::Passed)
+}
+
 /// The `serve` subcommand: serve until SIGINT or SIGTERM, then shut down gracefully.
 pub async fn main(config: ServeConfig) -> anyhow::Result<Outcome> {
+    if config.stdio {
+        return stdio(config).await;
+    }
     crate::resources::raise_to_hard();
     let server = Server::bind(config).await?;
     println!("wsbench serve listening on {}", server.url());

@@ -175,8 +175,14 @@ pub fn spawn_serve(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child,
 
 /// Sends SIGTERM to a child and waits for it.
 pub fn terminate(child: std::process::Child) -> std::process::Output {
+    terminate_with(child, libc::SIGTERM)
+}
+
+/// Sends `signal` to a child and waits for it.
+#[allow(dead_code, reason = "not every test file signals")]
+pub fn terminate_with(child: std::process::Child, signal: i32) -> std::process::Output {
     // SAFETY: signals our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(child.id() as i32, signal) };
     child.wait_with_output().expect("child exits")
 }
 

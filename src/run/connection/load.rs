@@ -14,18 +14,17 @@ use super::{
     CLOSE_LIMIT, Established, INTERRUPT_DRAIN, READ_BATCH, RunSpec, Stop, Timing, bucket, retry,
 };
 use crate::model::{ConnReport, Sample};
-use crate::net::tls::Stream;
 use crate::protocol::RequestTemplate;
 use crate::run::breaker::Call;
 use crate::run::clock;
 use crate::run::pacer::Pacer;
 use crate::stats::Shard;
 use crate::stats::recorder::{new_small_histogram, response_us};
-use crate::wsio::{Duplex, Io};
+use crate::wsio::{BoxIo, Duplex, Io};
 
 /// The load phase of one connection.
 pub(super) struct Load<'a> {
-    pub(super) ws: Duplex<Stream>,
+    pub(super) ws: Duplex<BoxIo>,
     pub(super) spec: &'a RunSpec,
     pub(super) id: u32,
     pub(super) timing: Timing,

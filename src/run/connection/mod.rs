@@ -22,17 +22,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::breaker::Breaker;
 use super::pacer::{Pacer, RateSchedule};
 use crate::model::{ConnReport, Counts, Event, SetupStamps};
-use crate::net::tls::Stream;
 use crate::run::clock;
 use crate::stats::Shard;
-use crate::wsio::Duplex;
+use crate::wsio::{BoxIo, Duplex};
 use account::{Idle, Tallies};
 use keepalive::Pinger;
 use load::{End, Load};
@@ -43,7 +41,7 @@ use window::Window;
 pub use reconnect::Backoff;
 pub use validate::Validation;
 
-type Ws = WebSocketStream<Stream>;
+type Ws = BoxIo;
 
 /// Samples go to the recorder when this many have gathered...
 const BATCH: usize = 512;
@@ -81,6 +79,10 @@ pub struct RunSpec {
     pub ping: Option<(Duration, Duration)>,
     /// Pause a connection's sending for an error's `retry_after`.
     pub honor_retry_after: bool,
+    /// stdio: the server command each connection spawns (instead of connecting to `url`).
+    pub command: Option<String>,
+    /// stdio: where the spawned servers' stderr goes.
+    pub stderr_log: Option<std::path::PathBuf>,
     /// Source addresses to connect from, round-robin by connection.
     pub bind_ips: Vec<std::net::IpAddr>,
     /// wss://: the TLS client settings.

@@ -130,6 +130,8 @@ mod tests {
             reconnect: None,
             ping: None,
             honor_retry_after: false,
+            command: None,
+            stderr_log: None,
             bind_ips: Vec::new(),
             tls: None,
             headers: Vec::new(),

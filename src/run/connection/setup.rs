@@ -2,7 +2,7 @@
 //! upgrade and the hello exchange, all within `--connect-timeout`, each step stamped. Frames the
 //! server sends before its `hello_ack` are kept to be counted.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
@@ -58,11 +58,43 @@ pub(super) fn fail(
     }
 }
 
-/// TCP connect, WebSocket upgrade and hello, all within `connect_timeout`. Frames the server
-/// sends before its `hello_ack` are kept, to be counted like any other frame.
+/// The transport (TCP, TLS and WebSocket upgrade; or the spawned process) and the hello, all
+/// within `connect_timeout`. Frames the server sends before answering the hello are kept, to be
+/// counted like any other frame.
 pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupFailure> {
     let started = clock::now();
     let deadline = tokio::time::Instant::from_std(started + spec.connect_timeout);
+    let (ws, tcp_at, tls_at, upgraded) = match &spec.command {
+        Some(command) => {
+            // stdio: the process is the connection; spawning it is the whole "connect".
+            let log = spec
+                .stderr_log
+                .as_deref()
+                .unwrap_or(std::path::Path::new("/dev/null"));
+            let io = crate::net::stdio::spawn(command, log, spec.max_message_size)
+                .map_err(|e| fail("spawn", e.to_string(), None, false))?;
+            let at = clock::now();
+            (Box::new(io) as Ws, at, None, at)
+        }
+        None => websocket(spec, id, deadline).await?,
+    };
+    let (ws, acked, early) = hello(spec, id, ws, deadline).await?;
+    let stamps = SetupStamps {
+        started,
+        tcp: tcp_at,
+        tls: tls_at,
+        upgraded,
+        acked,
+    };
+    Ok((ws, stamps, early))
+}
+
+/// TCP connect, TLS, WebSocket upgrade: the transport and when each phase ended.
+async fn websocket(
+    spec: &RunSpec,
+    id: u32,
+    deadline: tokio::time::Instant,
+) -> Result<(Ws, Instant, Option<Instant>, Instant), SetupFailure> {
     let timed_out = || format!("timed out after {:?}", spec.connect_timeout);
 
     let tcp = match tokio::time::timeout_at(deadline, tcp_connect(spec, id)).await {
@@ -93,7 +125,7 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
         stream,
         Some(protocol::ws_config(spec.max_message_size)),
     );
-    let mut ws = match tokio::time::timeout_at(deadline, upgrade).await {
+    let ws = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok((ws, _response))) => ws,
         Ok(Err(tungstenite::Error::Http(response))) => {
             // 401/403 at the upgrade: the token was refused (MCP carries it there), a setting
@@ -106,8 +138,18 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
         Ok(Err(e)) => return Err(fail("upgrade", e.to_string(), None, false)),
         Err(_) => return Err(fail("upgrade", timed_out(), None, false)),
     };
-    let upgraded = clock::now();
+    Ok((Box::new(ws), tcp_at, tls_at, clock::now()))
+}
 
+/// The dialect's hello over an open transport, and what it sends after; the transport, when
+/// the answer came, and the frames that came before it.
+async fn hello(
+    spec: &RunSpec,
+    id: u32,
+    mut ws: Ws,
+    deadline: tokio::time::Instant,
+) -> Result<(Ws, Instant, Vec<Message>), SetupFailure> {
+    let timed_out = || format!("timed out after {:?}", spec.connect_timeout);
     // Within the protocol's 64 characters: prefix (<= 32) + worker (<= 24) + connection, which
     // stays last so that a server can single out a connection by suffix.
     let session = format!("{}-{}-{}", spec.session_prefix, spec.worker_id, id);
@@ -175,14 +217,7 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
             Err(_) => return Err(fail("hello", timed_out(), None, false)),
         }
     }
-    let stamps = SetupStamps {
-        started,
-        tcp: tcp_at,
-        tls: tls_at,
-        upgraded,
-        acked,
-    };
-    Ok((ws, stamps, early))
+    Ok((ws, acked, early))
 }
 
 /// Frames kept from before `hello_ack`; a server that floods them is cut off by the deadline.

@@ -9,13 +9,12 @@ use super::replies::tools;
 use super::{
     CLOSE_LIMIT, Connection, Counted, Outgoing, Shared, close, random_session_id, send_bounded,
 };
-use crate::net::tls::Stream;
 use crate::protocol::{self, mcp};
-use crate::wsio::Duplex;
+use crate::wsio::{BoxIo, Duplex};
 use futures_util::StreamExt as _;
 
 /// Waits for `initialize` and answers it; the session id, or `None` when the connection ended.
-pub(super) async fn handshake(dx: &mut Duplex<Stream>, shared: &Shared) -> Option<String> {
+pub(super) async fn handshake(dx: &mut Duplex<BoxIo>, shared: &Shared) -> Option<String> {
     let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
     let text = loop {
         match tokio::time::timeout_at(deadline, dx.ws.next()).await {
