@@ -1,0 +1,124 @@
+//! Interoperability with an MCP implementation nobody here wrote: a server on the official
+//! TypeScript SDK (`tests/interop/server.mjs`: `McpServer` + `StdioServerTransport`, its exact
+//! versions in the committed lock file), loaded over stdio. Its counts must equal wsbench's,
+//! and its `isError` results must land in their bucket. `npm ci` runs here when
+//! `tests/interop/node_modules` is missing; without node on the machine the test says so and
+//! passes (CI installs nothing else).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{out_str, temp_path, wsbench};
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// The SDK server's command, after `npm ci` if needed; `None` (with the reason printed) when
+/// node or npm is absent.
+fn sdk_server() -> Option<String> {
+    let dir = interop_dir();
+    if Command::new("node").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: node is not installed; the SDK interop test needs it");
+        return None;
+    }
+    // One test at a time installs (tests in this file run in parallel).
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if !dir.join("node_modules/@modelcontextprotocol/sdk").exists() {
+        let out = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .expect("npm runs");
+        assert!(
+            out.status.success(),
+            "npm ci failed: {}",
+            out_str(&out.stderr)
+        );
+    }
+    Some(format!("exec node {}", dir.join("server.mjs").display()))
+}
+
+/// Every counts file the SDK servers wrote: (calls, ok, tool errors), summed.
+fn server_counts(dir: &Path) -> (u64, u64, u64, usize) {
+    let mut sum = (0, 0, 0, 0);
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let v = common::read_json(&entry.path());
+        sum.0 += v["calls"].as_u64().unwrap();
+        sum.1 += v["ok"].as_u64().unwrap();
+        sum.2 += v["tool_errors"].as_u64().unwrap();
+        sum.3 += 1;
+    }
+    sum
+}
+
+#[test]
+fn the_official_sdk_server_over_stdio_counts_what_wsbench_counts() {
+    let Some(command) = sdk_server() else {
+        return;
+    };
+    let counts = tempfile::tempdir().unwrap();
+    let (_d, json) = temp_path("out.json");
+    let out = wsbench()
+        .args(["run", "--command", &command, "-c", "3", "--inflight", "8"])
+        .args(["-n", "3000", "--progress", "off", "--no-gate", "--json"])
+        .arg(&json)
+        .env("INTEROP_COUNTS_DIR", counts.path())
+        .timeout(std::time::Duration::from_secs(90))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    let v = common::read_json(&json);
+    assert_eq!(v["identity_holds"], true);
+    assert_eq!(v["counts"]["sent"], 3000);
+    assert_eq!(v["counts"]["succeeded"], 3000, "{}", v["counts"]);
+    let (calls, ok, errors, files) = server_counts(counts.path());
+    assert_eq!(
+        files, 3,
+        "one SDK server per session, each ended by its stdin closing"
+    );
+    assert_eq!((calls, ok, errors), (3000, 3000, 0));
+}
+
+#[test]
+fn the_sdks_is_error_results_and_unknown_tools_are_failures() {
+    let Some(command) = sdk_server() else {
+        return;
+    };
+    let counts = tempfile::tempdir().unwrap();
+    let run = |tool: &str| {
+        let (_d, json) = temp_path("out.json");
+        let out = wsbench()
+            .args(["run", "--command", &command, "-c", "2", "--tool", tool])
+            .args([
+                "--args",
+                "{}",
+                "-n",
+                "200",
+                "--progress",
+                "off",
+                "--no-gate",
+                "--json",
+            ])
+            .arg(&json)
+            .env("INTEROP_COUNTS_DIR", counts.path())
+            .timeout(std::time::Duration::from_secs(90))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+        common::read_json(&json)
+    };
+    let fail = run("fail");
+    assert_eq!(fail["counts"]["failed"], 200, "{}", fail["counts"]);
+    assert_eq!(fail["errors_by_code"]["tool_error"], 200);
+    let (calls, _, errors, _) = server_counts(counts.path());
+    assert_eq!((calls, errors), (200, 200));
+    // This SDK answers an unknown tool with an isError result (older ones with -32602):
+    // a failure either way, never a success.
+    let unknown = run("no_such_tool");
+    assert_eq!(unknown["counts"]["failed"], 200, "{}", unknown["counts"]);
+    assert_eq!(unknown["counts"]["succeeded"], 0);
+}
