@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::net::url::WsUrl;
 use crate::progress::ProgressMode;
-use crate::protocol::Dialect;
+use crate::protocol::{Dialect, McpVersion};
 use crate::report::StdoutMode;
 use crate::run::pacer::RateSchedule;
 use crate::units;
@@ -83,6 +83,11 @@ pub struct RunArgs {
     /// Default tool-call.
     #[arg(long, value_name = "tool-call|mcp", value_parser = given(Dialect::parse))]
     pub protocol: Option<Given<Dialect>>,
+    /// MCP revision to ask for: 2025-03-26, 2025-06-18, 2025-11-25 or auto (the newest; a
+    /// server that speaks an older one answers with it and the session uses that). The
+    /// versions servers chose are in the report. Default auto.
+    #[arg(long, value_name = "VERSION", value_parser = given(McpVersion::parse))]
+    pub mcp_version: Option<Given<McpVersion>>,
     /// Start the reference server in-process on an ephemeral loopback port and load it.
     #[arg(long)]
     pub embedded: bool,

@@ -105,6 +105,11 @@ fn the_token_goes_in_the_upgrade_and_a_wrong_one_cannot_run() {
 
 /// A scripted MCP peer: answers `initialize`, then hands each `tools/call` to `reply`.
 async fn mcp_peer(reply: fn(usize, &str) -> Vec<String>) -> String {
+    mcp_peer_speaking("2025-11-25", reply).await
+}
+
+/// [`mcp_peer`] answering `initialize` with `version`.
+async fn mcp_peer_speaking(version: &'static str, reply: fn(usize, &str) -> Vec<String>) -> String {
     tcp_server(move |tcp| async move {
         // Agrees to the `mcp` subprotocol, as MCP WebSocket servers do (a client that asked for
         // it refuses an upgrade without it).
@@ -126,7 +131,7 @@ async fn mcp_peer(reply: fn(usize, &str) -> Vec<String>) -> String {
         assert_eq!(v["method"], "initialize");
         let id = v["id"].to_string();
         let answer = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"protocolVersion":"2025-11-25","capabilities":{{}},"serverInfo":{{"name":"peer","version":"0"}}}}}}"#
+            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"protocolVersion":"{version}","capabilities":{{}},"serverInfo":{{"name":"peer","version":"0"}}}}}}"#
         );
         if ws.send(Message::text(answer)).await.is_err() {
             return;
@@ -348,4 +353,56 @@ fn sigint_ends_a_stdio_run_with_its_report_and_no_server_process_survives() {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_version_the_server_chose_is_reported_and_one_we_do_not_speak_ends_setup() {
+    let ok = |_: usize, id: &str| {
+        vec![format!(
+            r#"{{"jsonrpc":"2.0","id":"{id}","result":{{"content":[]}}}}"#
+        )]
+    };
+    // Asked for the newest, the server answers with an older revision: the session goes on
+    // in that one, and the report says so.
+    let older = mcp_peer_speaking("2025-06-18", ok).await;
+    let argv = [
+        &["--url", &older, "--protocol", "mcp", "-c", "2", "-n", "20"][..],
+        &QUIET,
+    ]
+    .concat();
+    let r = run(&argv).await;
+    assert_eq!(r.summary.counts.succeeded, 20);
+    assert_eq!(r.summary.versions.get("2025-06-18"), Some(&2));
+    // A revision wsbench cannot speak: the client disconnects, and the run could not run.
+    let alien = mcp_peer_speaking("1999-01-01", ok).await;
+    let argv = [
+        &["--url", &alien, "--protocol", "mcp", "-c", "2", "-d", "1s"][..],
+        &QUIET,
+    ]
+    .concat();
+    let r = run(&argv).await;
+    assert_eq!(r.outcome, Outcome::CouldNotRun);
+    assert!(
+        r.reason.as_deref().unwrap_or("").contains("1999-01-01"),
+        "{:?}",
+        r.reason
+    );
+    // Against the reference server, the revision asked for is the one used.
+    let server = mcp_server(&[]);
+    let argv = [
+        &[
+            "--url",
+            &server.url,
+            "--protocol",
+            "mcp",
+            "--mcp-version",
+            "2025-03-26",
+        ][..],
+        &["-c", "2", "-n", "20"],
+        &QUIET,
+    ]
+    .concat();
+    let r = run(&argv).await;
+    server.stop();
+    assert_eq!(r.summary.versions.get("2025-03-26"), Some(&2));
 }

@@ -152,6 +152,7 @@ pub fn merge(
                 }),
         );
         s.interrupted |= r.verdict == Outcome::Interrupted;
+        add_all(&mut s.versions, &r.protocol_versions);
         s.hello_rejected |= r.connections.failures.keys().any(|k| {
             ["4000", "4001", "4002", "4003"]
                 .iter()

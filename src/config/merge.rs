@@ -2,7 +2,7 @@
 //! them (flag > env > `--config` profile > default), and nothing a merge does not use.
 
 use super::gate::{GateConfig, resolve as resolve_gate};
-use super::run::{OutputFlags, outputs};
+use super::outputs::{OutputFlags, outputs};
 use super::source::Resolver;
 use super::{Outputs, StdoutMode};
 use crate::cli::MergeArgs;

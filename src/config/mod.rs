@@ -8,6 +8,7 @@
 
 mod gate;
 mod merge;
+mod outputs;
 mod plan;
 mod run;
 mod serve;

@@ -40,6 +40,7 @@ impl RunConfig {
             session_prefix: config.session_prefix.clone(),
             hello_token: config.token.clone(),
             wire: config.protocol.wire(),
+            versions: Default::default(),
             tool: config.tool.clone(),
             args: config.args.clone(),
             window: config.inflight as usize,

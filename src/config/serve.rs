@@ -77,7 +77,7 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
         "tool-call",
         crate::protocol::Dialect::parse,
     )?;
-    if protocol == crate::protocol::Dialect::Mcp {
+    if protocol.is_mcp() {
         // Frames MCP has no place for: the tool-call dialect's acks and stream chunks.
         for (set, flag) in [
             (args.ack, "--ack"),

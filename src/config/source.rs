@@ -20,6 +20,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "url",
             "command",
             "protocol",
+            "mcp_version",
             "embedded",
             "conns",
             "duration",

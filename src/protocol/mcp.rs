@@ -44,6 +44,23 @@ pub fn initialize_frame(version: &str) -> String {
 /// The notification that ends the handshake.
 pub const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 
+/// The `protocolVersion` of an `initialize` result, if it is one this client speaks.
+pub fn negotiated(answer: &str) -> Result<String, String> {
+    let version = fields(answer, &["result"])
+        .and_then(|[r]| r)
+        .and_then(|r| fields(r.get(), &["protocolVersion"]))
+        .and_then(|[v]| v)
+        .and_then(raw_str)
+        .ok_or("the initialize result names no protocolVersion")?;
+    if VERSIONS.contains(&version.as_ref()) {
+        Ok(version.into_owned())
+    } else {
+        Err(format!(
+            "the server chose protocol version {version}, which wsbench does not speak"
+        ))
+    }
+}
+
 /// `tools/call` frames, split once like the tool-call dialect's.
 pub fn template(
     id_prefix: &str,

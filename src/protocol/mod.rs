@@ -26,15 +26,46 @@ pub enum Dialect {
     /// `hello` + `call_tool` frames (docs/PROTOCOL.md).
     #[default]
     ToolCall,
-    /// The Model Context Protocol: JSON-RPC 2.0 `initialize` + `tools/call`.
-    Mcp,
+    /// The Model Context Protocol: JSON-RPC 2.0 `initialize` + `tools/call`, asking for this
+    /// revision.
+    Mcp(McpVersion),
+}
+
+/// The MCP revision a run asks for (`--mcp-version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum McpVersion {
+    V2025_03_26,
+    V2025_06_18,
+    V2025_11_25,
+}
+
+impl McpVersion {
+    pub fn parse(s: &str) -> Result<McpVersion, String> {
+        match s {
+            "2025-03-26" => Ok(McpVersion::V2025_03_26),
+            "2025-06-18" => Ok(McpVersion::V2025_06_18),
+            // `auto`: the newest; a server that speaks an older one answers with it, and the
+            // session goes on in that one (the revisions' own negotiation).
+            "2025-11-25" | "auto" => Ok(McpVersion::V2025_11_25),
+            "2026-07-28" => Err("the stateless 2026-07-28 revision is not supported yet".into()),
+            _ => Err("expected 2025-03-26, 2025-06-18, 2025-11-25 or auto".into()),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            McpVersion::V2025_03_26 => "2025-03-26",
+            McpVersion::V2025_06_18 => "2025-06-18",
+            McpVersion::V2025_11_25 => "2025-11-25",
+        }
+    }
 }
 
 impl Dialect {
     pub fn parse(s: &str) -> Result<Dialect, String> {
         match s {
             "tool-call" => Ok(Dialect::ToolCall),
-            "mcp" => Ok(Dialect::Mcp),
+            "mcp" => Ok(Dialect::Mcp(McpVersion::V2025_11_25)),
             _ => Err("expected tool-call or mcp".into()),
         }
     }
@@ -42,16 +73,31 @@ impl Dialect {
     pub fn name(self) -> &'static str {
         match self {
             Dialect::ToolCall => "tool-call",
-            Dialect::Mcp => "mcp",
+            Dialect::Mcp(_) => "mcp",
         }
     }
 
     /// The client side of this dialect.
     pub fn wire(self) -> &'static dyn Wire {
+        const V1: Mcp = Mcp {
+            version: "2025-03-26",
+        };
+        const V2: Mcp = Mcp {
+            version: "2025-06-18",
+        };
+        const V3: Mcp = Mcp {
+            version: "2025-11-25",
+        };
         match self {
             Dialect::ToolCall => &ToolCall,
-            Dialect::Mcp => &Mcp,
+            Dialect::Mcp(McpVersion::V2025_03_26) => &V1,
+            Dialect::Mcp(McpVersion::V2025_06_18) => &V2,
+            Dialect::Mcp(McpVersion::V2025_11_25) => &V3,
         }
+    }
+
+    pub fn is_mcp(self) -> bool {
+        matches!(self, Dialect::Mcp(_))
     }
 }
 
@@ -78,6 +124,11 @@ pub trait Wire: std::fmt::Debug + Send + Sync {
     ) -> RequestTemplate;
     /// What one server message is.
     fn classify<'a>(&self, text: &'a str) -> Classified<'a>;
+    /// The protocol version the server chose, read from its answer to the hello: `Ok(None)`
+    /// when the dialect has none, `Err` when it is one this client does not speak.
+    fn negotiated(&self, _hello_answer: &str) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
 
 /// The tool-call dialect of docs/PROTOCOL.md.
@@ -115,13 +166,18 @@ impl Wire for ToolCall {
     }
 }
 
-/// MCP over WebSocket (`protocol::mcp`).
+/// MCP (`protocol::mcp`), asking for one session-based revision.
 #[derive(Debug)]
-pub struct Mcp;
+pub struct Mcp {
+    pub version: &'static str,
+}
 
 impl Wire for Mcp {
+    fn negotiated(&self, hello_answer: &str) -> Result<Option<String>, String> {
+        mcp::negotiated(hello_answer).map(Some)
+    }
     fn dialect(&self) -> Dialect {
-        Dialect::Mcp
+        Dialect::Mcp(McpVersion::parse(self.version).unwrap_or(McpVersion::V2025_11_25))
     }
     fn subprotocol(&self) -> Option<&'static str> {
         Some(mcp::SUBPROTOCOL)
@@ -130,7 +186,7 @@ impl Wire for Mcp {
         true
     }
     fn hello(&self, _session: &str, _token: &str) -> String {
-        mcp::initialize_frame(mcp::LATEST_VERSION)
+        mcp::initialize_frame(self.version)
     }
     fn after_hello(&self) -> Option<&'static str> {
         Some(mcp::INITIALIZED)

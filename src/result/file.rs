@@ -94,6 +94,9 @@ pub struct RunFile {
     pub thresholds: Vec<Verdict>,
     /// Name -> HdrHistogram V2 + deflate, base64: exact, and what `merge` adds.
     pub histograms: BTreeMap<String, String>,
+    /// MCP: the protocol versions the servers chose, by sessions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub protocol_versions: BTreeMap<String, u64>,
     /// The embedded reference server's own counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<StatsSnapshot>,
@@ -522,6 +525,7 @@ impl RunFile {
             thresholds: r.verdicts.clone(),
             histograms,
             server: r.server.clone(),
+            protocol_versions: s.versions.clone(),
         })
     }
 }

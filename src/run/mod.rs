@@ -205,6 +205,9 @@ pub async fn execute(
         interrupted,
         transitions,
         unavailable: unavailable(&breaker.transitions(), &conn_changes, from, end),
+        versions: std::mem::take(
+            &mut *plan.spec.versions.lock().unwrap_or_else(|e| e.into_inner()),
+        ),
     };
     let summary = Summary::build(window, &reports, recorder, |summary| {
         let opened = summary.connections_opened.max(1) as f64;

@@ -116,7 +116,7 @@ pub(crate) async fn session(io: BoxIo, shared: &Arc<Shared>, cancel: Cancellatio
     let mut ws: Duplex<BoxIo> = Duplex::new(io);
     let session = match shared.config.protocol {
         Dialect::ToolCall => handshake(&mut ws, shared).await,
-        Dialect::Mcp => mcp::handshake(&mut ws, shared).await,
+        Dialect::Mcp(_) => mcp::handshake(&mut ws, shared).await,
     };
     if let Some(session) = session {
         Connection::new(ws, shared.clone(), &session)
@@ -133,7 +133,7 @@ pub(crate) async fn session(io: BoxIo, shared: &Arc<Shared>, cancel: Cancellatio
     reason = "the signature is tungstenite's Callback trait"
 )]
 fn upgrade(req: &Request, mut resp: Response, shared: &Shared) -> Result<Response, ErrorResponse> {
-    if shared.config.protocol == Dialect::Mcp && !shared.config.token.expose().is_empty() {
+    if shared.config.protocol.is_mcp() && !shared.config.token.expose().is_empty() {
         let given = req
             .headers()
             .get(http::header::AUTHORIZATION)
@@ -439,7 +439,7 @@ impl Connection {
 
     /// The reply to one text frame, or `None` when it comes later (delayed call).
     fn answer(&mut self, text: &str) -> Option<Outgoing> {
-        if self.shared.config.protocol == Dialect::Mcp {
+        if self.shared.config.protocol.is_mcp() {
             return self.answer_mcp(text);
         }
         let frame = match protocol::parse_inbound(text) {
@@ -565,9 +565,9 @@ impl Connection {
                     "error": {"code": "DUPLICATE", "message": "identical call in flight", "original_request_id": original},
                 })
                 .to_string(),
-                Dialect::Mcp => {
+                Dialect::Mcp(_) => {
                     let why = format!("identical call in flight as {original}");
-                    error_frame(Dialect::Mcp, id, "DUPLICATE", &why)
+                    error_frame(self.shared.config.protocol, id, "DUPLICATE", &why)
                 }
             };
             let counted = Counted::ReplyError("DUPLICATE".into());

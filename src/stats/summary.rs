@@ -65,6 +65,8 @@ pub struct Window {
     pub interrupted: bool,
     pub transitions: Vec<BreakerEvent>,
     pub unavailable: Duration,
+    /// The protocol versions servers chose, by sessions (empty for dialects without one).
+    pub versions: BTreeMap<String, u64>,
 }
 
 impl Window {
@@ -82,6 +84,7 @@ impl Window {
             interrupted: false,
             transitions: Vec::new(),
             unavailable: Duration::ZERO,
+            versions: BTreeMap::new(),
         }
     }
 }
@@ -135,6 +138,8 @@ pub struct Summary {
     pub interrupted: bool,
     /// The client's own CPU, memory, and whether it was the bottleneck.
     pub client: ClientCheck,
+    /// The protocol versions servers chose, by sessions (MCP).
+    pub versions: BTreeMap<String, u64>,
 }
 
 impl Summary {
@@ -169,6 +174,7 @@ impl Summary {
             unavailable: Duration::ZERO,
             interrupted: false,
             client: ClientCheck::default(),
+            versions: BTreeMap::new(),
         }
     }
 
@@ -189,6 +195,7 @@ impl Summary {
         s.interrupted = window.interrupted;
         s.transitions = window.transitions;
         s.unavailable = window.unavailable;
+        s.versions = window.versions;
         s.histograms = recorder.histograms;
         s.seconds = recorder.seconds;
         let secs = s.duration.as_secs_f64();

@@ -117,6 +117,7 @@ mod tests {
             session_prefix: "s".into(),
             hello_token: crate::net::secret::Secret::default(),
             wire: &crate::protocol::ToolCall,
+            versions: Default::default(),
             tool: "echo".into(),
             args: None,
             window: 1,

@@ -181,7 +181,19 @@ async fn hello(
             Message::Text(text) => {
                 let c = spec.wire.classify(text.as_str());
                 match c.kind {
-                    Kind::HelloAck { ok: true } => break,
+                    Kind::HelloAck { ok: true } => {
+                        match spec.wire.negotiated(text.as_str()) {
+                            Ok(Some(version)) => {
+                                let mut seen =
+                                    spec.versions.lock().unwrap_or_else(|e| e.into_inner());
+                                *seen.entry(version).or_default() += 1;
+                            }
+                            Ok(None) => {}
+                            // A revision this client cannot speak: the spec says disconnect.
+                            Err(why) => return Err(fail("hello", why, None, true)),
+                        }
+                        break;
+                    }
                     Kind::HelloAck { ok: false } => {
                         let why = c.code.as_deref().unwrap_or("no reason given");
                         let code = await_close_code(&mut ws).await;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::replies::{conn_error_frame, error_frame, ok_frame};
 use super::{Connection, Counted, Outgoing};
-use crate::protocol::{Dialect, mcp};
+use crate::protocol::mcp;
 use crate::serve::stats::{Fault, Reply};
 
 impl Connection {
@@ -15,7 +15,7 @@ impl Connection {
     pub(super) fn inject(&mut self, mut out: Outgoing, id: &str) -> Option<Outgoing> {
         let config = &self.shared.faults.config;
         let dialect = self.shared.config.protocol;
-        let mcp = dialect == Dialect::Mcp;
+        let mcp = dialect.is_mcp();
         let f = self.faults.on_call(config);
         self.disconnect |= f.disconnect;
         self.frozen |= f.freeze;

@@ -7,7 +7,7 @@ use crate::protocol::{self, Dialect};
 pub(super) fn ok_frame(dialect: Dialect, id: &str, text: &str) -> String {
     match dialect {
         Dialect::ToolCall => protocol::result_frame(id, text),
-        Dialect::Mcp => protocol::mcp::tool_result(id, text, false),
+        Dialect::Mcp(_) => protocol::mcp::tool_result(id, text, false),
     }
 }
 
@@ -17,13 +17,13 @@ pub(super) fn error_frame(dialect: Dialect, id: &str, code: &str, message: &str)
     use protocol::mcp;
     match (dialect, code) {
         (Dialect::ToolCall, _) => protocol::result_error_frame(id, code, message),
-        (Dialect::Mcp, "TOOL_NOT_FOUND") => {
+        (Dialect::Mcp(_), "TOOL_NOT_FOUND") => {
             mcp::error_response(Some(id), mcp::INVALID_PARAMS, message)
         }
-        (Dialect::Mcp, "INVALID_REQUEST") => {
+        (Dialect::Mcp(_), "INVALID_REQUEST") => {
             mcp::error_response(Some(id), mcp::INVALID_REQUEST, message)
         }
-        (Dialect::Mcp, _) => mcp::tool_result(id, &format!("{code}: {message}"), true),
+        (Dialect::Mcp(_), _) => mcp::tool_result(id, &format!("{code}: {message}"), true),
     }
 }
 
@@ -32,10 +32,10 @@ pub(super) fn conn_error_frame(dialect: Dialect, code: &str, message: &str) -> S
     use protocol::mcp;
     match dialect {
         Dialect::ToolCall => protocol::error_frame(None, code, message),
-        Dialect::Mcp if code == "VALIDATION_ERROR" => {
+        Dialect::Mcp(_) if code == "VALIDATION_ERROR" => {
             mcp::error_response(None, mcp::PARSE_ERROR, message)
         }
-        Dialect::Mcp => mcp::error_response(None, mcp::INVALID_REQUEST, message),
+        Dialect::Mcp(_) => mcp::error_response(None, mcp::INVALID_REQUEST, message),
     }
 }
 
