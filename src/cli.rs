@@ -54,6 +54,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Run the reference server.
     Serve(Box<ServeArgs>),
+    /// List the target's tools with their input schemas (one session; takes run's target
+    /// flags: --url, --embedded, --command, --protocol, --token, --header; --output json).
+    Tools(Box<RunArgs>),
     /// Find the highest request rate the server sustains while the thresholds hold (default:
     /// response-time p99 < 5ms and no errors), by bisecting the open-loop rate.
     Capacity(Box<CapacityArgs>),

@@ -140,6 +140,9 @@ pub struct Resilience {
     pub retry_after_pauses: u64,
     /// Connections closed because the server sent a frame over `--max-frame-size`.
     pub oversized_frames: u64,
+    /// Cancellations sent for calls that timed out (MCP `notifications/cancelled`).
+    #[serde(default)]
+    pub cancels_sent: u64,
 }
 
 impl AddAssign<&Resilience> for Resilience {
@@ -152,6 +155,7 @@ impl AddAssign<&Resilience> for Resilience {
         self.pong_timeouts += o.pong_timeouts;
         self.retry_after_pauses += o.retry_after_pauses;
         self.oversized_frames += o.oversized_frames;
+        self.cancels_sent += o.cancels_sent;
     }
 }
 
@@ -379,6 +383,9 @@ pub struct StatsSnapshot {
     pub results_error: u64,
     /// Repeated request ids answered from the result cache.
     pub replays: u64,
+    /// `notifications/cancelled` received (MCP: the client gave up on a call).
+    #[serde(default)]
+    pub cancelled: u64,
     /// Frames read after the handshake.
     pub frames_in: u64,
     /// Frames written after the handshake.

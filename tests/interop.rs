@@ -77,8 +77,8 @@ fn the_official_sdk_server_over_stdio_counts_what_wsbench_counts() {
     assert_eq!(v["counts"]["succeeded"], 3000, "{}", v["counts"]);
     let (calls, ok, errors, files) = server_counts(counts.path());
     assert_eq!(
-        files, 3,
-        "one SDK server per session, each ended by its stdin closing"
+        files, 4,
+        "one SDK server per session and the tool check's, each ended by its stdin closing"
     );
     assert_eq!((calls, ok, errors), (3000, 3000, 0));
 }
@@ -116,9 +116,32 @@ fn the_sdks_is_error_results_and_unknown_tools_are_failures() {
     assert_eq!(fail["errors_by_code"]["tool_error"], 200);
     let (calls, _, errors, _) = server_counts(counts.path());
     assert_eq!((calls, errors), (200, 200));
-    // This SDK answers an unknown tool with an isError result (older ones with -32602):
-    // a failure either way, never a success.
-    let unknown = run("no_such_tool");
-    assert_eq!(unknown["counts"]["failed"], 200, "{}", unknown["counts"]);
-    assert_eq!(unknown["counts"]["succeeded"], 0);
+    // An unknown tool is refused before any load, naming the SDK server's tools.
+    let out = wsbench()
+        .args([
+            "run",
+            "--command",
+            &command,
+            "-c",
+            "2",
+            "--tool",
+            "no_such_tool",
+        ])
+        .args(["-n", "10", "--progress", "off"])
+        .output()
+        .unwrap();
+    let err = out_str(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("it has: echo, fail"), "{err}");
+    // `wsbench tools` reads the SDK's tool list, schemas included.
+    let out = wsbench()
+        .args(["tools", "--command", &command, "--output", "json"])
+        .output()
+        .unwrap();
+    let tools: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tools[0]["name"], "echo");
+    assert_eq!(
+        tools[0]["inputSchema"]["properties"]["seq"]["type"],
+        "number"
+    );
 }

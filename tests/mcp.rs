@@ -45,24 +45,66 @@ async fn counts_equal_the_servers_and_tool_errors_are_their_own_bucket() {
     assert!(c.failed > 100, "{c:?}");
     assert_eq!(r.summary.errors_by_code.get("tool_error"), Some(&c.failed));
     assert_eq!((c.unmatched, c.malformed, c.duplicates), (0, 0, 0));
-    assert_eq!(stats.hello_ok, 4, "one initialize per session");
+    assert_eq!(
+        stats.hello_ok, 5,
+        "one initialize per session, and the tool check's"
+    );
     assert_eq!(r.settings.protocol, "mcp");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_tool_is_a_json_rpc_error_by_its_code() {
+#[test]
+fn an_unknown_tool_is_refused_before_any_load_naming_the_ones_there_are() {
     let server = mcp_server(&[]);
-    let argv = [
-        &["--url", &server.url, "--protocol", "mcp", "-c", "2"][..],
-        &["-n", "200", "--tool", "no_such_tool"],
-        &QUIET,
-    ]
-    .concat();
-    let r = run(&argv).await;
+    let out = wsbench()
+        .args(["run", "--url", &server.url, "--protocol", "mcp", "-c", "2"])
+        .args(["-n", "200", "--tool", "no_such_tool", "--progress", "off"])
+        .output()
+        .unwrap();
+    let stats = server.stop();
+    let err = out_str(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--tool") && err.contains("echo, sleep, status"),
+        "{err}"
+    );
+    assert_eq!(stats.call_tool, 0, "nothing was loaded");
+}
+
+#[test]
+fn tools_lists_the_servers_tools_with_their_schemas_on_every_transport() {
+    let server = mcp_server(&[]);
+    let out = wsbench()
+        .args([
+            "tools",
+            "--url",
+            &server.url,
+            "--protocol",
+            "mcp",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
     server.stop();
-    let c = &r.summary.counts;
-    assert_eq!((c.sent, c.failed, c.succeeded), (200, 200, 0), "{c:?}");
-    assert_eq!(r.summary.errors_by_code.get("-32602"), Some(&200));
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    let tools: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["echo", "sleep", "status"]);
+    assert_eq!(tools[1]["inputSchema"]["required"][0], "ms");
+    let command = format!("exec {} serve --protocol mcp --stdio", bin());
+    let out = wsbench()
+        .args(["tools", "--command", &command])
+        .output()
+        .unwrap();
+    let text = out_str(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    assert!(text.starts_with("3 tools at stdio: "), "{text}");
+    assert!(text.contains("\nsleep  Answers after"), "{text}");
 }
 
 #[test]
@@ -99,7 +141,7 @@ fn the_token_goes_in_the_upgrade_and_a_wrong_one_cannot_run() {
         "the token is never printed: {text}"
     );
     let stats = server.stop();
-    assert_eq!(stats.hello_ok, 2);
+    assert_eq!(stats.hello_ok, 3, "two sessions and the tool check");
     assert!(stats.hello_rejected >= 2, "{stats:?}");
 }
 
@@ -139,6 +181,16 @@ async fn mcp_peer_speaking(version: &'static str, reply: fn(usize, &str) -> Vec<
         let mut n = 0;
         while let Some(Ok(Message::Text(t))) = ws.next().await {
             let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["method"] == "tools/list" {
+                let list = format!(
+                    r#"{{"jsonrpc":"2.0","id":{},"result":{{"tools":[{{"name":"echo","inputSchema":{{"type":"object"}}}}]}}}}"#,
+                    v["id"]
+                );
+                if ws.send(Message::text(list)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             if v["method"] != "tools/call" {
                 continue; // notifications/initialized
             }
@@ -271,8 +323,8 @@ fn stdio_sessions_are_counted_exactly_against_each_servers_own_counters() {
         files += 1;
     }
     assert_eq!(
-        files, 3,
-        "one server process per session, each ended cleanly"
+        files, 4,
+        "one server process per session and the tool check's, each ended cleanly"
     );
     assert_eq!(calls, 3000);
     assert_eq!(
@@ -405,4 +457,36 @@ async fn the_version_the_server_chose_is_reported_and_one_we_do_not_speak_ends_s
     let r = run(&argv).await;
     server.stop();
     assert_eq!(r.summary.versions.get("2025-03-26"), Some(&2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_given_up_on_is_cancelled_on_the_server() {
+    // 10% of calls are never answered: each times out, and the client tells the server.
+    let server = mcp_server(&["--drop-rate", "0.1", "--seed", "3"]);
+    let argv = [
+        &[
+            "--url",
+            &server.url,
+            "--protocol",
+            "mcp",
+            "-c",
+            "2",
+            "--inflight",
+            "4",
+        ][..],
+        &["-n", "600", "--timeout", "200ms", "--drain", "1s"],
+        &QUIET,
+    ]
+    .concat();
+    let r = run(&argv).await;
+    let stats = server.stop();
+    let c = &r.summary.counts;
+    assert!(c.identity_holds(), "{c:?}");
+    assert!(c.timed_out > 20, "{c:?}");
+    assert_eq!(
+        r.summary.resilience.cancels_sent, c.timed_out,
+        "one per timeout"
+    );
+    assert_eq!(stats.cancelled, c.timed_out, "each reached the server");
+    assert_eq!(stats.injected.dropped, c.timed_out + c.unfinished);
 }

@@ -6,3 +6,4 @@ pub mod capacity;
 pub mod merge;
 pub mod meta;
 pub mod run;
+pub mod tools;

@@ -49,9 +49,11 @@ async fn watch_signals(interrupt: CancellationToken) {
 
 /// The reference server for `--embedded`, on a runtime of its own so that its CPU time can be
 /// told apart from the client's.
-struct Embedded {
-    runtime: tokio::runtime::Runtime,
-    server: Server,
+pub(crate) struct Embedded {
+    /// Taken by `shutdown`; dropped in the background otherwise (a runtime dropped from async
+    /// code would panic), so an early return cannot crash the command.
+    runtime: Option<tokio::runtime::Runtime>,
+    server: Option<Server>,
     threads: ThreadSet,
 }
 
@@ -74,22 +76,33 @@ impl Embedded {
             Server::start(TcpListener::from_std(listener)?, config)?
         };
         Ok(Embedded {
-            runtime,
-            server,
+            runtime: Some(runtime),
+            server: Some(server),
             threads,
         })
     }
 
-    async fn shutdown(self) -> anyhow::Result<StatsSnapshot> {
-        let stats = self.runtime.spawn(self.server.shutdown()).await??;
+    async fn shutdown(mut self) -> anyhow::Result<StatsSnapshot> {
+        let runtime = self.runtime.take().expect("running until shut down");
+        let server = self.server.take().expect("running until shut down");
+        let stats = runtime.spawn(server.shutdown()).await??;
         // Dropping a runtime may block; from async code it must be let go in the background.
-        self.runtime.shutdown_background();
+        runtime.shutdown_background();
         Ok(stats)
     }
 }
 
-/// Runs the load described by `config` and judges it. Writes nothing.
-pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Result<RunResult> {
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// The target: the embedded server started when asked, and the address to connect to (for a
+/// command, what reports show in its place).
+pub(crate) fn target(config: &RunConfig) -> anyhow::Result<(Option<Embedded>, WsUrl)> {
     let embedded = match &config.target {
         Target::Url(_) | Target::Command(_) => None,
         Target::Embedded => Some(Embedded::start(config.embedded_server.clone())?),
@@ -103,12 +116,24 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Res
             port: 0,
             tls: false,
         },
-        (_, Some(e)) => WsUrl::parse(&e.server.url()).map_err(anyhow::Error::msg)?,
+        (_, Some(e)) => {
+            let server = e.server.as_ref().expect("running");
+            WsUrl::parse(&server.url()).map_err(anyhow::Error::msg)?
+        }
         (Target::Embedded, None) => unreachable!("embedded target without a server"),
     };
+    Ok((embedded, url))
+}
+
+/// Runs the load described by `config` and judges it. Writes nothing.
+pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Result<RunResult> {
+    let (embedded, url) = target(&config)?;
     let run_id = new_run_id();
     let excluded = embedded.as_ref().map(|e| e.threads.clone());
     let plan = config.plan(&url, &run_id)?;
+    if config.protocol.is_mcp() {
+        check_tool(&plan, &config.tool).await?;
+    }
     let recorders = Recorders::per_worker();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let progress_done = CancellationToken::new();
@@ -151,4 +176,32 @@ fn new_run_id() -> String {
     use std::hash::{BuildHasher as _, RandomState};
     let h = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
     format!("{:08x}", h as u32)
+}
+
+/// MCP: the tool the run will call must be one the server lists (exit 2 naming the ones it
+/// has). A server that cannot list its tools is loaded anyway: the run measures what happens.
+async fn check_tool(plan: &crate::run::Plan, tool: &str) -> anyhow::Result<()> {
+    match crate::run::probe::list_tools(&plan.spec).await {
+        Ok(tools) => {
+            let names = crate::run::probe::names(&tools);
+            if !names.contains(&tool) {
+                return Err(crate::error::ConfigError::Rejected {
+                    name: "--tool".into(),
+                    reason: format!(
+                        "the server has no tool '{tool}' (it has: {})",
+                        names.join(", ")
+                    ),
+                }
+                .into());
+            }
+        }
+        Err(why) => tracing::warn!(%why, "could not list the server's tools; loading it anyway"),
+    }
+    // The probe's session is not part of the run.
+    plan.spec
+        .versions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    Ok(())
 }

@@ -44,6 +44,46 @@ pub fn initialize_frame(version: &str) -> String {
 /// The notification that ends the handshake.
 pub const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 
+/// The id of the client's `tools/list` requests.
+pub const LIST_ID: &str = "wsbench-tools-list";
+
+/// `tools/list`, from `cursor` when paging.
+pub fn tools_list_request(cursor: Option<&str>) -> String {
+    let mut v = serde_json::json!({"jsonrpc": "2.0", "id": LIST_ID, "method": "tools/list"});
+    if let Some(c) = cursor {
+        v["params"] = serde_json::json!({ "cursor": c });
+    }
+    v.to_string()
+}
+
+/// The answer to [`tools_list_request`], when `text` is it.
+pub fn tools_page(text: &str) -> Option<Result<super::ToolsPage, String>> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    if v.get("id")?.as_str()? != LIST_ID {
+        return None;
+    }
+    if let Some(e) = v.get("error") {
+        return Some(Err(format!("tools/list failed: {e}")));
+    }
+    let result = v.get("result")?;
+    Some(Ok(super::ToolsPage {
+        tools: result.get("tools")?.as_array()?.clone(),
+        next: result
+            .get("nextCursor")
+            .and_then(|c| c.as_str())
+            .map(str::to_owned),
+    }))
+}
+
+/// `notifications/cancelled` for call `id`, sent when the client stops waiting for it.
+pub fn cancelled(id: &str) -> String {
+    let mut buf = String::with_capacity(96 + id.len());
+    buf.push_str(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"#);
+    push_json_str(&mut buf, id);
+    buf.push_str(r#","reason":"timed out"}}"#);
+    buf
+}
+
 /// The `protocolVersion` of an `initialize` result, if it is one this client speaks.
 pub fn negotiated(answer: &str) -> Result<String, String> {
     let version = fields(answer, &["result"])

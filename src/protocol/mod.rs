@@ -129,6 +129,23 @@ pub trait Wire: std::fmt::Debug + Send + Sync {
     fn negotiated(&self, _hello_answer: &str) -> Result<Option<String>, String> {
         Ok(None)
     }
+    /// What tells the server the client gave up on call `id` (MCP's `notifications/cancelled`),
+    /// if the dialect has it.
+    fn cancel(&self, _id: &str) -> Option<String> {
+        None
+    }
+    /// The request for (a page of) the server's tools.
+    fn list_tools(&self, cursor: Option<&str>) -> String;
+    /// When `text` answers [`Wire::list_tools`]: its tools and the next page's cursor, or why
+    /// the server refused. `None` for any other message.
+    fn tools_page(&self, text: &str) -> Option<Result<ToolsPage, String>>;
+}
+
+/// One page of a server's tools: each a JSON object (`name`, `description`, `inputSchema`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolsPage {
+    pub tools: Vec<serde_json::Value>,
+    pub next: Option<String>,
 }
 
 /// The tool-call dialect of docs/PROTOCOL.md.
@@ -164,6 +181,20 @@ impl Wire for ToolCall {
     fn classify<'a>(&self, text: &'a str) -> Classified<'a> {
         classify(text)
     }
+    fn list_tools(&self, _cursor: Option<&str>) -> String {
+        r#"{"op":"list_tools"}"#.into()
+    }
+    fn tools_page(&self, text: &str) -> Option<Result<ToolsPage, String>> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        match v.get("op")?.as_str()? {
+            "list_tools_res" => Some(Ok(ToolsPage {
+                tools: v.get("tools")?.as_array()?.clone(),
+                next: None,
+            })),
+            "error" => Some(Err(v.to_string())),
+            _ => None,
+        }
+    }
 }
 
 /// MCP (`protocol::mcp`), asking for one session-based revision.
@@ -175,6 +206,15 @@ pub struct Mcp {
 impl Wire for Mcp {
     fn negotiated(&self, hello_answer: &str) -> Result<Option<String>, String> {
         mcp::negotiated(hello_answer).map(Some)
+    }
+    fn cancel(&self, id: &str) -> Option<String> {
+        Some(mcp::cancelled(id))
+    }
+    fn list_tools(&self, cursor: Option<&str>) -> String {
+        mcp::tools_list_request(cursor)
+    }
+    fn tools_page(&self, text: &str) -> Option<Result<ToolsPage, String>> {
+        mcp::tools_page(text)
     }
     fn dialect(&self) -> Dialect {
         Dialect::Mcp(McpVersion::parse(self.version).unwrap_or(McpVersion::V2025_11_25))

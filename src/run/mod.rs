@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod clock;
 pub mod connection;
 pub mod pacer;
+pub mod probe;
 pub mod selfcheck;
 
 use std::sync::Arc;

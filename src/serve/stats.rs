@@ -20,6 +20,7 @@ pub struct ServerStats {
     results_ok: AtomicU64,
     results_error: AtomicU64,
     replays: AtomicU64,
+    cancelled: AtomicU64,
     frames_in: AtomicU64,
     frames_out: AtomicU64,
     errors_by_code: Mutex<BTreeMap<String, u64>>,
@@ -106,6 +107,11 @@ impl ServerStats {
         self.call_tool.fetch_add(1, Relaxed);
     }
 
+    /// A client's `notifications/cancelled` (MCP).
+    pub(crate) fn cancelled(&self) {
+        self.cancelled.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn frame_in(&self) {
         self.frames_in.fetch_add(1, Relaxed);
     }
@@ -181,6 +187,7 @@ impl ServerStats {
             results_ok: self.results_ok.load(Relaxed),
             results_error: self.results_error.load(Relaxed),
             replays: self.replays.load(Relaxed),
+            cancelled: self.cancelled.load(Relaxed),
             frames_in: self.frames_in.load(Relaxed),
             frames_out: self.frames_out.load(Relaxed),
             errors_by_code: self

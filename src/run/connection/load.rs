@@ -376,8 +376,16 @@ impl Load<'_> {
     pub(super) fn expire(&mut self, cutoff: Instant, now: Instant) {
         let was_full = self.window.outstanding >= self.spec.window;
         let mut expired = Vec::new();
-        self.window.expire(cutoff, |slot| expired.push(slot.warm));
-        for warm in expired {
+        self.window
+            .expire(cutoff, |seq, slot| expired.push((seq, slot.warm)));
+        for (seq, warm) in expired {
+            // Tell the server the call was given up on, where the dialect can (a frame the
+            // connection may fail to take is no loss: it is going anyway).
+            if let Some(cancel) = self.spec.wire.cancel(&format!("{}{seq}", self.id_prefix))
+                && self.ws.queue(Message::text(cancel)).is_ok()
+            {
+                self.report.resilience.cancels_sent += 1;
+            }
             self.spec.breaker.record(Call::Request, false, true);
             bucket(&mut self.report, warm).timed_out += 1;
             if !warm {

@@ -303,6 +303,14 @@ pub async fn run(
     load.report
 }
 
+/// One session set up outside a run (the tool probe): the transport after the hello.
+pub async fn open_session(spec: &RunSpec) -> Result<BoxIo, String> {
+    setup::setup(spec, 0)
+        .await
+        .map(|(io, _, _)| io)
+        .map_err(|f| f.describe())
+}
+
 fn bucket(report: &mut ConnReport, warm: bool) -> &mut Counts {
     if warm {
         &mut report.warmup

@@ -94,13 +94,13 @@ impl Window {
     }
 
     /// Pops requests sent at or before `cutoff`, calling `expired` for each.
-    pub(super) fn expire(&mut self, cutoff: Instant, mut expired: impl FnMut(&Slot)) {
+    pub(super) fn expire(&mut self, cutoff: Instant, mut expired: impl FnMut(u64, &Slot)) {
         while let Some(front) = self.slots.front() {
             match front {
                 Some(slot) if slot.sent > cutoff => break,
                 Some(slot) => {
-                    expired(slot);
                     let seq = self.base;
+                    expired(seq, slot);
                     self.remember_unanswered(seq);
                     self.outstanding -= 1;
                 }
@@ -199,7 +199,7 @@ mod tests {
             w.push(slot(t0 + Duration::from_millis(10 * i)));
         }
         let mut expired = 0;
-        w.expire(t0 + Duration::from_millis(10), |_| expired += 1);
+        w.expire(t0 + Duration::from_millis(10), |_, _| expired += 1);
         assert_eq!((expired, w.outstanding), (2, 1));
         assert!(matches!(w.take(0), Match::Late));
         assert!(

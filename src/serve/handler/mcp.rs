@@ -76,6 +76,9 @@ impl Connection {
         };
         let Some(id) = req.id else {
             // Notifications (initialized, cancelled, progress) get no answer.
+            if req.method == "notifications/cancelled" {
+                self.shared.stats.cancelled();
+            }
             return None;
         };
         match req.method.as_ref() {

@@ -1,0 +1,67 @@
+//! One session that asks the server for its tools (`wsbench tools`, and the check `run` makes
+//! before MCP load that the tool it will call exists). Bounded like any setup: the connect
+//! timeout, then at most [`PROBE_LIMIT`] for the answers.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::connection::{RunSpec, open_session};
+
+/// The longest the probe waits for the tool list once the session is up.
+pub const PROBE_LIMIT: Duration = Duration::from_secs(3);
+/// Pages of tools read at most (a server whose cursor never ends cannot hold the probe).
+const MAX_PAGES: usize = 100;
+
+/// The server's tools, each a JSON object with `name`, `description`, `inputSchema`.
+pub async fn list_tools(spec: &RunSpec) -> Result<Vec<serde_json::Value>, String> {
+    let mut io = open_session(spec).await?;
+    let wire = spec.wire;
+    let listing = async {
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            io.send(Message::text(wire.list_tools(cursor.as_deref())))
+                .await
+                .map_err(|e| format!("tools/list: {e}"))?;
+            let page = loop {
+                match io.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(page) = wire.tools_page(text.as_str()) {
+                            break page?;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(format!("tools/list: {e}")),
+                    None => return Err("the server closed before listing its tools".into()),
+                }
+            };
+            tools.extend(page.tools);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(tools),
+            }
+        }
+        Ok(tools)
+    };
+    let result = tokio::time::timeout(PROBE_LIMIT, listing)
+        .await
+        .unwrap_or_else(|_| Err(format!("no tool list within {PROBE_LIMIT:?}")));
+    // Ends the session the way a run does: a close, then the peer's end, briefly waited for
+    // (a spawned server gets to finish before its process group is killed).
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        let _ = io.close().await;
+        while let Some(Ok(_)) = io.next().await {}
+    })
+    .await;
+    result
+}
+
+/// The names in a tool list.
+pub fn names(tools: &[serde_json::Value]) -> Vec<&str> {
+    tools
+        .iter()
+        .filter_map(|t| t.get("name").and_then(|n| n.as_str()))
+        .collect()
+}
