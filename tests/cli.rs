@@ -30,7 +30,7 @@ fn bad_input_exits_2_names_the_culprit_and_writes_nothing() {
     let cases: &[(&[&str], &str)] = &[
         (&["--conns", "0"], "--conns"),
         (&["--duration", "0s"], "--duration"),
-        (&["--url", "http://x"], "--url"),
+        (&["--url", "ftp://x"], "--url"),
         (&["--args", "{not json"], "--args"),
         (&["--args", "[1,2]"], "--args"),
         (&["--inflight", "many"], "--inflight"),

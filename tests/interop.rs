@@ -145,3 +145,76 @@ fn the_sdks_is_error_results_and_unknown_tools_are_failures() {
         "number"
     );
 }
+
+/// The SDK's Streamable HTTP server (`tests/interop/http-server.mjs`), its URL, and the child.
+fn sdk_http_server(counts: &Path) -> Option<(String, std::process::Child)> {
+    sdk_server()?;
+    use std::io::BufRead as _;
+    let mut child = Command::new("node")
+        .arg(interop_dir().join("http-server.mjs"))
+        .env("INTEROP_COUNTS_DIR", counts)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening ")
+        .expect("a port")
+        .to_owned();
+    Some((format!("http://127.0.0.1:{port}/mcp"), child))
+}
+
+#[test]
+fn the_official_sdk_server_over_streamable_http_counts_what_wsbench_counts() {
+    let counts = tempfile::tempdir().unwrap();
+    let Some((url, child)) = sdk_http_server(counts.path()) else {
+        return;
+    };
+    let (_d, json) = temp_path("out.json");
+    let out = wsbench()
+        .args(["run", "--url", &url, "-c", "3", "--inflight", "2"])
+        .args(["-n", "600", "--progress", "off", "--no-gate", "--json"])
+        .arg(&json)
+        .timeout(std::time::Duration::from_secs(90))
+        .output()
+        .unwrap();
+    let (_d2, json2) = temp_path("fail.json");
+    let fail = wsbench()
+        .args([
+            "run", "--url", &url, "-c", "2", "--tool", "fail", "--args", "{}",
+        ])
+        .args(["-n", "100", "--progress", "off", "--no-gate", "--json"])
+        .arg(&json2)
+        .timeout(std::time::Duration::from_secs(90))
+        .output()
+        .unwrap();
+    let stopped = common::terminate(child);
+    assert!(stopped.status.success() || stopped.status.code().is_none());
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    assert_eq!(fail.status.code(), Some(0), "{}", out_str(&fail.stderr));
+    let v = common::read_json(&json);
+    assert_eq!(
+        v["settings"]["protocol"], "mcp",
+        "http:// speaks MCP by default"
+    );
+    assert_eq!(v["identity_holds"], true);
+    assert_eq!(v["counts"]["succeeded"], 600, "{}", v["counts"]);
+    assert_eq!(v["protocol_versions"]["2025-11-25"], 3);
+    let f = common::read_json(&json2);
+    assert_eq!(f["counts"]["failed"], 100, "{}", f["counts"]);
+    assert_eq!(f["errors_by_code"]["tool_error"], 100);
+    let c = common::read_json(&counts.path().join("http-counts.json"));
+    assert_eq!(
+        (c["calls"].as_u64(), c["ok"].as_u64()),
+        (Some(700), Some(600)),
+        "{c}"
+    );
+    assert_eq!(c["tool_errors"], 100);
+    // Two runs of 3 and 2 sessions, each with its tool check: 7 sessions, each ended by DELETE.
+    assert_eq!(c["sessions"], 7, "{c}");
+    assert_eq!(c["deleted"], 7, "{c}");
+}

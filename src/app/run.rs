@@ -115,6 +115,7 @@ pub(crate) fn target(config: &RunConfig) -> anyhow::Result<(Option<Embedded>, Ws
             host: String::new(),
             port: 0,
             tls: false,
+            http: false,
         },
         (_, Some(e)) => {
             let server = e.server.as_ref().expect("running");

@@ -55,6 +55,7 @@ impl RunConfig {
             ping: config.ping,
             honor_retry_after: config.honor_retry_after,
             tls,
+            http: url.http,
             command: match &config.target {
                 Target::Command(c) => Some(c.clone()),
                 _ => None,

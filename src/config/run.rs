@@ -49,12 +49,20 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         run("command"),
         tool_name,
     )?;
-    // A server spoken to on its stdin and stdout is an MCP server unless said otherwise.
+    let url = r.get_or(
+        args.url.as_ref(),
+        "--url",
+        run("url"),
+        "ws://127.0.0.1:8079",
+        WsUrl::parse,
+    )?;
+    // A server spoken to on its stdin and stdout, or over plain HTTP, is an MCP server unless
+    // said otherwise.
     let protocol = r.get_or(
         args.protocol.as_ref(),
         "--protocol",
         run("protocol"),
-        if command.is_some() {
+        if command.is_some() || url.http {
             "mcp"
         } else {
             "tool-call"
@@ -79,13 +87,12 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         }
         (p, None) => p,
     };
-    let url = r.get_or(
-        args.url.as_ref(),
-        "--url",
-        run("url"),
-        "ws://127.0.0.1:8079",
-        WsUrl::parse,
-    )?;
+    if url.http && !protocol.is_mcp() && command.is_none() {
+        return Err(ConfigError::Rejected {
+            name: "--url".into(),
+            reason: "http:// is MCP's Streamable HTTP: it needs --protocol mcp".into(),
+        });
+    }
     // A --url flag beats `embedded = true` in a file; the --embedded flag beats a file's url.
     let target = if let Some(c) = command {
         Target::Command(c)
@@ -503,7 +510,7 @@ mod tests {
         for (flags, flag) in [
             (&["--conns", "0"][..], "--conns"),
             (&["--duration", "0s"], "--duration"),
-            (&["--url", "http://x"], "--url"),
+            (&["--url", "ftp://x"], "--url"),
             (&["--args", "{bad"], "--args"),
             (&["--max-p99", "soon"], "--max-p99"),
             (&["--max-error-rate", "2"], "--max-error-rate"),

@@ -3,6 +3,7 @@
 //! newline-delimited messages over a process's pipes (`stdio`).
 //! Names nothing else of the crate, so the engine, the server and config can all use it.
 
+pub mod http;
 pub mod secret;
 pub mod stdio;
 pub mod tls;

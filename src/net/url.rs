@@ -1,6 +1,8 @@
-//! The target's address: a ws:// or wss:// URL, checked and split into what connecting needs.
+//! The target's address: a ws://, wss:// or http:// URL, checked and split into what
+//! connecting needs.
 
-/// A validated ws:// or wss:// URL, split for connecting.
+/// A validated target URL, split for connecting: WebSocket (ws://, wss://) or MCP's Streamable
+/// HTTP (http://).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsUrl {
     pub url: String,
@@ -8,17 +10,22 @@ pub struct WsUrl {
     pub port: u16,
     /// wss://: TLS before the upgrade.
     pub tls: bool,
+    /// http://: each message a POST (MCP Streamable HTTP) instead of a WebSocket frame.
+    pub http: bool,
 }
 
 impl WsUrl {
-    /// Accepts `ws://host[:port][/path]` and `wss://...`; any other scheme is a usage error.
+    /// Accepts `ws://host[:port][/path]`, `wss://...` and `http://...`; any other scheme is a
+    /// usage error.
     pub fn parse(url: &str) -> Result<WsUrl, String> {
         use tokio_tungstenite::tungstenite::http::Uri;
         let uri: Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
-        let tls = match uri.scheme_str() {
-            Some("ws") => false,
-            Some("wss") => true,
-            Some(other) => return Err(format!("scheme '{other}' is not ws:// or wss://")),
+        let (tls, http) = match uri.scheme_str() {
+            Some("ws") => (false, false),
+            Some("wss") => (true, false),
+            Some("http") => (false, true),
+            Some("https") => return Err("https:// is not supported yet; use http://".into()),
+            Some(other) => return Err(format!("scheme '{other}' is not ws://, wss:// or http://")),
             None => return Err("missing scheme; write ws://host:port".into()),
         };
         let host = uri.host().filter(|h| !h.is_empty()).ok_or("missing host")?;
@@ -31,6 +38,7 @@ impl WsUrl {
             host,
             port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
             tls,
+            http,
         })
     }
 }

@@ -51,7 +51,7 @@ pub async fn list_tools(spec: &RunSpec) -> Result<Vec<serde_json::Value>, String
     // Ends the session the way a run does: a close, then the peer's end, briefly waited for
     // (a spawned server gets to finish before its process group is killed).
     let _ = tokio::time::timeout(Duration::from_millis(500), async {
-        let _ = io.close().await;
+        let _ = io.send(Message::Close(None)).await;
         while let Some(Ok(_)) = io.next().await {}
     })
     .await;

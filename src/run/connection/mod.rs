@@ -81,6 +81,8 @@ pub struct RunSpec {
     pub ping: Option<(Duration, Duration)>,
     /// Pause a connection's sending for an error's `retry_after`.
     pub honor_retry_after: bool,
+    /// `url` is http://: MCP's Streamable HTTP, each message a POST.
+    pub http: bool,
     /// stdio: the server command each connection spawns (instead of connecting to `url`).
     pub command: Option<String>,
     /// stdio: where the spawned servers' stderr goes.

@@ -131,6 +131,7 @@ mod tests {
             reconnect: None,
             ping: None,
             honor_retry_after: false,
+            http: false,
             command: None,
             stderr_log: None,
             bind_ips: Vec::new(),

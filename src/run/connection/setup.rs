@@ -76,6 +76,23 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
             let at = clock::now();
             (Box::new(io) as Ws, at, None, at)
         }
+        None if spec.http => {
+            // Streamable HTTP: connections are made by the requests themselves (the first
+            // one, the initialize, is the hello phase).
+            let mut headers = spec.headers.clone();
+            let token = spec.hello_token.expose();
+            if !token.is_empty()
+                && !headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            {
+                headers.push(("authorization".into(), format!("Bearer {token}")));
+            }
+            let io = crate::net::http::HttpIo::new(&spec.url, headers, spec.window)
+                .map_err(|e| fail("connect", e, None, false))?;
+            let at = clock::now();
+            (Box::new(io) as Ws, at, None, at)
+        }
         None => websocket(spec, id, deadline).await?,
     };
     let (ws, acked, early) = hello(spec, id, ws, deadline).await?;

@@ -1,0 +1,306 @@
+//! MCP's Streamable HTTP transport as a message stream: every message the client sends is a
+//! POST to the endpoint (`Accept: application/json, text/event-stream`), and every JSON-RPC
+//! message in a reply (a JSON body, or each `data:` of an SSE body) comes out of the stream, so
+//! the connection code drives HTTP as it drives a WebSocket. The session id from the
+//! `initialize` reply travels on every later request, with `MCP-Protocol-Version`; closing sends
+//! `DELETE`. An HTTP error answers the call it was for (a JSON-RPC error with code
+//! `http_<status>`); 404 on a session means it expired: the stream ends, and the session is set
+//! up again like a reconnect.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::{Sink, Stream};
+use http_body_util::{BodyExt as _, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{Error, Message};
+
+/// What one session's requests share.
+#[derive(Debug, Default)]
+struct Session {
+    /// `Mcp-Session-Id` from the initialize reply.
+    id: Option<String>,
+    /// `MCP-Protocol-Version` once the server chose one.
+    version: Option<String>,
+}
+
+/// One MCP session over Streamable HTTP.
+pub struct HttpIo {
+    client: Client<HttpConnector, Full<Bytes>>,
+    url: hyper::Uri,
+    headers: Vec<(String, String)>,
+    session: Arc<Mutex<Session>>,
+    /// Messages from finished requests.
+    rx: mpsc::UnboundedReceiver<Result<Message, Error>>,
+    tx: mpsc::UnboundedSender<Result<Message, Error>>,
+    /// Messages queued since the last flush: each becomes one POST when flushed.
+    queued: VecDeque<String>,
+    closed: bool,
+}
+
+impl HttpIo {
+    /// A session against `url`, with these extra headers (the token's `Authorization` among
+    /// them). Nothing is sent until the first message (the `initialize`).
+    pub fn new(url: &str, headers: Vec<(String, String)>, conns: usize) -> Result<HttpIo, String> {
+        let url: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        // One keep-alive connection per request in flight (HTTP/1.1 has no multiplexing).
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(conns.max(1))
+            .build(connector);
+        let (tx, rx) = mpsc::unbounded_channel();
+        Ok(HttpIo {
+            client,
+            url,
+            headers,
+            session: Arc::default(),
+            rx,
+            tx,
+            queued: VecDeque::new(),
+            closed: false,
+        })
+    }
+
+    /// Sends one message as a POST; its reply's messages come out of the stream.
+    fn post(&self, body: String) {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(self.url.clone())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        {
+            let s = self.session.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(id) = &s.id {
+                req = req.header("mcp-session-id", id);
+            }
+            if let Some(v) = &s.version {
+                req = req.header("mcp-protocol-version", v);
+            }
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let request = req.body(Full::new(Bytes::from(body.clone())));
+        let (client, tx, session) = (self.client.clone(), self.tx.clone(), self.session.clone());
+        tokio::spawn(async move {
+            let request = match request {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(Error::Io(std::io::Error::other(e.to_string()))));
+                    return;
+                }
+            };
+            let response = match client.request(request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(Error::Io(std::io::Error::other(e.to_string()))));
+                    return;
+                }
+            };
+            let status = response.status();
+            let initialize = is_initialize(&body);
+            if initialize
+                && let Some(id) = response.headers().get("mcp-session-id")
+                && let Ok(id) = id.to_str()
+            {
+                session.lock().unwrap_or_else(|e| e.into_inner()).id = Some(id.to_owned());
+            }
+            let sse = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            let bytes = match response.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    let _ = tx.send(Err(Error::Io(std::io::Error::other(e.to_string()))));
+                    return;
+                }
+            };
+            if status == StatusCode::NOT_FOUND && !initialize {
+                // The session expired: this transport is done; the connection sets up anew.
+                let _ = tx.send(Err(Error::Io(std::io::Error::other(
+                    "HTTP 404: the session expired",
+                ))));
+                return;
+            }
+            if !status.is_success() {
+                // The call this request carried failed by its HTTP status.
+                if let Some(id) = request_id(&body) {
+                    let reply = status_error(&id, status.as_u16());
+                    let _ = tx.send(Ok(Message::text(reply)));
+                } else if initialize {
+                    let _ = tx.send(Err(Error::Io(std::io::Error::other(format!(
+                        "HTTP {status}"
+                    )))));
+                }
+                return;
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let messages: Vec<String> = if sse {
+                sse_data(&text)
+            } else if text.trim().is_empty() {
+                Vec::new() // 202 Accepted: a notification
+            } else {
+                vec![text.into_owned()]
+            };
+            for m in messages {
+                if initialize && let Ok(Some(v)) = chosen_version(&m) {
+                    session.lock().unwrap_or_else(|e| e.into_inner()).version = Some(v);
+                }
+                let _ = tx.send(Ok(Message::text(m)));
+            }
+        });
+    }
+}
+
+/// Whether a client message is the `initialize` request.
+fn is_initialize(body: &str) -> bool {
+    method_of(body).as_deref() == Some("initialize")
+}
+
+fn method_of(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v.get("method")?.as_str().map(str::to_owned)
+}
+
+/// A request's id as JSON text, when it is a request.
+fn request_id(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v.get("id").filter(|i| !i.is_null()).map(|i| i.to_string())
+}
+
+/// The version an `initialize` result names.
+fn chosen_version(message: &str) -> Result<Option<String>, ()> {
+    let v: serde_json::Value = serde_json::from_str(message).map_err(|_| ())?;
+    Ok(v.pointer("/result/protocolVersion")
+        .and_then(|p| p.as_str())
+        .map(str::to_owned))
+}
+
+/// A JSON-RPC error answering call `id` (JSON text) with the HTTP status as its code.
+pub fn status_error(id: &str, status: u16) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":"http_{status}","message":"HTTP {status}"}}}}"#
+    )
+}
+
+/// The `data:` payloads of an SSE body, one message per event.
+pub fn sse_data(body: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut data = String::new();
+    for line in body.lines() {
+        if line.is_empty() {
+            if !data.is_empty() {
+                out.push(std::mem::take(&mut data));
+            }
+        } else if let Some(rest) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+        }
+    }
+    if !data.is_empty() {
+        out.push(data);
+    }
+    out
+}
+
+impl Stream for HttpIo {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.closed && self.rx.is_empty() {
+            return Poll::Ready(None);
+        }
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Sink<Message> for HttpIo {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, msg: Message) -> Result<(), Error> {
+        match msg {
+            Message::Text(text) => self.queued.push_back(text.as_str().to_owned()),
+            Message::Close(_) if !self.closed => {
+                self.closed = true;
+                // Ends the session on the server, when there is one.
+                let id = self
+                    .session
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .id
+                    .clone();
+                if let Some(id) = id
+                    && let Ok(req) = Request::builder()
+                        .method(Method::DELETE)
+                        .uri(self.url.clone())
+                        .header("mcp-session-id", id)
+                        .body(Full::new(Bytes::new()))
+                {
+                    let client = self.client.clone();
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(
+                            std::time::Duration::from_millis(500),
+                            client.request(req),
+                        )
+                        .await;
+                    });
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        while let Some(body) = self.queued.pop_front() {
+            self.post(body);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_flush(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_bodies_give_one_message_per_event() {
+        let body = "event: message\ndata: {\"a\":1}\n\nevent: message\ndata: {\"b\":\ndata: 2}\n\n";
+        assert_eq!(sse_data(body), [r#"{"a":1}"#, "{\"b\":\n2}"]);
+        assert_eq!(sse_data("data: x"), ["x"]);
+        assert!(sse_data(": keepalive\n\n").is_empty());
+        assert_eq!(
+            request_id(r#"{"jsonrpc":"2.0","id":"r-1","method":"tools/call"}"#).as_deref(),
+            Some("\"r-1\"")
+        );
+        assert_eq!(
+            request_id(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            None
+        );
+        let e = status_error("\"r-1\"", 503);
+        assert_eq!(
+            crate::protocol::mcp::classify(&e).code.as_deref(),
+            Some("http_503")
+        );
+    }
+}

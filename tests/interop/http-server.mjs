@@ -1,0 +1,70 @@
+// An MCP server on the official TypeScript SDK's Streamable HTTP transport
+// (StreamableHTTPServerTransport, stateful sessions, SSE replies), for wsbench's interop tests.
+// Prints "listening <port>" once bound; on SIGTERM writes what it counted to
+// $INTEROP_COUNTS_DIR/http-counts.json and exits.
+import { createServer } from "node:http";
+import { randomUUID } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
+import { z } from "zod";
+
+const counts = { calls: 0, ok: 0, tool_errors: 0, sessions: 0, deleted: 0 };
+const transports = {};
+
+function makeServer() {
+  const server = new McpServer({ name: "wsbench-interop-http", version: "1.0.0" });
+  server.registerTool(
+    "echo",
+    { description: "Returns its arguments as text", inputSchema: { seq: z.number(), id: z.string() } },
+    async (args) => {
+      counts.calls += 1;
+      counts.ok += 1;
+      return { content: [{ type: "text", text: JSON.stringify(args) }] };
+    },
+  );
+  server.registerTool("fail", { description: "Always fails inside the tool", inputSchema: {} }, async () => {
+    counts.calls += 1;
+    counts.tool_errors += 1;
+    return { content: [{ type: "text", text: "this tool always fails" }], isError: true };
+  });
+  return server;
+}
+
+const http = createServer(async (req, res) => {
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  const body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString()) : undefined;
+  const sid = req.headers["mcp-session-id"];
+  let transport = sid ? transports[sid] : undefined;
+  if (!transport && req.method === "POST" && isInitializeRequest(body)) {
+    transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        transports[id] = transport;
+        counts.sessions += 1;
+      },
+    });
+    transport.onclose = () => {
+      if (transport.sessionId) delete transports[transport.sessionId];
+    };
+    await makeServer().connect(transport);
+  } else if (!transport) {
+    res.writeHead(404, { "content-type": "application/json" });
+    res.end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32000, message: "no such session" }, id: null }));
+    return;
+  }
+  if (req.method === "DELETE") counts.deleted += 1;
+  await transport.handleRequest(req, res, body);
+});
+
+process.on("SIGTERM", () => {
+  const dir = process.env.INTEROP_COUNTS_DIR;
+  if (dir) writeFileSync(`${dir}/http-counts.json`, JSON.stringify(counts));
+  process.exit(0);
+});
+
+http.listen(0, "127.0.0.1", () => {
+  console.log(`listening ${http.address().port}`);
+});
