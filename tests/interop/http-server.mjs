@@ -8,27 +8,14 @@ import { writeFileSync } from "node:fs";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
-import { z } from "zod";
+import { registerTools } from "./tools.mjs";
 
 const counts = { calls: 0, ok: 0, tool_errors: 0, sessions: 0, deleted: 0 };
 const transports = {};
 
 function makeServer() {
   const server = new McpServer({ name: "wsbench-interop-http", version: "1.0.0" });
-  server.registerTool(
-    "echo",
-    { description: "Returns its arguments as text", inputSchema: { seq: z.number(), id: z.string() } },
-    async (args) => {
-      counts.calls += 1;
-      counts.ok += 1;
-      return { content: [{ type: "text", text: JSON.stringify(args) }] };
-    },
-  );
-  server.registerTool("fail", { description: "Always fails inside the tool", inputSchema: {} }, async () => {
-    counts.calls += 1;
-    counts.tool_errors += 1;
-    return { content: [{ type: "text", text: "this tool always fails" }], isError: true };
-  });
+  registerTools(server, counts);
   return server;
 }
 

@@ -5,30 +5,12 @@
 import { writeFileSync } from "node:fs";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
-import { z } from "zod";
+import { registerTools } from "./tools.mjs";
 
 const counts = { calls: 0, ok: 0, tool_errors: 0 };
 const server = new McpServer({ name: "wsbench-interop", version: "1.0.0" });
 
-server.registerTool(
-  "echo",
-  { description: "Returns its arguments as text", inputSchema: { seq: z.number(), id: z.string() } },
-  async (args) => {
-    counts.calls += 1;
-    counts.ok += 1;
-    return { content: [{ type: "text", text: JSON.stringify(args) }] };
-  },
-);
-
-server.registerTool(
-  "fail",
-  { description: "Always fails inside the tool", inputSchema: {} },
-  async () => {
-    counts.calls += 1;
-    counts.tool_errors += 1;
-    return { content: [{ type: "text", text: "this tool always fails" }], isError: true };
-  },
-);
+registerTools(server, counts);
 
 process.stdin.on("end", () => {
   const dir = process.env.INTEROP_COUNTS_DIR;
