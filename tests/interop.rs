@@ -147,12 +147,13 @@ fn the_sdks_is_error_results_and_unknown_tools_are_failures() {
 }
 
 /// The SDK's Streamable HTTP server (`tests/interop/http-server.mjs`), its URL, and the child.
-fn sdk_http_server(counts: &Path) -> Option<(String, std::process::Child)> {
+fn sdk_http_server(counts: &Path, expire_every: u32) -> Option<(String, std::process::Child)> {
     sdk_server()?;
     use std::io::BufRead as _;
     let mut child = Command::new("node")
         .arg(interop_dir().join("http-server.mjs"))
         .env("INTEROP_COUNTS_DIR", counts)
+        .env("EXPIRE_EVERY", expire_every.to_string())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("node starts");
@@ -171,7 +172,7 @@ fn sdk_http_server(counts: &Path) -> Option<(String, std::process::Child)> {
 #[test]
 fn the_official_sdk_server_over_streamable_http_counts_what_wsbench_counts() {
     let counts = tempfile::tempdir().unwrap();
-    let Some((url, child)) = sdk_http_server(counts.path()) else {
+    let Some((url, child)) = sdk_http_server(counts.path(), 0) else {
         return;
     };
     let (_d, json) = temp_path("out.json");
@@ -217,4 +218,50 @@ fn the_official_sdk_server_over_streamable_http_counts_what_wsbench_counts() {
     // Two runs of 3 and 2 sessions, each with its tool check: 7 sessions, each ended by DELETE.
     assert_eq!(c["sessions"], 7, "{c}");
     assert_eq!(c["deleted"], 7, "{c}");
+}
+
+#[test]
+fn an_expired_http_session_is_set_up_again_and_counted_as_a_reconnect() {
+    let counts = tempfile::tempdir().unwrap();
+    // The server forgets a session after every 100 calls: its next request gets 404.
+    let Some((url, child)) = sdk_http_server(counts.path(), 100) else {
+        return;
+    };
+    let (_d, json) = temp_path("out.json");
+    let out = wsbench()
+        .args(["run", "--url", &url, "-c", "2", "-n", "600"])
+        .args([
+            "--backoff-base",
+            "10ms",
+            "--progress",
+            "off",
+            "--no-gate",
+            "--json",
+        ])
+        .arg(&json)
+        .timeout(std::time::Duration::from_secs(90))
+        .output()
+        .unwrap();
+    common::terminate(child);
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    let v = common::read_json(&json);
+    assert_eq!(v["identity_holds"], true);
+    let c = &v["counts"];
+    assert_eq!(c["sent"], 600, "{c}");
+    let s = common::read_json(&counts.path().join("http-counts.json"));
+    let expired = s["expired"].as_u64().unwrap();
+    assert!(expired >= 4, "{s}");
+    let reconnects = v["resilience"]["reconnects"].as_u64().unwrap();
+    assert_eq!(
+        reconnects, expired,
+        "each expiry a new session: {}",
+        v["resilience"]
+    );
+    // The 404 fails nothing but the request that met it: it is lost, not succeeded.
+    assert_eq!(
+        c["succeeded"].as_u64().unwrap() + c["lost"].as_u64().unwrap(),
+        600,
+        "{c}"
+    );
+    assert_eq!(s["calls"], c["succeeded"], "{s}");
 }

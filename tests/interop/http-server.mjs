@@ -1,7 +1,8 @@
 // An MCP server on the official TypeScript SDK's Streamable HTTP transport
 // (StreamableHTTPServerTransport, stateful sessions, SSE replies), for wsbench's interop tests.
 // Prints "listening <port>" once bound; on SIGTERM writes what it counted to
-// $INTEROP_COUNTS_DIR/http-counts.json and exits.
+// $INTEROP_COUNTS_DIR/http-counts.json and exits. With EXPIRE_EVERY=N a session is forgotten
+// after every N calls (its next request gets 404, as an expired session's does).
 import { createServer } from "node:http";
 import { randomUUID } from "node:crypto";
 import { writeFileSync } from "node:fs";
@@ -10,8 +11,10 @@ import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
 import { registerTools } from "./tools.mjs";
 
-const counts = { calls: 0, ok: 0, tool_errors: 0, sessions: 0, deleted: 0 };
+const counts = { calls: 0, ok: 0, tool_errors: 0, sessions: 0, deleted: 0, expired: 0 };
 const transports = {};
+const callsBySession = {};
+const expireEvery = Number(process.env.EXPIRE_EVERY || 0);
 
 function makeServer() {
   const server = new McpServer({ name: "wsbench-interop-http", version: "1.0.0" });
@@ -44,6 +47,13 @@ const http = createServer(async (req, res) => {
   }
   if (req.method === "DELETE") counts.deleted += 1;
   await transport.handleRequest(req, res, body);
+  if (expireEvery && sid && body?.method === "tools/call") {
+    callsBySession[sid] = (callsBySession[sid] || 0) + 1;
+    if (callsBySession[sid] % expireEvery === 0 && transports[sid]) {
+      delete transports[sid];
+      counts.expired += 1;
+    }
+  }
 });
 
 process.on("SIGTERM", () => {
