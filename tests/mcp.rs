@@ -490,3 +490,66 @@ async fn a_call_given_up_on_is_cancelled_on_the_server() {
     assert_eq!(stats.cancelled, c.timed_out, "each reached the server");
     assert_eq!(stats.injected.dropped, c.timed_out + c.unfinished);
 }
+
+/// The reference server's Streamable HTTP endpoint (same port as its WebSocket).
+fn http_url(server: &TestServer) -> String {
+    format!("{}/mcp", server.url.replacen("ws://", "http://", 1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_streamable_http_counts_equal_the_servers() {
+    let server = mcp_server(&["--error-rate", "0.05", "--seed", "11", "--progress"]);
+    let url = http_url(&server);
+    let argv = [
+        &["--url", &url, "-c", "4", "--inflight", "2", "-n", "2000"][..],
+        &QUIET,
+    ]
+    .concat();
+    let r = run(&argv).await;
+    let stats = server.stop();
+    let c = &r.summary.counts;
+    assert!(c.identity_holds(), "{c:?}");
+    assert_eq!(r.settings.protocol, "mcp", "http:// speaks MCP by default");
+    assert_eq!((c.sent, stats.call_tool), (2000, 2000));
+    assert_eq!(c.succeeded, stats.results_ok);
+    assert_eq!(c.failed, stats.results_error);
+    assert_eq!(c.failed, stats.injected.errors);
+    assert_eq!(r.summary.errors_by_code.get("tool_error"), Some(&c.failed));
+    // Progress came first on every call: an SSE reply, the notification non-final.
+    assert_eq!(c.non_final, c.sent, "{c:?}");
+    assert_eq!(stats.hello_ok, 5, "four sessions and the tool check's");
+    assert_eq!(r.summary.versions.get("2025-11-25"), Some(&4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_session_the_server_ends_is_set_up_again() {
+    // Each session is closed by the server after 150 calls: its next POST is 404.
+    let server = mcp_server(&["--disconnect-after", "150"]);
+    let url = http_url(&server);
+    let argv = [
+        &[
+            "--url",
+            &url,
+            "-c",
+            "2",
+            "-n",
+            "900",
+            "--backoff-base",
+            "10ms",
+        ][..],
+        &QUIET,
+    ]
+    .concat();
+    let r = run(&argv).await;
+    let stats = server.stop();
+    let c = &r.summary.counts;
+    assert!(c.identity_holds(), "{c:?}");
+    assert_eq!(c.sent, 900);
+    assert!(
+        r.summary.resilience.reconnects >= 4,
+        "{:?}",
+        r.summary.resilience
+    );
+    assert_eq!(c.succeeded + c.lost, 900, "{c:?}");
+    assert_eq!(c.succeeded, stats.results_ok, "{stats:?}");
+}

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
+mod hello;
 mod inject;
 mod mcp;
 mod replies;
@@ -24,7 +25,7 @@ use super::Shared;
 use super::faults::ConnFaults;
 use super::stats::{Fault, Reply};
 use crate::net::tls::Stream;
-use crate::protocol::{self, Dialect, Inbound};
+use crate::protocol::{self, Dialect};
 use crate::wsio::{BoxIo, Duplex, Io};
 use replies::{conn_error_frame, error_frame, list_tools, ok_frame};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -71,6 +72,14 @@ impl Outgoing {
 
 pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: CancellationToken) {
     let _ = stream.set_nodelay(true);
+    // MCP also answers Streamable HTTP on this port: anything but a WebSocket upgrade.
+    if shared.config.protocol.is_mcp()
+        && shared.tls.is_none()
+        && !super::http::is_upgrade(&stream, shared.config.hello_timeout).await
+    {
+        super::http::serve(stream, shared, cancel).await;
+        return;
+    }
     let ws_config = protocol::ws_config(shared.config.max_message_size);
     let accept = async {
         let stream = match &shared.tls {
@@ -110,12 +119,24 @@ pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: Cance
     shared.stats.connection_closed();
 }
 
+/// A session whose handshake happened elsewhere (an HTTP `initialize`): answering until it ends.
+pub(crate) async fn serve_session(
+    io: BoxIo,
+    shared: &Arc<Shared>,
+    cancel: CancellationToken,
+    session: &str,
+) {
+    Connection::new(Duplex::new(io), shared.clone(), session)
+        .serve(cancel)
+        .await;
+}
+
 /// One session over an open transport (a WebSocket after its upgrade, or the server's own
 /// stdin and stdout): the dialect's handshake, then answering until it ends.
 pub(crate) async fn session(io: BoxIo, shared: &Arc<Shared>, cancel: CancellationToken) {
     let mut ws: Duplex<BoxIo> = Duplex::new(io);
     let session = match shared.config.protocol {
-        Dialect::ToolCall => handshake(&mut ws, shared).await,
+        Dialect::ToolCall => hello::handshake(&mut ws, shared).await,
         Dialect::Mcp(_) => mcp::handshake(&mut ws, shared).await,
     };
     if let Some(session) = session {
@@ -186,73 +207,7 @@ async fn send_bounded(ws: &mut Duplex<BoxIo>, msg: Message, limit: Duration) -> 
     tokio::time::timeout(limit, flushed).await.unwrap_or(false)
 }
 
-/// Runs the hello exchange; the session id, or `None` when the connection was closed.
-async fn handshake(dx: &mut Duplex<BoxIo>, shared: &Shared) -> Option<String> {
-    let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
-    let ws = &mut dx.ws;
-    let text = loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await {
-            Err(_) => {
-                shared.stats.hello(false);
-                close(
-                    dx,
-                    CloseCode::from(protocol::CLOSE_HELLO_TIMEOUT),
-                    "hello timeout",
-                )
-                .await;
-                return None;
-            }
-            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return None,
-            Ok(Some(Ok(Message::Text(text)))) => break Some(text),
-            Ok(Some(Ok(Message::Binary(_)))) => break None,
-            Ok(Some(Ok(_))) => continue, // pings are answered by tungstenite
-        }
-    };
-    let parsed = text.as_ref().map(|t| protocol::parse_inbound(t.as_str()));
-    let (code, error) = match parsed {
-        None | Some(Err(_)) => (protocol::CLOSE_INVALID_HELLO, "invalid_hello"),
-        Some(Ok(hello)) if hello.op.as_deref() != Some("hello") => {
-            (protocol::CLOSE_MISSING_HELLO, "missing_hello")
-        }
-        Some(Ok(hello)) => {
-            if token_ok(&hello, shared) {
-                let session = hello
-                    .session_id
-                    .as_deref()
-                    .filter(|s| protocol::valid_session_id(s))
-                    .map(str::to_owned)
-                    .unwrap_or_else(random_session_id);
-                let ack = serde_json::json!({"op": "hello_ack", "ok": true, "session_id": session});
-                shared.stats.hello(true);
-                let limit = shared.config.hello_timeout;
-                let sent = send_bounded(dx, Message::text(ack.to_string()), limit).await;
-                return sent.then_some(session);
-            }
-            (protocol::CLOSE_UNAUTHORIZED, "unauthorized")
-        }
-    };
-    shared.stats.hello(false);
-    let nack = serde_json::json!({"op": "hello_ack", "ok": false, "error": error});
-    let _ = dx.queue(Message::text(nack.to_string()));
-    close(dx, CloseCode::from(code), error).await;
-    None
-}
-
-fn token_ok(hello: &Inbound<'_>, shared: &Shared) -> bool {
-    let expected = shared.config.token.expose().as_bytes();
-    if expected.is_empty() {
-        return true;
-    }
-    let given = hello
-        .token
-        .as_deref()
-        .or(hello.jwt.as_deref())
-        .unwrap_or("");
-    // Constant time, so response timing does not leak how much of a guess was right.
-    bool::from(given.as_bytes().ct_eq(expected))
-}
-
-fn random_session_id() -> String {
+pub(crate) fn random_session_id() -> String {
     use std::hash::{BuildHasher as _, RandomState};
     format!(
         "srv-{:016x}",

@@ -7,6 +7,7 @@
 mod cache;
 pub mod faults;
 mod handler;
+mod http;
 mod stats;
 
 use std::net::SocketAddr;
@@ -79,6 +80,8 @@ pub(crate) struct Shared {
     pub faults: faults::Faults,
     /// wss: the TLS acceptor (`--tls-cert`/`--tls-key`).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// MCP over Streamable HTTP: the open sessions.
+    pub http: http::Sessions,
 }
 
 impl std::fmt::Debug for Shared {
@@ -211,6 +214,7 @@ impl Shared {
             in_flight: cache::InFlight::default(),
             faults: faults::Faults::new(config.faults.clone()),
             stats: ServerStats::default(),
+            http: http::Sessions::default(),
             config,
         })
     }
