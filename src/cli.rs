@@ -265,6 +265,10 @@ pub struct ServeArgs {
     /// its server, `run --command`, talks to). Nothing but protocol goes to stdout.
     #[arg(long)]
     pub stdio: bool,
+    /// Results remembered for replaying a repeated request id; 0 turns replays off (every
+    /// call is executed, as for a client that cannot vary its ids). Default 200000.
+    #[arg(long)]
+    pub cache_size: Option<String>,
     /// Address to bind. Default 127.0.0.1.
     #[arg(long)]
     pub host: Option<String>,

@@ -69,7 +69,6 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
             });
         }
     };
-    let d = ServeConfig::default();
     let protocol = r.get_or(
         args.protocol.as_ref(),
         "--protocol",
@@ -94,6 +93,8 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
         }
     }
     Ok(ServeConfig {
+        cache_size: or(r, &args.cache_size, "--cache-size", "200000", units::parse_whole)?
+            as usize,
         protocol,
         stdio: switch(args.stdio, "--stdio")?,
         host: or(r, &args.host, "--host", "127.0.0.1", host)?,
@@ -174,6 +175,5 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
             max_inflight: count(&args.max_inflight, "--max-inflight")?,
             corrupt_rate: ratio(&args.corrupt_rate, "--corrupt-rate")?,
         },
-        ..d
     })
 }

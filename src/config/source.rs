@@ -79,6 +79,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
         &[
             "protocol",
             "stdio",
+            "cache_size",
             "host",
             "port",
             "hello_timeout",

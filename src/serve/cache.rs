@@ -14,6 +14,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 /// tail at 100k calls/s.
 #[derive(Debug)]
 pub struct ReplayCache {
+    /// Off (`--cache-size 0`): every call is executed, repeated ids too.
+    enabled: bool,
     shards: Vec<Mutex<Ring>>,
 }
 
@@ -53,10 +55,11 @@ fn fnv(id: &str) -> u64 {
 }
 
 impl ReplayCache {
-    /// Keeps the `capacity` most recent results (rounded to whole shards).
+    /// Keeps the `capacity` most recent results (rounded to whole shards); 0 keeps none.
     pub fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
         ReplayCache {
+            enabled: capacity > 0,
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Ring {
@@ -76,6 +79,9 @@ impl ReplayCache {
 
     /// The cached reply for `request_id`, if it was answered recently.
     pub fn get(&self, request_id: &str) -> Option<Utf8Bytes> {
+        if !self.enabled {
+            return None;
+        }
         let h = fnv(request_id);
         let ring = self.shard(h).lock().unwrap_or_else(|e| e.into_inner());
         let slot = *ring.index.get(&h)?;
@@ -86,6 +92,9 @@ impl ReplayCache {
     }
 
     pub fn insert(&self, request_id: &str, reply: Utf8Bytes) {
+        if !self.enabled {
+            return;
+        }
         let h = fnv(request_id);
         let evicted = {
             let mut ring = self.shard(h).lock().unwrap_or_else(|e| e.into_inner());
