@@ -93,8 +93,13 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
         }
     }
     Ok(ServeConfig {
-        cache_size: or(r, &args.cache_size, "--cache-size", "200000", units::parse_whole)?
-            as usize,
+        cache_size: or(
+            r,
+            &args.cache_size,
+            "--cache-size",
+            "200000",
+            units::parse_whole,
+        )? as usize,
         protocol,
         stdio: switch(args.stdio, "--stdio")?,
         host: or(r, &args.host, "--host", "127.0.0.1", host)?,
