@@ -13,14 +13,18 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_util::{Sink, Stream};
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{Sink, Stream, StreamExt as _};
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Error, Message};
+
+/// One request's exchange: the messages its reply holds.
+type Exchange = BoxFuture<'static, Vec<Result<Message, Error>>>;
 
 /// What one session's requests share.
 #[derive(Debug, Default)]
@@ -38,9 +42,10 @@ pub struct HttpIo {
     /// Every request's headers but the session's, parsed once.
     headers: hyper::HeaderMap,
     session: Arc<Mutex<Session>>,
-    /// Messages from finished requests.
-    rx: mpsc::UnboundedReceiver<Result<Message, Error>>,
-    tx: mpsc::UnboundedSender<Result<Message, Error>>,
+    /// Requests on their way, each yielding its reply's messages.
+    inflight: FuturesUnordered<Exchange>,
+    /// Messages of finished requests not yet taken.
+    ready: VecDeque<Result<Message, Error>>,
     /// Messages queued since the last flush: each becomes one POST when flushed.
     queued: VecDeque<String>,
     closed: bool,
@@ -57,7 +62,6 @@ impl HttpIo {
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(conns.max(1))
             .build(connector);
-        let (tx, rx) = mpsc::unbounded_channel();
         let mut map = hyper::HeaderMap::new();
         map.insert(
             "content-type",
@@ -80,15 +84,15 @@ impl HttpIo {
             url,
             headers: map,
             session: Arc::default(),
-            rx,
-            tx,
+            inflight: FuturesUnordered::new(),
+            ready: VecDeque::new(),
             queued: VecDeque::new(),
             closed: false,
         })
     }
 
     /// Sends one message as a POST; its reply's messages come out of the stream.
-    fn post(&self, body: String) {
+    fn post(&mut self, body: String) {
         let mut req = Request::builder()
             .method(Method::POST)
             .uri(self.url.clone());
@@ -105,77 +109,78 @@ impl HttpIo {
             }
         }
         let request = req.body(Full::new(Bytes::from(body.clone())));
-        let (client, tx, session) = (self.client.clone(), self.tx.clone(), self.session.clone());
-        tokio::spawn(async move {
-            let request = match request {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = tx.send(Err(Error::Io(std::io::Error::other(e.to_string()))));
-                    return;
-                }
-            };
-            let response = match client.request(request).await {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = tx.send(Err(Error::Io(std::io::Error::other(e.to_string()))));
-                    return;
-                }
-            };
-            let status = response.status();
-            let initialize = is_initialize(&body);
-            if initialize
-                && let Some(id) = response.headers().get("mcp-session-id")
-                && let Ok(id) = id.to_str()
-            {
-                session.lock().unwrap_or_else(|e| e.into_inner()).id = Some(id.to_owned());
-            }
-            let sse = response
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("text/event-stream"));
-            let bytes = match response.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
-                    let _ = tx.send(Err(Error::Io(std::io::Error::other(e.to_string()))));
-                    return;
-                }
-            };
-            if status == StatusCode::NOT_FOUND && !initialize {
-                // The session expired: this transport is done; the connection sets up anew.
-                let _ = tx.send(Err(Error::Io(std::io::Error::other(
-                    "HTTP 404: the session expired",
-                ))));
-                return;
-            }
-            if !status.is_success() {
-                // The call this request carried failed by its HTTP status.
-                if let Some(id) = request_id(&body) {
-                    let reply = status_error(&id, status.as_u16());
-                    let _ = tx.send(Ok(Message::text(reply)));
-                } else if initialize {
-                    let _ = tx.send(Err(Error::Io(std::io::Error::other(format!(
-                        "HTTP {status}"
-                    )))));
-                }
-                return;
-            }
-            let text = String::from_utf8_lossy(&bytes);
-            let messages: Vec<String> = if sse {
-                sse_data(&text)
-            } else if text.trim().is_empty() {
-                Vec::new() // 202 Accepted: a notification
-            } else {
-                vec![text.into_owned()]
-            };
-            for m in messages {
-                if initialize && let Ok(Some(v)) = chosen_version(&m) {
-                    session.lock().unwrap_or_else(|e| e.into_inner()).version = Some(v);
-                }
-                let _ = tx.send(Ok(Message::text(m)));
-            }
-        });
+        let (client, session) = (self.client.clone(), self.session.clone());
+        // Driven by the stream's own poll (no task per request).
+        self.inflight
+            .push(Box::pin(exchange(client, request, body, session)));
     }
+}
+
+fn io_err(e: impl std::fmt::Display) -> Error {
+    Error::Io(std::io::Error::other(e.to_string()))
+}
+
+/// One POST and what its reply holds, as messages for the stream.
+async fn exchange(
+    client: Client<HttpConnector, Full<Bytes>>,
+    request: Result<Request<Full<Bytes>>, hyper::http::Error>,
+    body: String,
+    session: Arc<Mutex<Session>>,
+) -> Vec<Result<Message, Error>> {
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => return vec![Err(io_err(e))],
+    };
+    let response = match client.request(request).await {
+        Ok(r) => r,
+        Err(e) => return vec![Err(io_err(e))],
+    };
+    let status = response.status();
+    let initialize = is_initialize(&body);
+    if initialize
+        && let Some(id) = response.headers().get("mcp-session-id")
+        && let Ok(id) = id.to_str()
+    {
+        session.lock().unwrap_or_else(|e| e.into_inner()).id = Some(id.to_owned());
+    }
+    let sse = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let bytes = match response.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return vec![Err(io_err(e))],
+    };
+    if status == StatusCode::NOT_FOUND && !initialize {
+        // The session expired: this transport is done; the connection sets up anew.
+        return vec![Err(io_err("HTTP 404: the session expired"))];
+    }
+    if !status.is_success() {
+        // The call this request carried failed by its HTTP status.
+        return match request_id(&body) {
+            Some(id) => vec![Ok(Message::text(status_error(&id, status.as_u16())))],
+            None if initialize => vec![Err(io_err(format!("HTTP {status}")))],
+            None => Vec::new(),
+        };
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let messages: Vec<String> = if sse {
+        sse_data(&text)
+    } else if text.trim().is_empty() {
+        Vec::new() // 202 Accepted: a notification
+    } else {
+        vec![text.into_owned()]
+    };
+    messages
+        .into_iter()
+        .map(|m| {
+            if initialize && let Ok(Some(v)) = chosen_version(&m) {
+                session.lock().unwrap_or_else(|e| e.into_inner()).version = Some(v);
+            }
+            Ok(Message::text(m))
+        })
+        .collect()
 }
 
 /// Whether a client message is the `initialize` request (wsbench writes its own messages, so
@@ -231,10 +236,18 @@ impl Stream for HttpIo {
     type Item = Result<Message, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.closed && self.rx.is_empty() {
-            return Poll::Ready(None);
+        loop {
+            if let Some(m) = self.ready.pop_front() {
+                return Poll::Ready(Some(m));
+            }
+            match self.inflight.poll_next_unpin(cx) {
+                Poll::Ready(Some(messages)) => self.ready.extend(messages),
+                // Nothing in flight: the owner polls again after it sends (it always reads
+                // on the turn after a write), so there is nothing to wake it for.
+                Poll::Ready(None) if self.closed => return Poll::Ready(None),
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
         }
-        self.rx.poll_recv(cx)
     }
 }
 
