@@ -91,6 +91,10 @@ pub struct RunArgs {
     /// versions servers chose are in the report. Default auto.
     #[arg(long, value_name = "VERSION", value_parser = given(McpVersion::parse))]
     pub mcp_version: Option<Given<McpVersion>>,
+    /// MCP: every call asks for progress notifications (`_meta.progressToken`, the call's id);
+    /// the time to the first one is a phase of its own in the report.
+    #[arg(long)]
+    pub progress_token: bool,
     /// Start the reference server in-process on an ephemeral loopback port and load it.
     #[arg(long)]
     pub embedded: bool,

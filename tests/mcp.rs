@@ -195,6 +195,9 @@ async fn mcp_peer_speaking(version: &'static str, reply: fn(usize, &str) -> Vec<
                 continue; // notifications/initialized
             }
             let id = v["id"].as_str().unwrap().to_owned();
+            if let Some(token) = v["params"]["_meta"].get("progressToken") {
+                assert_eq!(token, &v["id"], "the progress token is the call's id");
+            }
             for frame in reply(n, &id) {
                 if ws.send(Message::text(frame)).await.is_err() {
                     return;
@@ -552,4 +555,76 @@ async fn an_http_session_the_server_ends_is_set_up_again() {
     );
     assert_eq!(c.succeeded + c.lost, 900, "{c:?}");
     assert_eq!(c.succeeded, stats.results_ok, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_token_asks_for_progress_and_times_the_first_notification() {
+    // The peer sends progress only to calls that ask for it, with their token.
+    let url = mcp_peer(|_, id| {
+        vec![format!(
+            r#"{{"jsonrpc":"2.0","id":"{id}","result":{{"content":[]}}}}"#
+        )]
+    })
+    .await;
+    let argv = [
+        &["--url", &url, "--protocol", "mcp", "-c", "1", "-n", "20"][..],
+        &QUIET,
+    ]
+    .concat();
+    let plain = run(&argv).await;
+    assert_eq!(plain.summary.counts.non_final, 0);
+    let server = mcp_server(&["--progress"]);
+    let argv = [
+        &[
+            "--url",
+            &server.url,
+            "--protocol",
+            "mcp",
+            "--progress-token",
+        ][..],
+        &["-c", "2", "-n", "200"],
+        &QUIET,
+    ]
+    .concat();
+    let r = run(&argv).await;
+    server.stop();
+    let c = &r.summary.counts;
+    assert_eq!((c.succeeded, c.non_final), (200, 200), "{c:?}");
+    assert_eq!(
+        r.summary.histograms.first_chunk.len(),
+        200,
+        "the first progress of every call is a phase"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_asking_for_progress_carries_its_id_as_the_token() {
+    let url = mcp_peer(|_, id| {
+        // Echo the token the call carried back as a progress notification, then the result.
+        vec![
+            format!(r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":"{id}","progress":1}}}}"#),
+            format!(r#"{{"jsonrpc":"2.0","id":"{id}","result":{{"content":[]}}}}"#),
+        ]
+    })
+    .await;
+    let argv = [
+        &[
+            "--url",
+            &url,
+            "--protocol",
+            "mcp",
+            "--progress-token",
+            "-c",
+            "1",
+            "-n",
+            "10",
+        ][..],
+        &QUIET,
+    ]
+    .concat();
+    let r = run(&argv).await;
+    assert_eq!(
+        (r.summary.counts.succeeded, r.summary.counts.non_final),
+        (10, 10)
+    );
 }

@@ -52,6 +52,8 @@ pub struct RunConfig {
     pub protocol: crate::protocol::Dialect,
     /// stdio: where the spawned servers' stderr goes.
     pub stderr_log: Option<std::path::PathBuf>,
+    /// MCP: each call asks for progress notifications (`_meta.progressToken`).
+    pub progress_token: bool,
     pub conns: u32,
     /// Sending stops after this long (the count, if any, may stop it sooner).
     pub duration: Duration,

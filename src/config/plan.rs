@@ -39,7 +39,7 @@ impl RunConfig {
             worker_id: config.worker_id.clone(),
             session_prefix: config.session_prefix.clone(),
             hello_token: config.token.clone(),
-            wire: config.protocol.wire(),
+            wire: config.protocol.wire(config.progress_token),
             versions: Default::default(),
             tool: config.tool.clone(),
             args: config.args.clone(),

@@ -343,10 +343,22 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         None => None,
     };
 
+    let progress_token = r.switch(
+        args.progress_token,
+        "--progress-token",
+        run("progress_token"),
+    )?;
+    if progress_token && !protocol.is_mcp() {
+        return Err(ConfigError::Rejected {
+            name: "--progress-token".into(),
+            reason: "needs --protocol mcp".into(),
+        });
+    }
     Ok(RunConfig {
         target,
         protocol,
         stderr_log,
+        progress_token,
         conns,
         duration,
         requests,

@@ -21,6 +21,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "command",
             "protocol",
             "mcp_version",
+            "progress_token",
             "embedded",
             "conns",
             "duration",

@@ -102,18 +102,23 @@ pub fn negotiated(answer: &str) -> Result<String, String> {
 }
 
 /// `tools/call` frames, split once like the tool-call dialect's.
+/// With `progress`, each call asks for progress notifications, its own id as the token.
 pub fn template(
     id_prefix: &str,
     tool: &str,
     args: Option<&str>,
-    conn: u32,
-    conns: u32,
+    (conn, conns): (u32, u32),
+    progress: bool,
 ) -> RequestTemplate {
     let name = serde_json::to_string(tool).expect("a string always serializes");
     RequestTemplate::with_frame(
         format!(r#"{{"jsonrpc":"2.0","id":"{id_prefix}"#),
         format!(r#"","method":"tools/call","params":{{"name":{name},"arguments":"#),
-        "}}",
+        if progress {
+            r#","_meta":{"progressToken":"{{id}}"}}}"#
+        } else {
+            "}}"
+        },
         id_prefix,
         args,
         conn,
@@ -382,7 +387,11 @@ mod tests {
     #[test]
     fn server_builders_and_parser_agree_with_the_classifier() {
         let mut buf = String::new();
-        template("r-w-0-", "echo", None, 0, 1).render(3, &mut buf);
+        template("r-w-0-", "echo", None, (0, 1), true).render(5, &mut buf);
+        let v: serde_json::Value = serde_json::from_str(&buf).unwrap();
+        assert_eq!(v["params"]["_meta"]["progressToken"], "r-w-0-5");
+        assert_eq!(v["params"]["arguments"]["id"], "r-w-0-5");
+        template("r-w-0-", "echo", None, (0, 1), false).render(3, &mut buf);
         let req = parse_request(&buf).unwrap();
         assert_eq!(req.method, "tools/call");
         assert_eq!(

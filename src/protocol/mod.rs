@@ -77,22 +77,15 @@ impl Dialect {
         }
     }
 
-    /// The client side of this dialect.
-    pub fn wire(self) -> &'static dyn Wire {
-        const V1: Mcp = Mcp {
-            version: "2025-03-26",
-        };
-        const V2: Mcp = Mcp {
-            version: "2025-06-18",
-        };
-        const V3: Mcp = Mcp {
-            version: "2025-11-25",
-        };
+    /// The client side of this dialect; for MCP, asking for progress notifications when
+    /// `progress` is set.
+    pub fn wire(self, progress: bool) -> std::sync::Arc<dyn Wire> {
         match self {
-            Dialect::ToolCall => &ToolCall,
-            Dialect::Mcp(McpVersion::V2025_03_26) => &V1,
-            Dialect::Mcp(McpVersion::V2025_06_18) => &V2,
-            Dialect::Mcp(McpVersion::V2025_11_25) => &V3,
+            Dialect::ToolCall => std::sync::Arc::new(ToolCall),
+            Dialect::Mcp(v) => std::sync::Arc::new(Mcp {
+                version: v.as_str(),
+                progress,
+            }),
         }
     }
 
@@ -197,10 +190,12 @@ impl Wire for ToolCall {
     }
 }
 
-/// MCP (`protocol::mcp`), asking for one session-based revision.
+/// MCP (`protocol::mcp`), asking for one session-based revision, and for progress
+/// notifications when `progress` is set.
 #[derive(Debug)]
 pub struct Mcp {
     pub version: &'static str,
+    pub progress: bool,
 }
 
 impl Wire for Mcp {
@@ -239,7 +234,7 @@ impl Wire for Mcp {
         conn: u32,
         conns: u32,
     ) -> RequestTemplate {
-        mcp::template(id_prefix, tool, args, conn, conns)
+        mcp::template(id_prefix, tool, args, (conn, conns), self.progress)
     }
     fn classify<'a>(&self, text: &'a str) -> Classified<'a> {
         mcp::classify(text)

@@ -13,8 +13,8 @@ pub struct RequestTemplate {
     id_prefix: String,
     /// `","name":<name>,"arguments":`
     after_id: String,
-    /// What closes the frame after the arguments (`}`).
-    tail: &'static str,
+    /// What closes the frame after the arguments (`}`), split at its `{{id}}`s.
+    tail: Vec<Piece>,
     /// The arguments, split at their placeholders.
     args: Vec<Piece>,
     /// `{{seq}}` = local sequence * `stride` + `offset`: unique across the run's connections.
@@ -80,7 +80,8 @@ impl RequestTemplate {
     }
 
     /// A template for any dialect's frame: `head` ends where the id's sequence number goes,
-    /// `after_id` runs from there to the arguments, `tail` closes the frame.
+    /// `after_id` runs from there to the arguments, `tail` closes the frame (an `{{id}}` in it
+    /// is the request id again, as MCP's progress token).
     pub fn with_frame(
         head: String,
         after_id: String,
@@ -94,7 +95,7 @@ impl RequestTemplate {
             head,
             id_prefix: id_prefix.to_owned(),
             after_id,
-            tail,
+            tail: split_placeholders(tail),
             args: split_placeholders(args.unwrap_or(DEFAULT_ARGS)),
             stride: u64::from(conns.max(1)),
             offset: u64::from(conn),
@@ -108,7 +109,15 @@ impl RequestTemplate {
         let _ = write!(buf, "{seq}");
         buf.push_str(&self.after_id);
         self.push_args(seq, buf);
-        buf.push_str(self.tail);
+        for piece in &self.tail {
+            match piece {
+                Piece::Text(t) => buf.push_str(t),
+                Piece::Id | Piece::Seq => {
+                    buf.push_str(&self.id_prefix);
+                    let _ = write!(buf, "{seq}");
+                }
+            }
+        }
     }
 
     /// The arguments request `seq` was sent with (to check an echo against).

@@ -17,7 +17,7 @@ const MAX_PAGES: usize = 100;
 /// The server's tools, each a JSON object with `name`, `description`, `inputSchema`.
 pub async fn list_tools(spec: &RunSpec) -> Result<Vec<serde_json::Value>, String> {
     let mut io = open_session(spec).await?;
-    let wire = spec.wire;
+    let wire = &spec.wire;
     let listing = async {
         let mut tools = Vec::new();
         let mut cursor: Option<String> = None;

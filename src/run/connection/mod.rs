@@ -61,7 +61,7 @@ pub struct RunSpec {
     pub session_prefix: String,
     pub hello_token: crate::net::secret::Secret,
     /// The dialect spoken: how a session opens, how calls are written, what replies mean.
-    pub wire: &'static dyn crate::protocol::Wire,
+    pub wire: Arc<dyn crate::protocol::Wire>,
     /// The protocol versions servers chose, by sessions (MCP's `initialize` answers).
     pub versions: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     pub tool: String,

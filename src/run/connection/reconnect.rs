@@ -116,7 +116,7 @@ mod tests {
             worker_id: "w".into(),
             session_prefix: "s".into(),
             hello_token: crate::net::secret::Secret::default(),
-            wire: &crate::protocol::ToolCall,
+            wire: Arc::new(crate::protocol::ToolCall),
             versions: Default::default(),
             tool: "echo".into(),
             args: None,
