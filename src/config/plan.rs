@@ -115,6 +115,12 @@ impl RunConfig {
             embedded: config.target == Target::Embedded,
             protocol: config.protocol.name().into(),
             stderr_log: config.stderr_log.as_ref().map(|p| p.display().to_string()),
+            transport: match &config.target {
+                Target::Command(_) => "stdio",
+                Target::Url(u) if u.http => "http",
+                _ => "websocket",
+            }
+            .into(),
         }
     }
 }

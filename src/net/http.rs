@@ -277,14 +277,13 @@ impl Sink<Message> for HttpIo {
                         .header("mcp-session-id", id)
                         .body(Full::new(Bytes::new()))
                 {
+                    // In flight like any request, so the stream ends only once it is answered
+                    // (the owner's close is bounded anyway).
                     let client = self.client.clone();
-                    tokio::spawn(async move {
-                        let _ = tokio::time::timeout(
-                            std::time::Duration::from_millis(500),
-                            client.request(req),
-                        )
-                        .await;
-                    });
+                    self.inflight.push(Box::pin(async move {
+                        let _ = client.request(req).await;
+                        Vec::new()
+                    }));
                 }
             }
             _ => {}

@@ -95,6 +95,13 @@ impl Reporter for TextReporter {
                 chosen.join(", ")
             )?;
         }
+        if c.transport == "http" {
+            writeln!(
+                o,
+                "  Streamable HTTP over HTTP/1.1: up to {} keep-alive connections per session",
+                c.inflight
+            )?;
+        }
         if let Some(log) = &c.stderr_log {
             writeln!(o, "  server processes' stderr: {log}")?;
         }
@@ -206,7 +213,7 @@ impl Reporter for TextReporter {
         } else {
             format!(" / tls {}", ms(&h.tls, 99.0))
         };
-        if r.settings.stderr_log.is_some() {
+        if r.settings.transport == "stdio" {
             // stdio: the process is the connection; spawning it is the connect phase.
             writeln!(
                 o,

@@ -136,6 +136,16 @@ pub struct FileSettings {
     /// The dialect spoken: `tool-call` or `mcp`.
     #[serde(default = "tool_call")]
     pub protocol: String,
+    /// How messages travelled: `websocket`, `http` or `stdio`.
+    #[serde(default = "websocket")]
+    pub transport: String,
+    /// stdio: the log file of the spawned servers' stderr.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_log: Option<String>,
+}
+
+fn websocket() -> String {
+    "websocket".into()
 }
 
 fn tool_call() -> String {
@@ -462,6 +472,8 @@ impl RunFile {
                 token_set: c.token_set,
                 gate: c.gate,
                 protocol: c.protocol.clone(),
+                transport: c.transport.clone(),
+                stderr_log: c.stderr_log.clone(),
             },
             counts: s.counts.clone(),
             identity_holds: s.counts.identity_holds(),

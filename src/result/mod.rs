@@ -39,6 +39,8 @@ pub struct Settings {
     pub protocol: String,
     /// stdio: the log file of the spawned servers' stderr.
     pub stderr_log: Option<String>,
+    /// How messages travel: `websocket`, `http` (MCP Streamable HTTP) or `stdio`.
+    pub transport: String,
 }
 
 /// Everything a finished run produced; what the reporters render.
