@@ -11,7 +11,9 @@ use common::{TestServer, out_str, run, serve_config, tcp_server, temp_path, wsbe
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use wsbench::model::StatsSnapshot;
 use wsbench::outcome::Outcome;
+use wsbench::result::RunResult;
 
 const QUIET: [&str; 3] = ["--progress", "off", "--no-gate"];
 
@@ -20,18 +22,24 @@ fn mcp_server(args: &[&str]) -> TestServer {
     TestServer::start(serve_config(&argv))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counts_equal_the_servers_and_tool_errors_are_their_own_bucket() {
-    // 5% of calls fail inside the tool (isError: true), seeded.
-    let server = mcp_server(&["--error-rate", "0.05", "--seed", "7"]);
+/// `run --url <server> --protocol mcp <flags>` in-process (gate off), then the server's own
+/// counters once it stopped.
+async fn load_mcp(server: TestServer, flags: &[&str]) -> (RunResult, StatsSnapshot) {
     let argv = [
-        &["--url", &server.url, "--protocol", "mcp", "-c", "4"][..],
-        &["--inflight", "4", "-n", "4000"],
+        &["--url", &server.url, "--protocol", "mcp"][..],
+        flags,
         &QUIET,
     ]
     .concat();
     let r = run(&argv).await;
-    let stats = server.stop();
+    (r, server.stop())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_equal_the_servers_and_tool_errors_are_their_own_bucket() {
+    // 5% of calls fail inside the tool (isError: true), seeded.
+    let server = mcp_server(&["--error-rate", "0.05", "--seed", "7"]);
+    let (r, stats) = load_mcp(server, &["-c", "4", "--inflight", "4", "-n", "4000"]).await;
     let c = &r.summary.counts;
     assert!(c.identity_holds(), "{c:?}");
     assert_eq!(c.sent, 4000);
@@ -448,22 +456,8 @@ async fn the_version_the_server_chose_is_reported_and_one_we_do_not_speak_ends_s
         r.reason
     );
     // Against the reference server, the revision asked for is the one used.
-    let server = mcp_server(&[]);
-    let argv = [
-        &[
-            "--url",
-            &server.url,
-            "--protocol",
-            "mcp",
-            "--mcp-version",
-            "2025-03-26",
-        ][..],
-        &["-c", "2", "-n", "20"],
-        &QUIET,
-    ]
-    .concat();
-    let r = run(&argv).await;
-    server.stop();
+    let flags = ["--mcp-version", "2025-03-26", "-c", "2", "-n", "20"];
+    let (r, _) = load_mcp(mcp_server(&[]), &flags).await;
     assert_eq!(r.summary.versions.get("2025-03-26"), Some(&2));
 }
 
@@ -471,23 +465,19 @@ async fn the_version_the_server_chose_is_reported_and_one_we_do_not_speak_ends_s
 async fn a_call_given_up_on_is_cancelled_on_the_server() {
     // 10% of calls are never answered: each times out, and the client tells the server.
     let server = mcp_server(&["--drop-rate", "0.1", "--seed", "3"]);
-    let argv = [
-        &[
-            "--url",
-            &server.url,
-            "--protocol",
-            "mcp",
-            "-c",
-            "2",
-            "--inflight",
-            "4",
-        ][..],
-        &["-n", "600", "--timeout", "200ms", "--drain", "1s"],
-        &QUIET,
-    ]
-    .concat();
-    let r = run(&argv).await;
-    let stats = server.stop();
+    let flags = [
+        "-c",
+        "2",
+        "--inflight",
+        "4",
+        "-n",
+        "600",
+        "--timeout",
+        "200ms",
+        "--drain",
+        "1s",
+    ];
+    let (r, stats) = load_mcp(server, &flags).await;
     let c = &r.summary.counts;
     assert!(c.identity_holds(), "{c:?}");
     assert!(c.timed_out > 20, "{c:?}");
@@ -578,21 +568,8 @@ async fn progress_token_asks_for_progress_and_times_the_first_notification() {
     .concat();
     let plain = run(&argv).await;
     assert_eq!(plain.summary.counts.non_final, 0);
-    let server = mcp_server(&["--progress"]);
-    let argv = [
-        &[
-            "--url",
-            &server.url,
-            "--protocol",
-            "mcp",
-            "--progress-token",
-        ][..],
-        &["-c", "2", "-n", "200"],
-        &QUIET,
-    ]
-    .concat();
-    let r = run(&argv).await;
-    server.stop();
+    let flags = ["--progress-token", "-c", "2", "-n", "200"];
+    let (r, _) = load_mcp(mcp_server(&["--progress"]), &flags).await;
     let c = &r.summary.counts;
     assert_eq!((c.succeeded, c.non_final), (200, 200), "{c:?}");
     assert_eq!(
