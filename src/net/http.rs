@@ -17,10 +17,9 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Sink, Stream, StreamExt as _};
 use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::{Error, Message};
 
 /// One request's exchange: the messages its reply holds.
@@ -35,9 +34,53 @@ struct Session {
     version: Option<String>,
 }
 
+/// A session's keep-alive connections: idle ones are reused, a request that finds none opens
+/// one (so there are as many as requests were ever in flight at once). Each is driven by a
+/// task of its own; no pool shared between sessions.
+#[derive(Clone)]
+struct Conns {
+    /// `host:port` to connect to.
+    addr: String,
+    idle: Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>>,
+}
+
+impl Conns {
+    async fn take(&self) -> Result<SendRequest<Full<Bytes>>, Error> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            match idle {
+                Some(s) if s.is_ready() => return Ok(s),
+                Some(_) => continue, // closed by the server: drop it
+                None => break,
+            }
+        }
+        let tcp = tokio::net::TcpStream::connect(&self.addr)
+            .await
+            .map_err(Error::Io)?;
+        let _ = tcp.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(io_err)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    fn give_back(&self, sender: SendRequest<Full<Bytes>>) {
+        if !sender.is_closed() {
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(sender);
+        }
+    }
+}
+
 /// One MCP session over Streamable HTTP.
 pub struct HttpIo {
-    client: Client<HttpConnector, Full<Bytes>>,
+    conns: Conns,
+    /// The request target (path and query) sent to the endpoint.
     url: hyper::Uri,
     /// Every request's headers but the session's, parsed once.
     headers: hyper::HeaderMap,
@@ -55,14 +98,27 @@ impl HttpIo {
     /// A session against `url`, with these extra headers (the token's `Authorization` among
     /// them). Nothing is sent until the first message (the `initialize`).
     pub fn new(url: &str, headers: Vec<(String, String)>, conns: usize) -> Result<HttpIo, String> {
-        let url: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        // One keep-alive connection per request in flight (HTTP/1.1 has no multiplexing).
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(conns.max(1))
-            .build(connector);
+        let full: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+        let authority = full
+            .authority()
+            .ok_or("the URL names no host")?
+            .as_str()
+            .to_owned();
+        let addr = if full.port().is_some() {
+            authority.clone()
+        } else {
+            format!("{authority}:80")
+        };
+        let url: hyper::Uri = full
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .map_err(|e| format!("not a URL: {e}"))?;
         let mut map = hyper::HeaderMap::new();
+        map.insert(
+            "host",
+            hyper::header::HeaderValue::from_str(&authority).map_err(|e| e.to_string())?,
+        );
         map.insert(
             "content-type",
             hyper::header::HeaderValue::from_static("application/json"),
@@ -80,7 +136,10 @@ impl HttpIo {
             map.append(name, value);
         }
         Ok(HttpIo {
-            client,
+            conns: Conns {
+                addr,
+                idle: Arc::new(Mutex::new(Vec::with_capacity(conns))),
+            },
             url,
             headers: map,
             session: Arc::default(),
@@ -109,10 +168,10 @@ impl HttpIo {
             }
         }
         let request = req.body(Full::new(Bytes::from(body.clone())));
-        let (client, session) = (self.client.clone(), self.session.clone());
+        let (conns, session) = (self.conns.clone(), self.session.clone());
         // Driven by the stream's own poll (no task per request).
         self.inflight
-            .push(Box::pin(exchange(client, request, body, session)));
+            .push(Box::pin(exchange(conns, request, body, session)));
     }
 }
 
@@ -122,7 +181,7 @@ fn io_err(e: impl std::fmt::Display) -> Error {
 
 /// One POST and what its reply holds, as messages for the stream.
 async fn exchange(
-    client: Client<HttpConnector, Full<Bytes>>,
+    conns: Conns,
     request: Result<Request<Full<Bytes>>, hyper::http::Error>,
     body: String,
     session: Arc<Mutex<Session>>,
@@ -131,7 +190,11 @@ async fn exchange(
         Ok(r) => r,
         Err(e) => return vec![Err(io_err(e))],
     };
-    let response = match client.request(request).await {
+    let mut sender = match conns.take().await {
+        Ok(s) => s,
+        Err(e) => return vec![Err(e)],
+    };
+    let response = match sender.send_request(request).await {
         Ok(r) => r,
         Err(e) => return vec![Err(io_err(e))],
     };
@@ -152,6 +215,8 @@ async fn exchange(
         Ok(b) => b.to_bytes(),
         Err(e) => return vec![Err(io_err(e))],
     };
+    // The reply is whole: the connection can carry the next request.
+    conns.give_back(sender);
     if status == StatusCode::NOT_FOUND && !initialize {
         // The session expired: this transport is done; the connection sets up anew.
         return vec![Err(io_err("HTTP 404: the session expired"))];
@@ -275,13 +340,22 @@ impl Sink<Message> for HttpIo {
                         .method(Method::DELETE)
                         .uri(self.url.clone())
                         .header("mcp-session-id", id)
+                        .header(
+                            hyper::header::HOST,
+                            self.headers
+                                .get(hyper::header::HOST)
+                                .cloned()
+                                .unwrap_or(hyper::header::HeaderValue::from_static("localhost")),
+                        )
                         .body(Full::new(Bytes::new()))
                 {
                     // In flight like any request, so the stream ends only once it is answered
                     // (the owner's close is bounded anyway).
-                    let client = self.client.clone();
+                    let conns = self.conns.clone();
                     self.inflight.push(Box::pin(async move {
-                        let _ = client.request(req).await;
+                        if let Ok(mut sender) = conns.take().await {
+                            let _ = sender.send_request(req).await;
+                        }
                         Vec::new()
                     }));
                 }
