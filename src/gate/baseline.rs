@@ -74,19 +74,6 @@ pub struct Comparison {
     pub passed: bool,
 }
 
-const COMPARABLE: &[(&str, Metric)] = &[
-    ("rps", Metric::Rps),
-    ("p50", Metric::P50),
-    ("p90", Metric::P90),
-    ("p99", Metric::P99),
-    ("p99.9", Metric::P999),
-    ("p999", Metric::P999),
-    ("max", Metric::Max),
-    ("connect_p99", Metric::ConnectP99),
-    ("hello_p99", Metric::HelloP99),
-    ("error_rate", Metric::ErrorRate),
-];
-
 /// `p99=+10%,rps=-5%,error_rate=+0.1%`. The direction is the metric's: throughput may fall by
 /// the amount, everything else may rise by it; a sign that says otherwise is refused.
 pub fn parse_tolerances(spec: &str) -> Result<Vec<Tolerance>, String> {
@@ -97,11 +84,16 @@ pub fn parse_tolerances(spec: &str) -> Result<Vec<Tolerance>, String> {
                 .split_once('=')
                 .ok_or_else(|| format!("'{part}' is not METRIC=+N%"))?;
             let name = name.trim();
-            let metric = COMPARABLE
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, m)| *m)
-                .ok_or_else(|| format!("'{name}' cannot be compared (rps, p50, p90, p99, p99.9, max, connect_p99, hello_p99, error_rate)"))?;
+            let metric = Metric::from_name(name)
+                .filter(|m| m.compares())
+                .ok_or_else(|| {
+                    let can: Vec<_> = Metric::ALL
+                        .iter()
+                        .filter(|m| m.compares())
+                        .map(|m| m.name())
+                        .collect();
+                    format!("'{name}' cannot be compared ({})", can.join(", "))
+                })?;
             let amount = amount.trim();
             let (sign, digits) = match amount.as_bytes().first() {
                 Some(b'+') => (1.0, &amount[1..]),
@@ -110,7 +102,11 @@ pub fn parse_tolerances(spec: &str) -> Result<Vec<Tolerance>, String> {
             };
             let worse = if metric == Metric::Rps { -1.0 } else { 1.0 };
             if sign != 0.0 && sign != worse {
-                return Err(format!("{name} gets worse by going {}; write {name}={}{digits}", if worse > 0.0 { "up" } else { "down" }, if worse > 0.0 { '+' } else { '-' }));
+                return Err(format!(
+                    "{name} gets worse by going {}; write {name}={}{digits}",
+                    if worse > 0.0 { "up" } else { "down" },
+                    if worse > 0.0 { '+' } else { '-' }
+                ));
             }
             let v: f64 = digits
                 .trim_end_matches('%')
@@ -119,7 +115,10 @@ pub fn parse_tolerances(spec: &str) -> Result<Vec<Tolerance>, String> {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("'{amount}' is not a percentage"));
             }
-            Ok(Tolerance { metric, allowed: v / 100.0 })
+            Ok(Tolerance {
+                metric,
+                allowed: v / 100.0,
+            })
         })
         .collect()
 }
@@ -165,11 +164,7 @@ pub fn verdicts(comparisons: &[Comparison]) -> Vec<Verdict> {
     comparisons
         .iter()
         .map(|c| {
-            let metric = COMPARABLE
-                .iter()
-                .find(|(n, _)| *n == c.metric)
-                .map(|(_, m)| *m)
-                .unwrap_or(Metric::P99);
+            let metric = Metric::from_name(&c.metric).unwrap_or(Metric::P99);
             let (dir, limit) = match metric {
                 Metric::Rps => (">=", c.baseline * (1.0 - c.allowed)),
                 Metric::ErrorRate => ("<=", c.baseline + c.allowed),

@@ -54,6 +54,31 @@ impl Metric {
         Metric::ConnectionErrors,
     ];
 
+    /// The metric a name stands for: its own, or the alias `p999`. The one name table that
+    /// threshold expressions, `--max-regress` and the baseline's verdicts all read.
+    pub fn from_name(name: &str) -> Option<Metric> {
+        if name == "p999" {
+            return Some(Metric::P999);
+        }
+        Metric::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Every name an expression accepts, aliases included.
+    pub fn names() -> Vec<&'static str> {
+        let mut names: Vec<_> = Metric::ALL.iter().map(|m| m.name()).collect();
+        names.push("p999");
+        names
+    }
+
+    /// Whether `--max-regress` can compare it with a baseline (counts and downtime are judged
+    /// by thresholds only).
+    pub fn compares(self) -> bool {
+        !matches!(
+            self,
+            Metric::Unavailable | Metric::Dropped | Metric::ConnectionErrors
+        )
+    }
+
     /// Where the result file keeps this metric (a JSON pointer into `RunFile`): what
     /// `--baseline` reads of a previous run.
     pub fn pointer(self) -> &'static str {

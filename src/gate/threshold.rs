@@ -5,23 +5,6 @@
 use super::{Cmp, Metric, Threshold};
 use crate::units;
 
-/// Every metric name an expression may use, with its aliases.
-pub const METRIC_NAMES: &[(&str, Metric)] = &[
-    ("rps", Metric::Rps),
-    ("p50", Metric::P50),
-    ("p90", Metric::P90),
-    ("p99", Metric::P99),
-    ("p99.9", Metric::P999),
-    ("p999", Metric::P999),
-    ("max", Metric::Max),
-    ("connect_p99", Metric::ConnectP99),
-    ("hello_p99", Metric::HelloP99),
-    ("error_rate", Metric::ErrorRate),
-    ("unavailable", Metric::Unavailable),
-    ("dropped", Metric::Dropped),
-    ("connection_errors", Metric::ConnectionErrors),
-];
-
 /// Parses one expression.
 pub fn parse(expr: &str) -> Result<Threshold, String> {
     let expr = expr.trim();
@@ -39,14 +22,10 @@ pub fn parse(expr: &str) -> Result<Threshold, String> {
         (Cmp::Gt, &rest[1..])
     };
     let name = name.trim();
-    let metric = METRIC_NAMES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, m)| *m)
-        .ok_or_else(|| {
-            let known: Vec<_> = METRIC_NAMES.iter().map(|(n, _)| *n).collect();
-            format!("unknown metric '{name}' (known: {})", known.join(", "))
-        })?;
+    let metric = Metric::from_name(name).ok_or_else(|| {
+        let known = Metric::names().join(", ");
+        format!("unknown metric '{name}' (known: {known})")
+    })?;
     let value = value.trim();
     let limit = match metric {
         Metric::Rps => units::parse_count(value.trim_end_matches("/s"))?,

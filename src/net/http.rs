@@ -167,7 +167,9 @@ impl HttpIo {
                 req = req.header("mcp-protocol-version", v);
             }
         }
-        let request = req.body(Full::new(Bytes::from(body.clone())));
+        // One buffer for the request and for reading the message back on an error reply.
+        let body = Bytes::from(body);
+        let request = req.body(Full::new(body.clone()));
         let (conns, session) = (self.conns.clone(), self.session.clone());
         // Driven by the stream's own poll (no task per request).
         self.inflight
@@ -183,7 +185,7 @@ fn io_err(e: impl std::fmt::Display) -> Error {
 async fn exchange(
     conns: Conns,
     request: Result<Request<Full<Bytes>>, hyper::http::Error>,
-    body: String,
+    body: Bytes,
     session: Arc<Mutex<Session>>,
 ) -> Vec<Result<Message, Error>> {
     let request = match request {
@@ -199,7 +201,8 @@ async fn exchange(
         Err(e) => return vec![Err(io_err(e))],
     };
     let status = response.status();
-    let initialize = is_initialize(&body);
+    let body = std::str::from_utf8(&body).unwrap_or("");
+    let initialize = is_initialize(body);
     if initialize
         && let Some(id) = response.headers().get("mcp-session-id")
         && let Ok(id) = id.to_str()
@@ -223,7 +226,7 @@ async fn exchange(
     }
     if !status.is_success() {
         // The call this request carried failed by its HTTP status.
-        return match request_id(&body) {
+        return match request_id(body) {
             Some(id) => vec![Ok(Message::text(status_error(&id, status.as_u16())))],
             None if initialize => vec![Err(io_err(format!("HTTP {status}")))],
             None => Vec::new(),

@@ -122,9 +122,9 @@ pub trait Wire: std::fmt::Debug + Send + Sync {
     fn negotiated(&self, _hello_answer: &str) -> Result<Option<String>, String> {
         Ok(None)
     }
-    /// What tells the server the client gave up on call `id` (MCP's `notifications/cancelled`),
-    /// if the dialect has it.
-    fn cancel(&self, _id: &str) -> Option<String> {
+    /// What tells the server the client gave up on call `<id_prefix><seq>` (MCP's
+    /// `notifications/cancelled`), if the dialect has it. (The id is built only when it is.)
+    fn cancel(&self, _id_prefix: &str, _seq: u64) -> Option<String> {
         None
     }
     /// The request for (a page of) the server's tools.
@@ -202,8 +202,8 @@ impl Wire for Mcp {
     fn negotiated(&self, hello_answer: &str) -> Result<Option<String>, String> {
         mcp::negotiated(hello_answer).map(Some)
     }
-    fn cancel(&self, id: &str) -> Option<String> {
-        Some(mcp::cancelled(id))
+    fn cancel(&self, id_prefix: &str, seq: u64) -> Option<String> {
+        Some(mcp::cancelled(&format!("{id_prefix}{seq}")))
     }
     fn list_tools(&self, cursor: Option<&str>) -> String {
         mcp::tools_list_request(cursor)

@@ -381,7 +381,7 @@ impl Load<'_> {
         for (seq, warm) in expired {
             // Tell the server the call was given up on, where the dialect can (a frame the
             // connection may fail to take is no loss: it is going anyway).
-            if let Some(cancel) = self.spec.wire.cancel(&format!("{}{seq}", self.id_prefix))
+            if let Some(cancel) = self.spec.wire.cancel(&self.id_prefix, seq)
                 && self.ws.queue(Message::text(cancel)).is_ok()
             {
                 self.report.resilience.cancels_sent += 1;
