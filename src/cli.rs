@@ -86,15 +86,22 @@ pub struct RunArgs {
     /// Default tool-call.
     #[arg(long, value_name = "tool-call|mcp", value_parser = given(Dialect::parse))]
     pub protocol: Option<Given<Dialect>>,
-    /// MCP revision to ask for: 2025-03-26, 2025-06-18, 2025-11-25 or auto (the newest; a
-    /// server that speaks an older one answers with it and the session uses that). The
-    /// versions servers chose are in the report. Default auto.
+    /// MCP revision: 2025-03-26, 2025-06-18, 2025-11-25 (session-based: initialize, and a
+    /// server that speaks an older one answers with it), 2026-07-28 (stateless: no session,
+    /// the version in every request's _meta, server/discover as the hello) or auto (2026-07-28
+    /// when a probe's server/discover says the server speaks it, else 2025-11-25). The
+    /// versions servers chose are in the report. Default 2025-11-25.
     #[arg(long, value_name = "VERSION", value_parser = given(McpVersion::parse))]
     pub mcp_version: Option<Given<McpVersion>>,
     /// MCP: every call asks for progress notifications (`_meta.progressToken`, the call's id);
     /// the time to the first one is a phase of its own in the report.
     #[arg(long)]
     pub progress_token: bool,
+    /// Streamable HTTP over HTTP/2 (prior knowledge on http://, ALPN h2 on https://): each
+    /// session one connection, every call a stream on it. Default HTTP/1.1 keep-alive, one
+    /// connection per call in flight.
+    #[arg(long)]
+    pub http2: bool,
     /// Start the reference server in-process on an ephemeral loopback port and load it.
     #[arg(long)]
     pub embedded: bool,
@@ -358,6 +365,10 @@ pub struct ServeArgs {
     /// field daemon's shape).
     #[arg(long)]
     pub bare_tool_errors: bool,
+    /// MCP: injected errors (--error-rate) are JSON-RPC errors (-32603, internal error) rather
+    /// than tool results with isError: true.
+    #[arg(long)]
+    pub rpc_errors: bool,
     /// Ping every connection this often (pongs are counted).
     #[arg(long)]
     pub ping_interval: Option<String>,

@@ -6,8 +6,17 @@ mod common;
 
 use common::{TestServer, out_str, serve_config, temp_path, wsbench};
 
+/// The tests here load servers hard for seconds; the capacity search's knee is a latency
+/// bound, so they take turns rather than share two cores.
+static TURNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURNS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn capacity_finds_a_knee_known_by_construction() {
+    let _turn = turn();
     // Five workers, 1 ms each: the server takes exactly 5,000 calls/s, and beyond that the
     // queue grows without bound. Judged at p99 < 20 ms, the knee is that sharp: below it the
     // server answers in 1-5 ms, above it latency climbs by tens of ms per second.
@@ -78,6 +87,7 @@ fn capacity_finds_a_knee_known_by_construction() {
 
 #[test]
 fn the_baseline_gate_passes_an_improvement_and_fails_a_regression() {
+    let _turn = turn();
     let (dir, base) = temp_path("base.json");
     let lenient = [
         "--min-rps",
@@ -162,6 +172,7 @@ fn the_baseline_gate_passes_an_improvement_and_fails_a_regression() {
 
 #[test]
 fn full_validation_catches_every_corrupted_reply() {
+    let _turn = turn();
     let server = TestServer::start(serve_config(&["--corrupt-rate", "0.05", "--seed", "11"]));
     let (_dir, r) = temp_path("r.json");
     let out = wsbench()
@@ -200,6 +211,7 @@ fn full_validation_catches_every_corrupted_reply() {
 
 #[test]
 fn sampled_validation_finds_corruption_at_the_expected_rate() {
+    let _turn = turn();
     let server = TestServer::start(serve_config(&["--corrupt-rate", "0.2", "--seed", "5"]));
     let (_dir, r) = temp_path("r.json");
     let out = wsbench()
@@ -242,6 +254,7 @@ fn sampled_validation_finds_corruption_at_the_expected_rate() {
 
 #[test]
 fn replies_are_checked_against_a_json_schema() {
+    let _turn = turn();
     let (dir, _) = temp_path("x");
     let good = dir.path().join("good.json");
     let bad = dir.path().join("bad.json");

@@ -27,7 +27,12 @@ fn sdk_server() -> Option<String> {
     // One test at a time installs (tests in this file run in parallel).
     static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if !dir.join("node_modules/@modelcontextprotocol/sdk").exists() {
+    let installed = ["sdk", "server"].iter().all(|p| {
+        dir.join("node_modules/@modelcontextprotocol")
+            .join(p)
+            .exists()
+    });
+    if !installed {
         let out = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir)
@@ -148,10 +153,20 @@ fn the_sdks_is_error_results_and_unknown_tools_are_failures() {
 
 /// The SDK's Streamable HTTP server (`tests/interop/http-server.mjs`), its URL, and the child.
 fn sdk_http_server(counts: &Path, expire_every: u32) -> Option<(String, std::process::Child)> {
+    http_server(&["http-server.mjs"], counts, expire_every)
+}
+
+/// A node HTTP server of tests/interop (script and arguments) that prints "listening <port>".
+fn http_server(
+    script: &[&str],
+    counts: &Path,
+    expire_every: u32,
+) -> Option<(String, std::process::Child)> {
     sdk_server()?;
     use std::io::BufRead as _;
     let mut child = Command::new("node")
-        .arg(interop_dir().join("http-server.mjs"))
+        .arg(interop_dir().join(script[0]))
+        .args(&script[1..])
         .env("INTEROP_COUNTS_DIR", counts)
         .env("EXPIRE_EVERY", expire_every.to_string())
         .stdout(std::process::Stdio::piped())
@@ -267,4 +282,109 @@ fn an_expired_http_session_is_set_up_again_and_counted_as_a_reconnect() {
         "{c}"
     );
     assert_eq!(s["calls"], c["succeeded"], "{s}");
+}
+
+/// A run's JSON result (exit 0 asserted) with these arguments, the servers' counts in `counts`.
+fn run_json(args: &[&str], counts: &Path) -> serde_json::Value {
+    let (_d, json) = temp_path("out.json");
+    let out = wsbench()
+        .arg("run")
+        .args(args)
+        .args(["--progress", "off", "--no-gate", "--json"])
+        .arg(&json)
+        .env("INTEROP_COUNTS_DIR", counts)
+        .timeout(std::time::Duration::from_secs(90))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    common::read_json(&json)
+}
+
+#[test]
+fn the_official_v2_sdk_server_is_loaded_in_the_stateless_revision_over_stdio() {
+    let Some(v1) = sdk_server() else {
+        return;
+    };
+    let v2 = format!(
+        "exec node {} stdio",
+        interop_dir().join("v2-server.mjs").display()
+    );
+    let counts = tempfile::tempdir().unwrap();
+    let v = run_json(
+        &["--command", &v2, "--mcp-version", "2026-07-28"]
+            .into_iter()
+            .chain(["-c", "2", "--inflight", "4", "-n", "1000"])
+            .collect::<Vec<_>>(),
+        counts.path(),
+    );
+    assert_eq!(v["identity_holds"], true);
+    assert_eq!(v["counts"]["succeeded"], 1000, "{}", v["counts"]);
+    assert_eq!(v["protocol_versions"]["2026-07-28"], 2, "{v}");
+    let mut calls = 0;
+    for entry in std::fs::read_dir(counts.path()).unwrap().flatten() {
+        let c = common::read_json(&entry.path());
+        assert_eq!(c["legacy"], 0, "no session-based instance was made: {c}");
+        calls += c["calls"].as_u64().unwrap();
+    }
+    assert_eq!(calls, 1000, "what the SDK served is what wsbench counted");
+
+    // auto: the v2 server's server/discover lists 2026-07-28; the v1 server's refuses it, and
+    // the run falls back to the session-based revision.
+    let auto = |command: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ["--command", command, "--mcp-version", "auto", "-c", "1"];
+        run_json(&[&args[..], &["-n", "50"]].concat(), dir.path())
+    };
+    let modern = auto(&v2);
+    assert_eq!(modern["protocol_versions"]["2026-07-28"], 1, "{modern}");
+    let legacy = auto(&v1);
+    assert_eq!(legacy["protocol_versions"]["2025-11-25"], 1, "{legacy}");
+    assert_eq!(legacy["counts"]["succeeded"], 50);
+}
+
+#[test]
+fn the_official_v2_sdk_server_over_stateless_http_counts_what_wsbench_counts() {
+    let counts = tempfile::tempdir().unwrap();
+    let Some((url, child)) = http_server(&["v2-server.mjs", "http"], counts.path(), 0) else {
+        return;
+    };
+    let stateless = ["--url", &url, "--mcp-version", "2026-07-28", "-c", "3"];
+    let ok = run_json(
+        &[&stateless[..], &["--inflight", "2", "-n", "600"]].concat(),
+        counts.path(),
+    );
+    let fail = run_json(
+        &[
+            &stateless[..],
+            &["--tool", "fail", "--args", "{}", "-n", "90"],
+        ]
+        .concat(),
+        counts.path(),
+    );
+    // The tool check reads the SDK's list in the stateless revision too.
+    let unknown = wsbench()
+        .args(["run", "--url", &url, "--mcp-version", "2026-07-28"])
+        .args(["--tool", "nope", "-n", "5", "--progress", "off"])
+        .output()
+        .unwrap();
+    let stopped = common::terminate(child);
+    assert!(stopped.status.success() || stopped.status.code().is_none());
+    assert_eq!(ok["identity_holds"], true);
+    assert_eq!(ok["counts"]["succeeded"], 600, "{}", ok["counts"]);
+    assert_eq!(ok["protocol_versions"]["2026-07-28"], 3, "{ok}");
+    assert_eq!(fail["counts"]["failed"], 90, "{}", fail["counts"]);
+    assert_eq!(fail["errors_by_code"]["tool_error"], 90);
+    let err = out_str(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(2), "{err}");
+    assert!(err.contains("it has: echo, fail"), "{err}");
+    let c = common::read_json(&counts.path().join("http-counts.json"));
+    assert_eq!(
+        (c["calls"].as_u64(), c["ok"].as_u64()),
+        (Some(690), Some(600)),
+        "{c}"
+    );
+    assert_eq!(
+        c["legacy"], 0,
+        "every request was served in the stateless revision: {c}"
+    );
 }

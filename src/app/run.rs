@@ -127,9 +127,10 @@ pub(crate) fn target(config: &RunConfig) -> anyhow::Result<(Option<Embedded>, Ws
 }
 
 /// Runs the load described by `config` and judges it. Writes nothing.
-pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Result<RunResult> {
+pub async fn run(mut config: RunConfig, interrupt: CancellationToken) -> anyhow::Result<RunResult> {
     let (embedded, url) = target(&config)?;
     let run_id = new_run_id();
+    resolve_auto(&mut config, &url, &run_id).await?;
     let excluded = embedded.as_ref().map(|e| e.threads.clone());
     let plan = config.plan(&url, &run_id)?;
     if config.protocol.is_mcp() {
@@ -170,6 +171,32 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> anyhow::Res
         workers: Vec::new(),
         baseline,
     })
+}
+
+/// `--mcp-version auto`: one probe session in the stateless revision (its `server/discover`);
+/// the run speaks that revision when the server does, else the newest session-based one
+/// (whose `initialize` may still settle on an older one).
+pub(crate) async fn resolve_auto(
+    config: &mut RunConfig,
+    url: &WsUrl,
+    run_id: &str,
+) -> anyhow::Result<()> {
+    use crate::protocol::{Dialect, McpVersion};
+    if config.protocol != Dialect::Mcp(McpVersion::Auto) {
+        return Ok(());
+    }
+    let mut probe = config.clone();
+    probe.protocol = Dialect::Mcp(McpVersion::V2026_07_28);
+    let plan = probe.plan(url, run_id)?;
+    let chosen = match crate::run::probe::opens(&plan.spec).await {
+        Ok(()) => McpVersion::V2026_07_28,
+        Err(why) => {
+            tracing::info!(%why, "the server does not speak MCP 2026-07-28; using 2025-11-25");
+            McpVersion::V2025_11_25
+        }
+    };
+    config.protocol = Dialect::Mcp(chosen);
+    Ok(())
 }
 
 /// Short random run id; it prefixes request and session ids so runs never collide.

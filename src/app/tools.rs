@@ -8,8 +8,9 @@ use crate::report::StdoutMode;
 
 /// The `tools` subcommand.
 pub async fn main(args: &RunArgs) -> anyhow::Result<Outcome> {
-    let config = RunConfig::from_args(args)?;
+    let mut config = RunConfig::from_args(args)?;
     let (embedded, url) = super::run::target(&config)?;
+    super::run::resolve_auto(&mut config, &url, "tools").await?;
     let plan = config.plan(&url, "tools")?;
     let listed = crate::run::probe::list_tools(&plan.spec).await;
     drop(embedded);

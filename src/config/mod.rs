@@ -6,6 +6,7 @@
 //! Types live here; `source.rs` finds raw values, `crate::values` parses them, `run.rs` and
 //! `serve.rs` assemble the configs.
 
+mod dialect;
 mod gate;
 mod merge;
 mod outputs;
@@ -54,6 +55,8 @@ pub struct RunConfig {
     pub stderr_log: Option<std::path::PathBuf>,
     /// MCP: each call asks for progress notifications (`_meta.progressToken`).
     pub progress_token: bool,
+    /// Streamable HTTP over HTTP/2: one multiplexed connection per session.
+    pub http2: bool,
     pub conns: u32,
     /// Sending stops after this long (the count, if any, may stop it sooner).
     pub duration: Duration,

@@ -56,6 +56,7 @@ impl RunConfig {
             honor_retry_after: config.honor_retry_after,
             tls,
             http: url.http,
+            http2: config.http2,
             command: match &config.target {
                 Target::Command(c) => Some(c.clone()),
                 _ => None,
@@ -117,6 +118,7 @@ impl RunConfig {
             stderr_log: config.stderr_log.as_ref().map(|p| p.display().to_string()),
             transport: match &config.target {
                 Target::Command(_) => "stdio",
+                Target::Url(u) if u.http && config.http2 => "http2",
                 Target::Url(u) if u.http => "http",
                 _ => "websocket",
             }

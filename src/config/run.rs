@@ -56,43 +56,8 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         "ws://127.0.0.1:8079",
         WsUrl::parse,
     )?;
-    // A server spoken to on its stdin and stdout, or over plain HTTP, is an MCP server unless
-    // said otherwise.
-    let protocol = r.get_or(
-        args.protocol.as_ref(),
-        "--protocol",
-        run("protocol"),
-        if command.is_some() || url.http {
-            "mcp"
-        } else {
-            "tool-call"
-        },
-        crate::protocol::Dialect::parse,
-    )?;
-    let protocol = match (
-        protocol,
-        r.get(
-            args.mcp_version.as_ref(),
-            "--mcp-version",
-            run("mcp_version"),
-            crate::protocol::McpVersion::parse,
-        )?,
-    ) {
-        (crate::protocol::Dialect::Mcp(_), Some(v)) => crate::protocol::Dialect::Mcp(v),
-        (crate::protocol::Dialect::ToolCall, Some(_)) => {
-            return Err(ConfigError::Rejected {
-                name: "--mcp-version".into(),
-                reason: "needs --protocol mcp".into(),
-            });
-        }
-        (p, None) => p,
-    };
-    if url.http && !protocol.is_mcp() && command.is_none() {
-        return Err(ConfigError::Rejected {
-            name: "--url".into(),
-            reason: "http:// is MCP's Streamable HTTP: it needs --protocol mcp".into(),
-        });
-    }
+    let dialect = super::dialect::resolve(args, r, &url, command.is_some())?;
+    let protocol = dialect.protocol;
     // A --url flag beats `embedded = true` in a file; the --embedded flag beats a file's url.
     let target = if let Some(c) = command {
         Target::Command(c)
@@ -343,22 +308,12 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         None => None,
     };
 
-    let progress_token = r.switch(
-        args.progress_token,
-        "--progress-token",
-        run("progress_token"),
-    )?;
-    if progress_token && !protocol.is_mcp() {
-        return Err(ConfigError::Rejected {
-            name: "--progress-token".into(),
-            reason: "needs --protocol mcp".into(),
-        });
-    }
     Ok(RunConfig {
         target,
         protocol,
         stderr_log,
-        progress_token,
+        progress_token: dialect.progress_token,
+        http2: dialect.http2,
         conns,
         duration,
         requests,

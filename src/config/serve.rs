@@ -92,6 +92,12 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
             }
         }
     }
+    if !protocol.is_mcp() && args.rpc_errors {
+        return Err(ConfigError::Rejected {
+            name: "--rpc-errors".into(),
+            reason: "is an MCP fault: it needs --protocol mcp".into(),
+        });
+    }
     Ok(ServeConfig {
         cache_size: or(
             r,
@@ -176,6 +182,7 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
                 "--uncorrelated-error-rate",
             )?,
             bare_tool_errors: switch(args.bare_tool_errors, "--bare-tool-errors")?,
+            rpc_errors: switch(args.rpc_errors, "--rpc-errors")?,
             ping_interval: get(r, &args.ping_interval, "--ping-interval", positive_duration)?,
             max_inflight: count(&args.max_inflight, "--max-inflight")?,
             corrupt_rate: ratio(&args.corrupt_rate, "--corrupt-rate")?,

@@ -22,6 +22,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "protocol",
             "mcp_version",
             "progress_token",
+            "http2",
             "embedded",
             "conns",
             "duration",
@@ -112,6 +113,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "stream_complete",
             "uncorrelated_error_rate",
             "bare_tool_errors",
+            "rpc_errors",
         ],
     ),
     (

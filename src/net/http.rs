@@ -3,7 +3,8 @@
 //! message in a reply (a JSON body, or each `data:` of an SSE body) comes out of the stream, so
 //! the connection code drives HTTP as it drives a WebSocket. The session id from the
 //! `initialize` reply travels on every later request, with `MCP-Protocol-Version`; closing sends
-//! `DELETE`. An HTTP error answers the call it was for (a JSON-RPC error with code
+//! `DELETE`. In the stateless revision there is no session: every request carries the
+//! version from the first one on, and the `Mcp-Method`/`Mcp-Name` headers its body implies. An HTTP error answers the call it was for (a JSON-RPC error with code
 //! `http_<status>`); 404 on a session means it expired: the stream ends, and the session is set
 //! up again like a reconnect.
 
@@ -32,43 +33,114 @@ struct Session {
     id: Option<String>,
     /// `MCP-Protocol-Version` once the server chose one.
     version: Option<String>,
+    /// The stateless revision: each request's `Mcp-Method` and `Mcp-Name` headers.
+    stateless: bool,
 }
 
-/// A session's keep-alive connections: idle ones are reused, a request that finds none opens
-/// one (so there are as many as requests were ever in flight at once). Each is driven by a
-/// task of its own; no pool shared between sessions.
+/// How a session reaches the server.
+#[derive(Clone)]
+pub struct Transport {
+    /// https://: TLS with this client configuration, verifying this name.
+    pub tls: Option<(Arc<rustls::ClientConfig>, String)>,
+    /// `--http2`: every request a stream of one multiplexed connection.
+    pub http2: bool,
+}
+
+/// A connection's request handle.
+enum Sender {
+    H1(SendRequest<Full<Bytes>>),
+    H2(H2Sender),
+}
+
+impl Sender {
+    async fn send(
+        &mut self,
+        req: Request<Full<Bytes>>,
+    ) -> hyper::Result<hyper::Response<hyper::body::Incoming>> {
+        match self {
+            Sender::H1(s) => s.send_request(req).await,
+            Sender::H2(s) => s.send_request(req).await,
+        }
+    }
+}
+
+/// A session's connections. HTTP/1.1: keep-alive connections, idle ones reused, a request
+/// that finds none opens one (so there are as many as requests were ever in flight at once).
+/// HTTP/2: one connection, opened by the first request, every request a stream on it. Each
+/// is driven by a task of its own; nothing shared between sessions.
 #[derive(Clone)]
 struct Conns {
     /// `host:port` to connect to.
     addr: String,
+    transport: Transport,
     idle: Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>>,
+    /// HTTP/2: the session's connection, once open (a lock held while it opens, so that the
+    /// first requests in flight share one).
+    h2: Arc<tokio::sync::Mutex<Option<H2Sender>>>,
 }
 
 impl Conns {
-    async fn take(&self) -> Result<SendRequest<Full<Bytes>>, Error> {
-        loop {
-            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            match idle {
-                Some(s) if s.is_ready() => return Ok(s),
-                Some(_) => continue, // closed by the server: drop it
-                None => break,
-            }
-        }
+    /// TCP, and TLS for https:// (its ALPN naming the HTTP version to speak).
+    async fn dial(&self) -> Result<TokioIo<crate::net::tls::Stream>, Error> {
         let tcp = tokio::net::TcpStream::connect(&self.addr)
             .await
             .map_err(Error::Io)?;
         let _ = tcp.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        let stream = match &self.transport.tls {
+            None => crate::net::tls::Stream::Plain(tcp),
+            Some((config, host)) => crate::net::tls::connect(config.clone(), host, tcp)
+                .await
+                .map_err(Error::Io)?,
+        };
+        Ok(TokioIo::new(stream))
+    }
+
+    async fn take(&self) -> Result<Sender, Error> {
+        if self.transport.http2 {
+            let mut h2 = self.h2.lock().await;
+            if let Some(s) = h2.as_ref().filter(|s| !s.is_closed()) {
+                return Ok(Sender::H2(s.clone()));
+            }
+            let io = self.dial().await?;
+            let (sender, conn) =
+                hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                    .await
+                    .map_err(io_err)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            *h2 = Some(sender.clone());
+            return Ok(Sender::H2(sender));
+        }
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            match idle {
+                // Given back as soon as its reply was read, it may still be finishing that
+                // exchange: wait for it rather than open another connection.
+                Some(mut s) if !s.is_closed() => {
+                    if s.ready().await.is_ok() {
+                        return Ok(Sender::H1(s));
+                    }
+                }
+                Some(_) => continue, // closed by the server: drop it
+                None => break,
+            }
+        }
+        let io = self.dial().await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(io_err)?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(sender)
+        Ok(Sender::H1(sender))
     }
 
-    fn give_back(&self, sender: SendRequest<Full<Bytes>>) {
-        if !sender.is_closed() {
+    fn give_back(&self, sender: Sender) {
+        // An HTTP/2 handle is a clone of the session's one: nothing to give back.
+        if let Sender::H1(sender) = sender
+            && !sender.is_closed()
+        {
             self.idle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -76,6 +148,8 @@ impl Conns {
         }
     }
 }
+
+type H2Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 
 /// One MCP session over Streamable HTTP.
 pub struct HttpIo {
@@ -97,28 +171,52 @@ pub struct HttpIo {
 impl HttpIo {
     /// A session against `url`, with these extra headers (the token's `Authorization` among
     /// them). Nothing is sent until the first message (the `initialize`).
-    pub fn new(url: &str, headers: Vec<(String, String)>, conns: usize) -> Result<HttpIo, String> {
+    /// `stateless` names the revision every request carries when there is no `initialize`.
+    pub fn new(
+        url: &str,
+        headers: Vec<(String, String)>,
+        conns: usize,
+        stateless: Option<&str>,
+        mut transport: Transport,
+    ) -> Result<HttpIo, String> {
         let full: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
         let authority = full
             .authority()
             .ok_or("the URL names no host")?
             .as_str()
             .to_owned();
-        let addr = if full.port().is_some() {
-            authority.clone()
-        } else {
-            format!("{authority}:80")
+        let addr = match (full.port(), transport.tls.is_some()) {
+            (Some(_), _) => authority.clone(),
+            (None, true) => format!("{authority}:443"),
+            (None, false) => format!("{authority}:80"),
         };
-        let url: hyper::Uri = full
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse()
-            .map_err(|e| format!("not a URL: {e}"))?;
+        // HTTP/1.1 requests name the path (and the host in a header); HTTP/2 ones the whole URL,
+        // which becomes their :scheme and :authority.
+        let url: hyper::Uri = if transport.http2 {
+            full.clone()
+        } else {
+            full.path_and_query()
+                .map_or("/", |p| p.as_str())
+                .parse()
+                .map_err(|e| format!("not a URL: {e}"))?
+        };
+        if let Some((config, _)) = &mut transport.tls {
+            // ALPN says which HTTP the connection speaks (a server may offer both).
+            let mut c = (**config).clone();
+            c.alpn_protocols = vec![if transport.http2 {
+                b"h2".to_vec()
+            } else {
+                b"http/1.1".to_vec()
+            }];
+            *config = Arc::new(c);
+        }
         let mut map = hyper::HeaderMap::new();
-        map.insert(
-            "host",
-            hyper::header::HeaderValue::from_str(&authority).map_err(|e| e.to_string())?,
-        );
+        if !transport.http2 {
+            map.insert(
+                "host",
+                hyper::header::HeaderValue::from_str(&authority).map_err(|e| e.to_string())?,
+            );
+        }
         map.insert(
             "content-type",
             hyper::header::HeaderValue::from_static("application/json"),
@@ -138,11 +236,17 @@ impl HttpIo {
         Ok(HttpIo {
             conns: Conns {
                 addr,
+                transport,
                 idle: Arc::new(Mutex::new(Vec::with_capacity(conns))),
+                h2: Arc::default(),
             },
             url,
             headers: map,
-            session: Arc::default(),
+            session: Arc::new(Mutex::new(Session {
+                id: None,
+                version: stateless.map(str::to_owned),
+                stateless: stateless.is_some(),
+            })),
             inflight: FuturesUnordered::new(),
             ready: VecDeque::new(),
             queued: VecDeque::new(),
@@ -166,6 +270,16 @@ impl HttpIo {
             if let Some(v) = &s.version {
                 req = req.header("mcp-protocol-version", v);
             }
+            if s.stateless
+                && let Ok(head) = serde_json::from_str::<Head<'_>>(&body)
+            {
+                if let Some(method) = head.method {
+                    req = req.header("mcp-method", method.as_ref());
+                }
+                if let Some(name) = head.params.and_then(|p| p.name) {
+                    req = req.header("mcp-name", name.as_ref());
+                }
+            }
         }
         // One buffer for the request and for reading the message back on an error reply.
         let body = Bytes::from(body);
@@ -175,6 +289,21 @@ impl HttpIo {
         self.inflight
             .push(Box::pin(exchange(conns, request, body, session)));
     }
+}
+
+/// What the stateless revision's headers repeat of a message: read in one pass, borrowing.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    method: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    params: Option<HeadParams<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct HeadParams<'a> {
+    #[serde(borrow)]
+    name: Option<std::borrow::Cow<'a, str>>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> Error {
@@ -196,7 +325,7 @@ async fn exchange(
         Ok(s) => s,
         Err(e) => return vec![Err(e)],
     };
-    let response = match sender.send_request(request).await {
+    let response = match sender.send(request).await {
         Ok(r) => r,
         Err(e) => return vec![Err(io_err(e))],
     };
@@ -220,7 +349,12 @@ async fn exchange(
     };
     // The reply is whole: the connection can carry the next request.
     conns.give_back(sender);
-    if status == StatusCode::NOT_FOUND && !initialize {
+    let in_session = session
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .id
+        .is_some();
+    if status == StatusCode::NOT_FOUND && !initialize && in_session {
         // The session expired: this transport is done; the connection sets up anew.
         return vec![Err(io_err("HTTP 404: the session expired"))];
     }
@@ -338,18 +472,15 @@ impl Sink<Message> for HttpIo {
                     .unwrap_or_else(|e| e.into_inner())
                     .id
                     .clone();
+                let mut delete = Request::builder()
+                    .method(Method::DELETE)
+                    .uri(self.url.clone());
+                if let Some(host) = self.headers.get(hyper::header::HOST) {
+                    delete = delete.header(hyper::header::HOST, host);
+                }
                 if let Some(id) = id
-                    && let Ok(req) = Request::builder()
-                        .method(Method::DELETE)
-                        .uri(self.url.clone())
+                    && let Ok(req) = delete
                         .header("mcp-session-id", id)
-                        .header(
-                            hyper::header::HOST,
-                            self.headers
-                                .get(hyper::header::HOST)
-                                .cloned()
-                                .unwrap_or(hyper::header::HeaderValue::from_static("localhost")),
-                        )
                         .body(Full::new(Bytes::new()))
                 {
                     // In flight like any request, so the stream ends only once it is answered
@@ -357,7 +488,7 @@ impl Sink<Message> for HttpIo {
                     let conns = self.conns.clone();
                     self.inflight.push(Box::pin(async move {
                         if let Ok(mut sender) = conns.take().await {
-                            let _ = sender.send_request(req).await;
+                            let _ = sender.send(req).await;
                         }
                         Vec::new()
                     }));

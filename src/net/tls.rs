@@ -152,16 +152,21 @@ pub async fn connect(
     Ok(Stream::Client(Box::new(tls)))
 }
 
-/// The server side, from a PEM certificate chain and key.
-pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+/// The server side, from a PEM certificate chain and key. With `http`, ALPN offers HTTP/2 and
+/// HTTP/1.1 (MCP's Streamable HTTP shares the port with WebSocket, which asks for neither or
+/// for HTTP/1.1).
+pub fn acceptor(cert: &Path, key: &Path, http: bool) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     let chain = read_certs(cert)?;
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("could not read a private key from '{}'", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(provider())
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .context("the certificate and key do not make a TLS identity")?;
+    if http {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -1,5 +1,5 @@
-//! The target's address: a ws://, wss:// or http:// URL, checked and split into what
-//! connecting needs.
+//! The target's address: a ws://, wss://, http:// or https:// URL, checked and split into
+//! what connecting needs.
 
 /// A validated target URL, split for connecting: WebSocket (ws://, wss://) or MCP's Streamable
 /// HTTP (http://).
@@ -10,13 +10,13 @@ pub struct WsUrl {
     pub port: u16,
     /// wss://: TLS before the upgrade.
     pub tls: bool,
-    /// http://: each message a POST (MCP Streamable HTTP) instead of a WebSocket frame.
+    /// http:// or https://: each message a POST (MCP Streamable HTTP) instead of a WebSocket frame.
     pub http: bool,
 }
 
 impl WsUrl {
-    /// Accepts `ws://host[:port][/path]`, `wss://...` and `http://...`; any other scheme is a
-    /// usage error.
+    /// Accepts `ws://host[:port][/path]`, `wss://...`, `http://...` and `https://...`; any
+    /// other scheme is a usage error.
     pub fn parse(url: &str) -> Result<WsUrl, String> {
         use tokio_tungstenite::tungstenite::http::Uri;
         let uri: Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
@@ -24,8 +24,12 @@ impl WsUrl {
             Some("ws") => (false, false),
             Some("wss") => (true, false),
             Some("http") => (false, true),
-            Some("https") => return Err("https:// is not supported yet; use http://".into()),
-            Some(other) => return Err(format!("scheme '{other}' is not ws://, wss:// or http://")),
+            Some("https") => (true, true),
+            Some(other) => {
+                return Err(format!(
+                    "scheme '{other}' is not ws://, wss://, http:// or https://"
+                ));
+            }
             None => return Err("missing scheme; write ws://host:port".into()),
         };
         let host = uri.host().filter(|h| !h.is_empty()).ok_or("missing host")?;

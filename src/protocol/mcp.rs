@@ -15,6 +15,10 @@ pub const INIT_ID: &str = "wsbench-initialize";
 pub const LATEST_VERSION: &str = "2025-11-25";
 /// The session-based revisions the reference server accepts.
 pub const VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25"];
+/// The stateless revision: no `initialize`, every request names it in its `_meta`.
+pub const STATELESS_VERSION: &str = "2026-07-28";
+/// The `_meta` key of the stateless revision's per-request protocol version.
+pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 /// The WebSocket subprotocol the official SDK clients ask for.
 pub const SUBPROTOCOL: &str = "mcp";
 /// The error code of a failed tool call that the server reported as a result (`isError`).
@@ -22,9 +26,14 @@ pub const TOOL_ERROR: &str = "tool_error";
 
 /// JSON-RPC error codes.
 pub const PARSE_ERROR: i64 = -32700;
+/// 2026-07-28: the `Mcp-Method`/`Mcp-Name` headers do not match the body.
+pub const HEADER_MISMATCH: i64 = -32020;
+/// 2026-07-28: the request names a protocol version the server does not implement.
+pub const UNSUPPORTED_VERSION: i64 = -32022;
 pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
+pub const INTERNAL_ERROR: i64 = -32603;
 
 /// The `initialize` request a session opens with.
 pub fn initialize_frame(version: &str) -> String {
@@ -47,11 +56,52 @@ pub const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initia
 /// The id of the client's `tools/list` requests.
 pub const LIST_ID: &str = "wsbench-tools-list";
 
-/// `tools/list`, from `cursor` when paging.
-pub fn tools_list_request(cursor: Option<&str>) -> String {
+/// The `_meta` members every stateless request carries: version, capabilities, client.
+fn stateless_meta() -> String {
+    format!(
+        r#""{META_VERSION}":"{STATELESS_VERSION}","io.modelcontextprotocol/clientCapabilities":{{}},"io.modelcontextprotocol/clientInfo":{{"name":"wsbench","version":"{}"}}"#,
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The stateless revision's hello: `server/discover` (what the server speaks), with the
+/// `initialize` id so that its answer classifies as the hello's.
+pub fn discover_frame() -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":"{INIT_ID}","method":"server/discover","params":{{"_meta":{{{}}}}}}}"#,
+        stateless_meta()
+    )
+}
+
+/// The version a `server/discover` result says the session speaks: the stateless one when
+/// the server lists it among its `supportedVersions`.
+pub fn discovered(answer: &str) -> Result<String, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(answer).map_err(|_| "the server/discover answer is not JSON")?;
+    let supported = v
+        .pointer("/result/supportedVersions")
+        .and_then(|s| s.as_array())
+        .ok_or("the server/discover result names no supportedVersions")?;
+    if supported.iter().any(|s| s == STATELESS_VERSION) {
+        Ok(STATELESS_VERSION.to_owned())
+    } else {
+        Err(format!(
+            "the server does not speak {STATELESS_VERSION} (it lists {})",
+            serde_json::Value::from(supported.clone())
+        ))
+    }
+}
+
+/// `tools/list`, from `cursor` when paging; stateless, with the revision's `_meta`.
+pub fn tools_list_request(cursor: Option<&str>, stateless: bool) -> String {
     let mut v = serde_json::json!({"jsonrpc": "2.0", "id": LIST_ID, "method": "tools/list"});
     if let Some(c) = cursor {
         v["params"] = serde_json::json!({ "cursor": c });
+    }
+    if stateless {
+        let meta: serde_json::Value =
+            serde_json::from_str(&format!("{{{}}}", stateless_meta())).expect("valid JSON");
+        v["params"]["_meta"] = meta;
     }
     v.to_string()
 }
@@ -101,24 +151,40 @@ pub fn negotiated(answer: &str) -> Result<String, String> {
     }
 }
 
+/// What a call's `_meta` carries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Meta {
+    /// A progress token (the call's own id): the server may send progress notifications.
+    pub progress: bool,
+    /// The stateless revision's version, capabilities and client info.
+    pub stateless: bool,
+}
+
 /// `tools/call` frames, split once like the tool-call dialect's.
-/// With `progress`, each call asks for progress notifications, its own id as the token.
 pub fn template(
     id_prefix: &str,
     tool: &str,
     args: Option<&str>,
     (conn, conns): (u32, u32),
-    progress: bool,
+    meta: Meta,
 ) -> RequestTemplate {
     let name = serde_json::to_string(tool).expect("a string always serializes");
+    let mut members = Vec::new();
+    if meta.progress {
+        members.push(r#""progressToken":"{{id}}""#.to_owned());
+    }
+    if meta.stateless {
+        members.push(stateless_meta());
+    }
+    let tail = if members.is_empty() {
+        "}}".to_owned()
+    } else {
+        format!(r#","_meta":{{{}}}}}}}"#, members.join(","))
+    };
     RequestTemplate::with_frame(
         format!(r#"{{"jsonrpc":"2.0","id":"{id_prefix}"#),
         format!(r#"","method":"tools/call","params":{{"name":{name},"arguments":"#),
-        if progress {
-            r#","_meta":{"progressToken":"{{id}}"}}}"#
-        } else {
-            "}}"
-        },
+        &tail,
         id_prefix,
         args,
         conn,
@@ -163,6 +229,7 @@ pub fn classify(text: &str) -> Classified<'_> {
         let ok = result.is_some() && error.is_none();
         return Classified {
             code: if ok { None } else { code() },
+            request_id: id,
             ..bare(Kind::HelloAck { ok })
         };
     }
@@ -184,6 +251,19 @@ pub fn classify(text: &str) -> Classified<'_> {
         code,
         retry_after: None,
     }
+}
+
+/// The request a server message is about, as the JSON text of its id (`"abc"` with its
+/// quotes, or `17`): a response's `id`, a progress notification's `progressToken` (the call's
+/// id, as wsbench and the reference server use it). What the server's HTTP side routes by.
+pub fn raw_id(text: &str) -> Option<&str> {
+    let [id, params] = fields(text, &["id", "params"])?;
+    let id = id.or_else(|| {
+        params
+            .and_then(|p| fields(p.get(), &["progressToken"]))
+            .and_then(|[t]| t)
+    })?;
+    Some(id.get()).filter(|i| *i != "null")
 }
 
 /// Whether a `result` object says `isError: true`.
@@ -215,6 +295,9 @@ pub struct Request<'a> {
     pub arguments: Option<&'a str>,
     /// `params.protocolVersion` of `initialize`.
     pub version: Option<Cow<'a, str>>,
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]`: the stateless revision's
+    /// per-request version.
+    pub meta_version: Option<Cow<'a, str>>,
 }
 
 /// Parses a client message; `Err` is the JSON-RPC error (code, message) to answer with.
@@ -226,15 +309,19 @@ pub fn parse_request(text: &str) -> Result<Request<'_>, (i64, String)> {
     let Some(method) = method.and_then(raw_str) else {
         return Err((INVALID_REQUEST, "Invalid Request: no method".into()));
     };
-    let [name, arguments, version] = params
-        .and_then(|p| fields(p.get(), &["name", "arguments", "protocolVersion"]))
-        .unwrap_or([None, None, None]);
+    let [name, arguments, version, meta] = params
+        .and_then(|p| fields(p.get(), &["name", "arguments", "protocolVersion", "_meta"]))
+        .unwrap_or([None, None, None, None]);
     Ok(Request {
         id,
         method,
         name: name.and_then(raw_str),
         arguments: arguments.map(|a| a.get()),
         version: version.and_then(raw_str),
+        meta_version: meta
+            .and_then(|m| fields(m.get(), &[META_VERSION]))
+            .and_then(|[v]| v)
+            .and_then(raw_str),
     })
 }
 
@@ -254,10 +341,11 @@ pub fn tool_result(id: &str, text: &str, is_error: bool) -> String {
     let mut result = String::with_capacity(48 + text.len() * 2);
     result.push_str(r#"{"content":[{"type":"text","text":"#);
     push_json_str(&mut result, text);
+    // `resultType` is the stateless revision's; earlier ones ignore a member they lack.
     result.push_str(if is_error {
-        r#"}],"isError":true}"#
+        r#"}],"isError":true,"resultType":"complete"}"#
     } else {
-        r#"}],"isError":false}"#
+        r#"}],"isError":false,"resultType":"complete"}"#
     });
     response(id, &result)
 }
@@ -285,6 +373,36 @@ pub fn initialize_result(id: &str, asked: Option<&str>) -> String {
         "serverInfo": {"name": "wsbench-serve", "version": env!("CARGO_PKG_VERSION")},
     });
     response(id, &result.to_string())
+}
+
+/// The `server/discover` result: every revision the server speaks, its capabilities.
+pub fn discover_result(id: &str) -> String {
+    let mut supported: Vec<&str> = VERSIONS.to_vec();
+    supported.push(STATELESS_VERSION);
+    let result = serde_json::json!({
+        "supportedVersions": supported,
+        "capabilities": {"tools": {"listChanged": false}},
+        "serverInfo": {"name": "wsbench-serve", "version": env!("CARGO_PKG_VERSION")},
+        "resultType": "complete",
+    });
+    response(id, &result.to_string())
+}
+
+/// The stateless revision's refusal of a version the server does not implement (-32022,
+/// with the version asked for and the ones it has, so that a client can fall back).
+pub fn unsupported_version(id: Option<&str>, requested: &str) -> String {
+    let mut supported: Vec<&str> = VERSIONS.to_vec();
+    supported.push(STATELESS_VERSION);
+    serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id.and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok()),
+        "error": {
+            "code": UNSUPPORTED_VERSION,
+            "message": format!("Unsupported protocol version: {requested}"),
+            "data": {"requested": requested, "supported": supported},
+        },
+    })
+    .to_string()
 }
 
 /// `tools/list` result for the given tool list (`[{name, description, inputSchema}]`).
@@ -387,11 +505,15 @@ mod tests {
     #[test]
     fn server_builders_and_parser_agree_with_the_classifier() {
         let mut buf = String::new();
-        template("r-w-0-", "echo", None, (0, 1), true).render(5, &mut buf);
+        let with_token = Meta {
+            progress: true,
+            stateless: false,
+        };
+        template("r-w-0-", "echo", None, (0, 1), with_token).render(5, &mut buf);
         let v: serde_json::Value = serde_json::from_str(&buf).unwrap();
         assert_eq!(v["params"]["_meta"]["progressToken"], "r-w-0-5");
         assert_eq!(v["params"]["arguments"]["id"], "r-w-0-5");
-        template("r-w-0-", "echo", None, (0, 1), false).render(3, &mut buf);
+        template("r-w-0-", "echo", None, (0, 1), Meta::default()).render(3, &mut buf);
         let req = parse_request(&buf).unwrap();
         assert_eq!(req.method, "tools/call");
         assert_eq!(
@@ -424,11 +546,50 @@ mod tests {
             (n.id, n.method.as_ref()),
             (None, "notifications/initialized")
         );
+        assert_eq!(req.meta_version, None);
         let init = initialize_frame(LATEST_VERSION);
         let i = parse_request(&init).unwrap();
         assert_eq!(
             (i.method.as_ref(), i.version.as_deref()),
             ("initialize", Some(LATEST_VERSION))
         );
+    }
+
+    #[test]
+    fn the_stateless_revision_names_itself_in_every_request() {
+        let meta = Meta {
+            progress: true,
+            stateless: true,
+        };
+        let mut buf = String::new();
+        template("r-w-0-", "echo", Some(r#"{"a":"{{id}}"}"#), (0, 1), meta).render(9, &mut buf);
+        let v: serde_json::Value = serde_json::from_str(&buf).unwrap();
+        assert_eq!(v["params"]["_meta"]["progressToken"], "r-w-0-9");
+        assert_eq!(v["params"]["_meta"][META_VERSION], STATELESS_VERSION);
+        assert_eq!(v["params"]["arguments"]["a"], "r-w-0-9");
+        let req = parse_request(&buf).unwrap();
+        assert_eq!(req.meta_version.as_deref(), Some(STATELESS_VERSION));
+        let list: serde_json::Value =
+            serde_json::from_str(&tools_list_request(Some("c"), true)).unwrap();
+        assert_eq!(list["params"]["cursor"], "c");
+        assert_eq!(list["params"]["_meta"][META_VERSION], STATELESS_VERSION);
+
+        let discover = discover_frame();
+        let d = parse_request(&discover).unwrap();
+        assert_eq!(
+            (d.method.as_ref(), d.meta_version.as_deref()),
+            ("server/discover", Some(STATELESS_VERSION))
+        );
+        let answer = discover_result(d.id.unwrap());
+        assert_eq!(classify(&answer).kind, Kind::HelloAck { ok: true });
+        assert_eq!(discovered(&answer).as_deref(), Ok(STATELESS_VERSION));
+        let old = r#"{"jsonrpc":"2.0","id":"wsbench-initialize","result":{"supportedVersions":["2025-11-25"]}}"#;
+        assert!(discovered(old).unwrap_err().contains("2025-11-25"));
+        let refused = unsupported_version(Some(r#""x""#), "2099-01-01");
+        let v: serde_json::Value = serde_json::from_str(&refused).unwrap();
+        assert_eq!(v["error"]["code"], UNSUPPORTED_VERSION);
+        assert_eq!(v["error"]["data"]["requested"], "2099-01-01");
+        assert_eq!(v["id"], "x");
+        assert!(tool_result("1", "t", false).contains(r#""resultType":"complete""#));
     }
 }

@@ -37,6 +37,13 @@ pub enum McpVersion {
     V2025_03_26,
     V2025_06_18,
     V2025_11_25,
+    /// The stateless revision: no `initialize`, no session; every request names the version
+    /// in its `_meta`.
+    V2026_07_28,
+    /// The newest (stateless) when the server speaks it, else the newest session-based one.
+    /// Resolved once per run, before load, by a probe session ([`McpVersion::resolved`] is
+    /// what an unresolved one speaks).
+    Auto,
 }
 
 impl McpVersion {
@@ -44,11 +51,10 @@ impl McpVersion {
         match s {
             "2025-03-26" => Ok(McpVersion::V2025_03_26),
             "2025-06-18" => Ok(McpVersion::V2025_06_18),
-            // `auto`: the newest; a server that speaks an older one answers with it, and the
-            // session goes on in that one (the revisions' own negotiation).
-            "2025-11-25" | "auto" => Ok(McpVersion::V2025_11_25),
-            "2026-07-28" => Err("the stateless 2026-07-28 revision is not supported yet".into()),
-            _ => Err("expected 2025-03-26, 2025-06-18, 2025-11-25 or auto".into()),
+            "2025-11-25" => Ok(McpVersion::V2025_11_25),
+            "2026-07-28" => Ok(McpVersion::V2026_07_28),
+            "auto" => Ok(McpVersion::Auto),
+            _ => Err("expected 2025-03-26, 2025-06-18, 2025-11-25, 2026-07-28 or auto".into()),
         }
     }
 
@@ -57,7 +63,23 @@ impl McpVersion {
             McpVersion::V2025_03_26 => "2025-03-26",
             McpVersion::V2025_06_18 => "2025-06-18",
             McpVersion::V2025_11_25 => "2025-11-25",
+            McpVersion::V2026_07_28 => "2026-07-28",
+            McpVersion::Auto => "auto",
         }
+    }
+
+    /// What a session speaks: `auto` not yet resolved speaks the newest session-based
+    /// revision (the server's `initialize` answer may still pick an older one).
+    pub fn resolved(self) -> McpVersion {
+        match self {
+            McpVersion::Auto => McpVersion::V2025_11_25,
+            v => v,
+        }
+    }
+
+    /// Whether the revision is the stateless one.
+    pub fn is_stateless(self) -> bool {
+        self == McpVersion::V2026_07_28
     }
 }
 
@@ -83,7 +105,7 @@ impl Dialect {
         match self {
             Dialect::ToolCall => std::sync::Arc::new(ToolCall),
             Dialect::Mcp(v) => std::sync::Arc::new(Mcp {
-                version: v.as_str(),
+                version: v.resolved(),
                 progress,
             }),
         }
@@ -125,6 +147,12 @@ pub trait Wire: std::fmt::Debug + Send + Sync {
     /// What tells the server the client gave up on call `<id_prefix><seq>` (MCP's
     /// `notifications/cancelled`), if the dialect has it. (The id is built only when it is.)
     fn cancel(&self, _id_prefix: &str, _seq: u64) -> Option<String> {
+        None
+    }
+    /// The protocol version every request names, for a dialect with no handshake to choose
+    /// one (MCP 2026-07-28): an HTTP transport sends it as `MCP-Protocol-Version` from the
+    /// first request on.
+    fn stateless_version(&self) -> Option<&'static str> {
         None
     }
     /// The request for (a page of) the server's tools.
@@ -190,29 +218,44 @@ impl Wire for ToolCall {
     }
 }
 
-/// MCP (`protocol::mcp`), asking for one session-based revision, and for progress
-/// notifications when `progress` is set.
+/// MCP (`protocol::mcp`), asking for one revision, and for progress notifications when
+/// `progress` is set. The session-based revisions open with `initialize`; the stateless one
+/// opens with `server/discover` (the hello phase: it checks that the server speaks it) and
+/// names the revision in every request's `_meta`.
 #[derive(Debug)]
 pub struct Mcp {
-    pub version: &'static str,
+    pub version: McpVersion,
     pub progress: bool,
+}
+
+impl Mcp {
+    fn stateless(&self) -> bool {
+        self.version.is_stateless()
+    }
 }
 
 impl Wire for Mcp {
     fn negotiated(&self, hello_answer: &str) -> Result<Option<String>, String> {
-        mcp::negotiated(hello_answer).map(Some)
+        if self.stateless() {
+            mcp::discovered(hello_answer).map(Some)
+        } else {
+            mcp::negotiated(hello_answer).map(Some)
+        }
     }
     fn cancel(&self, id_prefix: &str, seq: u64) -> Option<String> {
         Some(mcp::cancelled(&format!("{id_prefix}{seq}")))
     }
+    fn stateless_version(&self) -> Option<&'static str> {
+        self.stateless().then_some(mcp::STATELESS_VERSION)
+    }
     fn list_tools(&self, cursor: Option<&str>) -> String {
-        mcp::tools_list_request(cursor)
+        mcp::tools_list_request(cursor, self.stateless())
     }
     fn tools_page(&self, text: &str) -> Option<Result<ToolsPage, String>> {
         mcp::tools_page(text)
     }
     fn dialect(&self) -> Dialect {
-        Dialect::Mcp(McpVersion::parse(self.version).unwrap_or(McpVersion::V2025_11_25))
+        Dialect::Mcp(self.version)
     }
     fn subprotocol(&self) -> Option<&'static str> {
         Some(mcp::SUBPROTOCOL)
@@ -221,10 +264,14 @@ impl Wire for Mcp {
         true
     }
     fn hello(&self, _session: &str, _token: &str) -> String {
-        mcp::initialize_frame(self.version)
+        if self.stateless() {
+            mcp::discover_frame()
+        } else {
+            mcp::initialize_frame(self.version.as_str())
+        }
     }
     fn after_hello(&self) -> Option<&'static str> {
-        Some(mcp::INITIALIZED)
+        (!self.stateless()).then_some(mcp::INITIALIZED)
     }
     fn template(
         &self,
@@ -234,7 +281,11 @@ impl Wire for Mcp {
         conn: u32,
         conns: u32,
     ) -> RequestTemplate {
-        mcp::template(id_prefix, tool, args, (conn, conns), self.progress)
+        let meta = mcp::Meta {
+            progress: self.progress,
+            stateless: self.stateless(),
+        };
+        mcp::template(id_prefix, tool, args, (conn, conns), meta)
     }
     fn classify<'a>(&self, text: &'a str) -> Classified<'a> {
         mcp::classify(text)

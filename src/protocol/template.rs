@@ -85,7 +85,7 @@ impl RequestTemplate {
     pub fn with_frame(
         head: String,
         after_id: String,
-        tail: &'static str,
+        tail: &str,
         id_prefix: &str,
         args: Option<&str>,
         conn: u32,

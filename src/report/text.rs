@@ -101,6 +101,12 @@ impl Reporter for TextReporter {
                 "  Streamable HTTP over HTTP/1.1: up to {} keep-alive connections per session",
                 c.inflight
             )?;
+        } else if c.transport == "http2" {
+            writeln!(
+                o,
+                "  Streamable HTTP over HTTP/2: one connection per session, up to {} streams on it",
+                c.inflight
+            )?;
         }
         if let Some(log) = &c.stderr_log {
             writeln!(o, "  server processes' stderr: {log}")?;

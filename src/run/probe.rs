@@ -48,14 +48,26 @@ pub async fn list_tools(spec: &RunSpec) -> Result<Vec<serde_json::Value>, String
     let result = tokio::time::timeout(PROBE_LIMIT, listing)
         .await
         .unwrap_or_else(|_| Err(format!("no tool list within {PROBE_LIMIT:?}")));
-    // Ends the session the way a run does: a close, then the peer's end, briefly waited for
-    // (a spawned server gets to finish before its process group is killed).
+    close(io).await;
+    result
+}
+
+/// Whether a session of the spec's dialect opens: its hello answered and accepted (for MCP
+/// 2026-07-28, `server/discover` listing that revision). `Err` says why not.
+pub async fn opens(spec: &RunSpec) -> Result<(), String> {
+    let io = open_session(spec).await?;
+    close(io).await;
+    Ok(())
+}
+
+/// Ends a probe's session the way a run does: a close, then the peer's end, briefly waited
+/// for (a spawned server gets to finish before its process group is killed).
+async fn close(mut io: crate::wsio::BoxIo) {
     let _ = tokio::time::timeout(Duration::from_millis(500), async {
         let _ = io.send(Message::Close(None)).await;
         while let Some(Ok(_)) = io.next().await {}
     })
     .await;
-    result
 }
 
 /// The names in a tool list.

@@ -59,6 +59,8 @@ pub struct FaultConfig {
     /// Answer unknown tools as the field daemon does: `{"error":{"code":"TOOL_NOT_FOUND",…}}`
     /// with no `op` and no `request_id`.
     pub bare_tool_errors: bool,
+    /// MCP: injected errors are JSON-RPC errors (-32603) instead of `isError` results.
+    pub rpc_errors: bool,
     /// Ping every connection this often.
     pub ping_interval: Option<Duration>,
     /// At most this many calls are worked on at once, server-wide; the rest queue. With a

@@ -72,34 +72,37 @@ impl Outgoing {
 
 pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: CancellationToken) {
     let _ = stream.set_nodelay(true);
+    let limit = shared.config.hello_timeout;
+    let mcp = shared.config.protocol.is_mcp();
     // MCP also answers Streamable HTTP on this port: anything but a WebSocket upgrade.
-    if shared.config.protocol.is_mcp()
-        && shared.tls.is_none()
-        && !super::http::is_upgrade(&stream, shared.config.hello_timeout).await
-    {
+    if mcp && shared.tls.is_none() && !super::http::is_upgrade(&stream, limit).await {
         super::http::serve(stream, shared, cancel).await;
         return;
     }
-    let ws_config = protocol::ws_config(shared.config.max_message_size);
-    let accept = async {
-        let stream = match &shared.tls {
-            Some(acceptor) => Stream::Server(Box::new(acceptor.accept(stream).await.ok()?)),
-            None => Stream::Plain(stream),
-        };
-        let gate = shared.clone();
-        #[allow(
-            clippy::result_large_err,
-            reason = "the signature is tungstenite's Callback trait"
-        )]
-        let callback = move |req: &Request, resp: Response| upgrade(req, resp, &gate);
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config))
-            .await
-            .ok()
+    let stream = match &shared.tls {
+        // TLS and the upgrade share the hello timeout: a peer that stalls before hello is cut
+        // off.
+        Some(acceptor) => match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => Stream::Server(Box::new(tls)),
+            _ => return,
+        },
+        None => Stream::Plain(stream),
     };
-    // TLS and the upgrade share the hello timeout: a peer that stalls before hello is cut off.
-    let ws = match tokio::time::timeout(shared.config.hello_timeout, accept).await {
-        Ok(Some(ws)) => ws,
-        _ => return,
+    let ws: BoxIo = if mcp && shared.tls.is_some() {
+        // https://: the request head is read (TLS cannot be peeked) and put back.
+        match super::http::sniff(stream, limit).await {
+            Some((true, stream)) => match accept(stream, &shared).await {
+                Some(ws) => Box::new(ws),
+                None => return,
+            },
+            Some((false, stream)) => return super::http::serve(stream, shared, cancel).await,
+            None => return,
+        }
+    } else {
+        match accept(stream, &shared).await {
+            Some(ws) => Box::new(ws),
+            None => return,
+        }
     };
     shared.stats.connection_opened();
     if let Some(max) = shared.config.max_conns
@@ -107,7 +110,7 @@ pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: Cance
     {
         shared.stats.refused();
         close(
-            &mut Duplex::new(Box::new(ws) as BoxIo),
+            &mut Duplex::new(ws),
             CloseCode::Policy,
             "too many connections",
         )
@@ -115,35 +118,64 @@ pub(crate) async fn handle(stream: TcpStream, shared: Arc<Shared>, cancel: Cance
         shared.stats.connection_closed();
         return;
     }
-    session(Box::new(ws), &shared, cancel).await;
+    session(ws, &shared, cancel).await;
     shared.stats.connection_closed();
 }
 
-/// A session whose handshake happened elsewhere (an HTTP `initialize`): answering until it ends.
+/// The WebSocket upgrade, within the hello timeout.
+async fn accept<S>(stream: S, shared: &Arc<Shared>) -> Option<tokio_tungstenite::WebSocketStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let ws_config = protocol::ws_config(shared.config.max_message_size);
+    let gate = shared.clone();
+    #[allow(
+        clippy::result_large_err,
+        reason = "the signature is tungstenite's Callback trait"
+    )]
+    let callback = move |req: &Request, resp: Response| upgrade(req, resp, &gate);
+    let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));
+    tokio::time::timeout(shared.config.hello_timeout, accept)
+        .await
+        .ok()?
+        .ok()
+}
+
+/// A session whose handshake happened elsewhere (an HTTP `initialize`, or the first stateless
+/// request on an HTTP connection): answering until it ends.
 pub(crate) async fn serve_session(
     io: BoxIo,
     shared: &Arc<Shared>,
     cancel: CancellationToken,
     session: &str,
+    stateless: bool,
 ) {
-    Connection::new(Duplex::new(io), shared.clone(), session)
-        .serve(cancel)
-        .await;
+    let mut conn = Connection::new(Duplex::new(io), shared.clone(), session);
+    conn.stateless = stateless;
+    conn.serve(cancel).await;
 }
 
 /// One session over an open transport (a WebSocket after its upgrade, or the server's own
 /// stdin and stdout): the dialect's handshake, then answering until it ends.
 pub(crate) async fn session(io: BoxIo, shared: &Arc<Shared>, cancel: CancellationToken) {
     let mut ws: Duplex<BoxIo> = Duplex::new(io);
-    let session = match shared.config.protocol {
-        Dialect::ToolCall => hello::handshake(&mut ws, shared).await,
+    let opened = match shared.config.protocol {
+        Dialect::ToolCall => hello::handshake(&mut ws, shared)
+            .await
+            .map(mcp::Opened::Session),
         Dialect::Mcp(_) => mcp::handshake(&mut ws, shared).await,
     };
-    if let Some(session) = session {
-        Connection::new(ws, shared.clone(), &session)
-            .serve(cancel)
-            .await;
-    }
+    let conn = match opened {
+        None => return,
+        Some(mcp::Opened::Session(session)) => Connection::new(ws, shared.clone(), &session),
+        Some(mcp::Opened::Stateless(session, first)) => {
+            let mut conn = Connection::new(ws, shared.clone(), &session);
+            conn.stateless = true;
+            conn.first = Some(first);
+            conn
+        }
+    };
+    conn.serve(cancel).await;
 }
 
 /// The upgrade: agrees to the first subprotocol a client asks for (a tungstenite client rejects
@@ -226,6 +258,10 @@ struct Connection {
     /// Set by a call's faults: close with 1011, or freeze, once the current batch is out.
     disconnect: bool,
     frozen: bool,
+    /// MCP 2026-07-28: every request must name that revision; there was no `initialize`.
+    stateless: bool,
+    /// A message read by the handshake that is to be answered like the ones after it.
+    first: Option<Message>,
 }
 
 impl Connection {
@@ -237,6 +273,8 @@ impl Connection {
             faults,
             disconnect: false,
             frozen: false,
+            stateless: false,
+            first: None,
             ws,
             shared,
             delayed_tx,
@@ -261,6 +299,11 @@ impl Connection {
         let ping_every = faults.config.ping_interval;
         let mut ping = tokio::time::interval(ping_every.unwrap_or(Duration::from_secs(3600)));
         ping.reset();
+        if let Some(first) = self.first.take()
+            && (!self.on_message(first) || self.flush().is_err())
+        {
+            return;
+        }
         loop {
             if let Some(resume) = self.shared.faults.paused_until(Instant::now()) {
                 // An injected stall: read nothing, write nothing, until it ends.

@@ -4,9 +4,13 @@
 //! counters as over WebSocket) reading the session's POSTed messages from a channel, and each
 //! reply goes back to the POST that carried its request, as JSON, or as SSE when progress
 //! notifications came first. An unknown or ended session is 404; `DELETE` ends one.
+//!
+//! The stateless revision (2026-07-28) has no session: a request naming it in its `_meta`
+//! goes to its TCP connection's own connection task (opened by the first such request and
+//! ended with the TCP connection, so a disconnect fault drops that connection), after its
+//! `Mcp-Method`/`Mcp-Name` headers are checked against the body (-32020 when they differ).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -18,6 +22,7 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use subtle::ConstantTimeEq as _;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{Error, Message};
@@ -72,16 +77,129 @@ pub(crate) async fn is_upgrade(stream: &TcpStream, limit: Duration) -> bool {
         .unwrap_or(true)
 }
 
-/// Serves HTTP/1.1 on one TCP connection until the client closes it or the server stops.
-pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, cancel: CancellationToken) {
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let service = hyper::service::service_fn(move |req| {
-        let (shared, cancel) = (shared.clone(), cancel.clone());
-        async move { Ok::<_, Infallible>(answer(req, &shared, &cancel).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
-    let _ = conn.await;
+/// The stateless connection task of one TCP connection, once a stateless request opened it.
+#[derive(Default)]
+struct Stateless {
+    session: Mutex<Option<Arc<Session>>>,
+    /// Cancelled when the task ends (a disconnect fault): the TCP connection is dropped.
+    ended: CancellationToken,
 }
+
+/// A stream whose first bytes were read already (under TLS, to tell an HTTP request from a
+/// WebSocket upgrade, where a socket cannot be peeked): they are read again first.
+pub(crate) struct Prefixed<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let n = buf.remaining().min(self.prefix.len());
+        let head = self.prefix.split_to(n);
+        buf.put_slice(&head);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Reads a request's head (at most 8 KiB, within `limit`): whether it is a WebSocket upgrade,
+/// and the stream with what was read put back. `None` when the peer sent nothing usable.
+pub(crate) async fn sniff<S: AsyncRead + Unpin>(
+    mut stream: S,
+    limit: Duration,
+) -> Option<(bool, Prefixed<S>)> {
+    use tokio::io::AsyncReadExt as _;
+    let read = async {
+        let mut head = Vec::with_capacity(1024);
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+            let n = stream.read(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Some(head)
+    };
+    let head = tokio::time::timeout(limit, read).await.ok().flatten()?;
+    let upgrade = String::from_utf8_lossy(&head)
+        .to_ascii_lowercase()
+        .contains("upgrade: websocket");
+    Some((
+        upgrade,
+        Prefixed {
+            prefix: Bytes::from(head),
+            inner: stream,
+        },
+    ))
+}
+
+/// Serves HTTP (1.1, or 2 when the client opens with its preface) on one connection until the
+/// client closes it or the server stops.
+pub(crate) async fn serve<S>(stream: S, shared: Arc<Shared>, cancel: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let stateless = Arc::new(Stateless::default());
+    let service = hyper::service::service_fn({
+        let stateless = stateless.clone();
+        move |req| {
+            let (shared, cancel, stateless) = (shared.clone(), cancel.clone(), stateless.clone());
+            async move { answer(req, &shared, &cancel, &stateless).await }
+        }
+    });
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stateless.ended.cancelled() => {
+            // The stateless task ended (a disconnect fault): the reply it already gave goes
+            // out, then the connection closes, as a WebSocket's close follows its last frame.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
+    }
+    // The connection is gone: so is its stateless task.
+    stateless.ended.cancel();
+}
+
+/// A request whose connection is to be dropped without an answer (its stateless task ended
+/// before replying: to the client, a connection lost with the call on it).
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the connection's stateless task ended before replying")
+    }
+}
+
+impl std::error::Error for Dropped {}
 
 fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -95,7 +213,8 @@ async fn answer(
     req: Request<Incoming>,
     shared: &Arc<Shared>,
     cancel: &CancellationToken,
-) -> Response<Full<Bytes>> {
+    stateless: &Stateless,
+) -> Result<Response<Full<Bytes>>, Dropped> {
     let token = shared.config.token.expose();
     if !token.is_empty() {
         let given = req
@@ -106,7 +225,7 @@ async fn answer(
             .unwrap_or("");
         if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             shared.stats.hello(false);
-            return reply(StatusCode::UNAUTHORIZED, String::new());
+            return Ok(reply(StatusCode::UNAUTHORIZED, String::new()));
         }
     }
     let session_id = req
@@ -128,31 +247,48 @@ async fn answer(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(id);
-                return reply(StatusCode::OK, String::new());
+                return Ok(reply(StatusCode::OK, String::new()));
             }
-            return reply(StatusCode::NOT_FOUND, String::new());
+            return Ok(reply(StatusCode::NOT_FOUND, String::new()));
         }
         Method::POST => {}
-        _ => return reply(StatusCode::METHOD_NOT_ALLOWED, String::new()),
+        _ => return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, String::new())),
     }
+    let headers = req.headers().clone();
     let limit = shared.config.max_message_size;
     let body = match Limited::new(req.into_body(), limit).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, String::new()),
+        Err(_) => return Ok(reply(StatusCode::PAYLOAD_TOO_LARGE, String::new())),
     };
     let text = String::from_utf8_lossy(&body).into_owned();
     let parsed = match mcp::parse_request(&text) {
         Ok(r) => r,
         Err((code, message)) => {
-            return reply(
+            return Ok(reply(
                 StatusCode::BAD_REQUEST,
                 mcp::error_response(None, code, &message),
-            );
+            ));
         }
     };
+    if let Some(version) = parsed.meta_version.as_deref() {
+        if version != mcp::STATELESS_VERSION {
+            return Ok(reply(
+                StatusCode::BAD_REQUEST,
+                mcp::unsupported_version(parsed.id, version),
+            ));
+        }
+        if let Err(why) = headers_match(&headers, &parsed) {
+            shared.stats.error_code("HEADER_MISMATCH");
+            let refusal = mcp::error_response(parsed.id, mcp::HEADER_MISMATCH, &why);
+            return Ok(reply(StatusCode::BAD_REQUEST, refusal));
+        }
+        let session = stateless_session(stateless, shared, cancel);
+        let id = parsed.id.map(str::to_owned);
+        return deliver(&session, id, text, true).await;
+    }
     if parsed.method == "initialize" {
         let Some(id) = parsed.id else {
-            return reply(StatusCode::BAD_REQUEST, String::new());
+            return Ok(reply(StatusCode::BAD_REQUEST, String::new()));
         };
         let answer = mcp::initialize_result(id, parsed.version.as_deref());
         let sid = open_session(shared, cancel);
@@ -161,7 +297,7 @@ async fn answer(
         if let Ok(v) = sid.parse() {
             r.headers_mut().insert("mcp-session-id", v);
         }
-        return r;
+        return Ok(r);
     }
     let Some(session) = session else {
         // No such session (never opened, ended, or expired): the client must initialize again.
@@ -170,12 +306,25 @@ async fn answer(
         } else {
             StatusCode::BAD_REQUEST
         };
-        return reply(status, String::new());
+        return Ok(reply(status, String::new()));
     };
-    let Some(id) = parsed.id.map(str::to_owned) else {
+    let id = parsed.id.map(str::to_owned);
+    deliver(&session, id, text, false).await
+}
+
+/// Hands a message to its session's task and answers the POST with what comes back for it.
+/// `stateless`: a session that ends before replying drops the connection (a stateless
+/// request has no session to be told is gone); else the POST gets 404, the session's end.
+async fn deliver(
+    session: &Session,
+    id: Option<String>,
+    text: String,
+    stateless: bool,
+) -> Result<Response<Full<Bytes>>, Dropped> {
+    let Some(id) = id else {
         // A notification: handed to the session, nothing to wait for.
         let _ = session.inbound.send(Message::text(text));
-        return reply(StatusCode::ACCEPTED, String::new());
+        return Ok(reply(StatusCode::ACCEPTED, String::new()));
     };
     let (tx, rx) = oneshot::channel();
     session
@@ -184,7 +333,11 @@ async fn answer(
         .unwrap_or_else(|e| e.into_inner())
         .insert(id.clone(), (tx, Vec::new()));
     if session.inbound.send(Message::text(text)).is_err() {
-        return reply(StatusCode::NOT_FOUND, String::new());
+        return if stateless {
+            Err(Dropped)
+        } else {
+            Ok(reply(StatusCode::NOT_FOUND, String::new()))
+        };
     }
     let messages = tokio::select! {
         // A reply routed just before the session ended still goes out.
@@ -194,7 +347,7 @@ async fn answer(
         _ = tokio::time::sleep(REPLY_LIMIT) => None,
     };
     match messages {
-        Some(mut m) if m.len() == 1 => reply(StatusCode::OK, m.remove(0)),
+        Some(mut m) if m.len() == 1 => Ok(reply(StatusCode::OK, m.remove(0))),
         Some(m) => {
             let mut sse = String::new();
             for msg in m {
@@ -205,7 +358,7 @@ async fn answer(
             let mut r = reply(StatusCode::OK, sse);
             r.headers_mut()
                 .insert("content-type", "text/event-stream".parse().expect("static"));
-            r
+            Ok(r)
         }
         // The session ended (a disconnect fault, or the server stopping) before the reply.
         None => {
@@ -214,36 +367,90 @@ async fn answer(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&id);
-            reply(StatusCode::NOT_FOUND, String::new())
+            if stateless {
+                Err(Dropped)
+            } else {
+                Ok(reply(StatusCode::NOT_FOUND, String::new()))
+            }
         }
     }
+}
+
+/// The stateless revision's standard headers must say what the body says: `Mcp-Method` its
+/// method, and for `tools/call` `Mcp-Name` the tool's name.
+fn headers_match(headers: &hyper::HeaderMap, req: &mcp::Request<'_>) -> Result<(), String> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    match header("mcp-method") {
+        Some(m) if m == req.method => {}
+        Some(m) => return Err(format!("Mcp-Method {m} does not match {}", req.method)),
+        None => return Err("no Mcp-Method header".into()),
+    }
+    if req.method == "tools/call" {
+        let name = req.name.as_deref().unwrap_or("");
+        match header("mcp-name") {
+            Some(n) if n == name => {}
+            Some(n) => return Err(format!("Mcp-Name {n} does not match {name}")),
+            None => return Err("no Mcp-Name header".into()),
+        }
+    }
+    Ok(())
+}
+
+/// This TCP connection's stateless task, started by its first stateless request.
+fn stateless_session(
+    stateless: &Stateless,
+    shared: &Arc<Shared>,
+    cancel: &CancellationToken,
+) -> Arc<Session> {
+    let mut slot = stateless.session.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = slot.as_ref() {
+        return s.clone();
+    }
+    shared.stats.hello(true);
+    let id = super::handler::random_session_id();
+    let session = start(shared, cancel, &id, stateless.ended.clone(), true);
+    *slot = Some(session.clone());
+    session
 }
 
 /// Starts a session's connection task; its id.
 fn open_session(shared: &Arc<Shared>, cancel: &CancellationToken) -> String {
     let id = super::handler::random_session_id();
-    let (inbound, rx) = mpsc::unbounded_channel();
-    let session = Arc::new(Session {
-        inbound,
-        waiting: Mutex::default(),
-        ended: CancellationToken::new(),
-    });
+    let session = start(shared, cancel, &id, CancellationToken::new(), false);
     shared
         .http
         .by_id
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(id.clone(), session.clone());
+        .insert(id.clone(), session);
+    id
+}
+
+/// A connection task reading a channel of POSTed messages; `ended` is cancelled when it ends.
+fn start(
+    shared: &Arc<Shared>,
+    cancel: &CancellationToken,
+    id: &str,
+    ended: CancellationToken,
+    stateless: bool,
+) -> Arc<Session> {
+    let (inbound, rx) = mpsc::unbounded_channel();
+    let session = Arc::new(Session {
+        inbound,
+        waiting: Mutex::default(),
+        ended,
+    });
     let io = SessionIo {
         rx,
         session: session.clone(),
     };
-    let (shared, cancel, sid) = (shared.clone(), cancel.clone(), id.clone());
+    let (shared, cancel, sid) = (shared.clone(), cancel.clone(), id.to_owned());
+    let task_session = session.clone();
     tokio::spawn(async move {
         shared.stats.connection_opened();
-        super::handler::serve_session(Box::new(io), &shared, cancel, &sid).await;
+        super::handler::serve_session(Box::new(io), &shared, cancel, &sid, stateless).await;
         shared.stats.connection_closed();
-        session.ended.cancel();
+        task_session.ended.cancel();
         shared
             .http
             .by_id
@@ -251,7 +458,7 @@ fn open_session(shared: &Arc<Shared>, cancel: &CancellationToken) -> String {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&sid);
     });
-    id
+    session
 }
 
 /// A session's side of the channel: POSTed messages in, replies routed to their POSTs.
@@ -264,7 +471,8 @@ impl SessionIo {
     /// Hands a reply to the POST waiting for it; a notification about a request waits with it.
     fn route(&self, text: &str) {
         let c = mcp::classify(text);
-        let Some(id) = c.request_id.map(|i| format!("\"{i}\"")) else {
+        // The id as the request wrote it (a number stays a number), so it finds its POST.
+        let Some(id) = mcp::raw_id(text).map(str::to_owned) else {
             return; // nothing to attach it to over HTTP
         };
         let mut waiting = self
@@ -272,7 +480,8 @@ impl SessionIo {
             .waiting
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if c.kind.is_final() {
+        // The hello's answer (`server/discover`'s, in the stateless revision) ends its POST too.
+        if c.kind.is_final() || matches!(c.kind, crate::protocol::Kind::HelloAck { .. }) {
             if let Some((tx, mut before)) = waiting.remove(&id) {
                 before.push(text.to_owned());
                 let _ = tx.send(before);

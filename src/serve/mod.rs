@@ -115,16 +115,17 @@ impl Server {
     /// Serves on an already bound listener (tests bind `127.0.0.1:0`).
     pub fn start(listener: TcpListener, config: ServeConfig) -> anyhow::Result<Server> {
         let addr = listener.local_addr()?;
-        let tls =
-            match &config.tls {
-                Some((cert, key)) => Some(crate::net::tls::acceptor(cert, key).map_err(|e| {
+        let tls = match &config.tls {
+            Some((cert, key)) => Some(
+                crate::net::tls::acceptor(cert, key, config.protocol.is_mcp()).map_err(|e| {
                     ConfigError::Rejected {
                         name: "--tls-cert".into(),
                         reason: format!("{e:#}"),
                     }
-                })?),
-                None => None,
-            };
+                })?,
+            ),
+            None => None,
+        };
         let shared = Shared::new(tls, config);
         let cancel = CancellationToken::new();
         let task = tokio::spawn(accept_loop(listener, shared.clone(), cancel.clone()));

@@ -83,6 +83,8 @@ pub struct RunSpec {
     pub honor_retry_after: bool,
     /// `url` is http://: MCP's Streamable HTTP, each message a POST.
     pub http: bool,
+    /// Streamable HTTP over HTTP/2.
+    pub http2: bool,
     /// stdio: the server command each connection spawns (instead of connecting to `url`).
     pub command: Option<String>,
     /// stdio: where the spawned servers' stderr goes.

@@ -132,6 +132,7 @@ mod tests {
             ping: None,
             honor_retry_after: false,
             http: false,
+            http2: false,
             command: None,
             stderr_log: None,
             bind_ips: Vec::new(),

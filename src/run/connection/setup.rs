@@ -88,8 +88,19 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
             {
                 headers.push(("authorization".into(), format!("Bearer {token}")));
             }
-            let io = crate::net::http::HttpIo::new(&spec.url, headers, spec.window)
-                .map_err(|e| fail("connect", e, None, false))?;
+            let stateless = spec.wire.stateless_version();
+            let transport = crate::net::http::Transport {
+                tls: spec.tls.clone().map(|c| (c, spec.host.clone())),
+                http2: spec.http2,
+            };
+            let io = crate::net::http::HttpIo::new(
+                &spec.url,
+                headers,
+                spec.window,
+                stateless,
+                transport,
+            )
+            .map_err(|e| fail("connect", e, None, false))?;
             let at = clock::now();
             (Box::new(io) as Ws, at, None, at)
         }

@@ -62,7 +62,9 @@ impl Connection {
             ));
         }
         if f.error {
-            let reply = if mcp {
+            let reply = if mcp && config.rpc_errors {
+                mcp::error_response(Some(id), mcp::INTERNAL_ERROR, "OVER_CAPACITY: injected")
+            } else if mcp {
                 error_frame(dialect, id, "OVER_CAPACITY", "injected")
             } else {
                 serde_json::json!({
