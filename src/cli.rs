@@ -78,7 +78,8 @@ pub enum Command {
 /// `wsbench run` flags. Every value is optional here so that a config file can fill it.
 #[derive(Debug, Default, Args)]
 pub struct RunArgs {
-    /// Target server URL (ws://). Default ws://127.0.0.1:8079.
+    /// Target: ws:// or wss:// (WebSocket), http:// or https:// (MCP Streamable HTTP), or
+    /// stdio:<command> (spawn an MCP server, as --command). Default ws://127.0.0.1:8079.
     #[arg(long, conflicts_with = "embedded", value_parser = given(WsUrl::parse))]
     pub url: Option<Given<WsUrl>>,
     /// The dialect: tool-call (hello + call_tool frames) or mcp (JSON-RPC 2.0 initialize +

@@ -610,3 +610,49 @@ async fn a_call_asking_for_progress_carries_its_id_as_the_token() {
         (10, 10)
     );
 }
+
+#[test]
+fn a_stdio_url_speaks_the_stateless_revision_to_each_spawned_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "stdio:exec {} serve --protocol mcp --stdio --rpc-errors --error-rate 0.05 --stats-file {}/stats-$$.json",
+        bin(),
+        dir.path().display()
+    );
+    let (_d, json) = temp_path("out.json");
+    let out = wsbench()
+        .args(["run", "--url", &url, "--mcp-version", "2026-07-28"])
+        .args(["-c", "2", "--inflight", "4", "-n", "1000"])
+        .args(["--progress", "off", "--no-gate", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    let v = common::read_json(&json);
+    assert_eq!(v["settings"]["transport"], "stdio", "stdio: is --command");
+    assert_eq!(v["protocol_versions"]["2026-07-28"], 2, "{v}");
+    assert_eq!(v["identity_holds"], true);
+    let (mut calls, mut ok, mut hellos) = (0, 0, 0);
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        let s = common::read_json(&entry.path());
+        calls += s["call_tool"].as_u64().unwrap();
+        ok += s["results_ok"].as_u64().unwrap();
+        hellos += s["hello_ok"].as_u64().unwrap();
+    }
+    assert_eq!(calls, 1000);
+    assert_eq!(v["counts"]["succeeded"].as_u64(), Some(ok));
+    let failed = v["counts"]["failed"].as_u64().unwrap();
+    assert!(failed > 10, "{v}");
+    assert_eq!(v["errors_by_code"]["-32603"].as_u64(), Some(failed));
+    assert_eq!(
+        hellos, 3,
+        "two sessions and the tool check's, each opened statelessly"
+    );
+    // Both forms at once name two servers: refused before anything runs.
+    let both = wsbench()
+        .args(["run", "--url", &url, "--command", "true", "-n", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+    assert!(out_str(&both.stderr).contains("--url"));
+}

@@ -28,6 +28,11 @@ async fn http2_multiplexes_a_sessions_calls_over_one_connection() {
         let c = &r.summary.counts;
         assert!(c.identity_holds(), "{c:?}");
         assert_eq!((c.succeeded, stats.results_ok), (1200, 1200), "{era} {c:?}");
+        // HTTP connects with its first request: TCP, then that response's headers, are the
+        // setup phases of each of the three sessions.
+        let h = &r.summary.histograms;
+        assert_eq!((h.tcp.len(), h.upgrade.len(), h.hello.len()), (3, 3, 3));
+        assert!(h.upgrade.max() > 0, "the first response took some time");
         if http2 {
             assert_eq!(r.settings.transport, "http2");
             // Three sessions and the tool check's: one TCP connection each.

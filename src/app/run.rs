@@ -116,6 +116,7 @@ pub(crate) fn target(config: &RunConfig) -> anyhow::Result<(Option<Embedded>, Ws
             port: 0,
             tls: false,
             http: false,
+            command: Some(c.clone()),
         },
         (_, Some(e)) => {
             let server = e.server.as_ref().expect("running");

@@ -56,6 +56,16 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         "ws://127.0.0.1:8079",
         WsUrl::parse,
     )?;
+    // `--url stdio:<command>` is `--command <command>`.
+    let command = match (command, url.command.clone()) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Rejected {
+                name: "--url".into(),
+                reason: "a stdio: URL and --command both name the server to spawn".into(),
+            });
+        }
+        (c, u) => c.or(u),
+    };
     let dialect = super::dialect::resolve(args, r, &url, command.is_some())?;
     let protocol = dialect.protocol;
     // A --url flag beats `embedded = true` in a file; the --embedded flag beats a file's url.

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -46,6 +46,24 @@ pub struct Transport {
     pub http2: bool,
 }
 
+/// When a session's first connection was made (TCP), secured (TLS) and first answered (the
+/// first response's headers): the setup phases of a transport that connects lazily, on its
+/// first request. Tokio's clock, like the engine's.
+/// Each is set once (after that, checking costs one atomic load per request).
+#[derive(Debug, Default)]
+pub struct FirstStamps {
+    pub tcp: OnceLock<std::time::Instant>,
+    pub tls: OnceLock<std::time::Instant>,
+    pub headers: OnceLock<std::time::Instant>,
+}
+
+/// Sets one stamp the first time only.
+fn stamp(at: &OnceLock<std::time::Instant>) {
+    if at.get().is_none() {
+        let _ = at.set(tokio::time::Instant::now().into_std());
+    }
+}
+
 /// A connection's request handle.
 enum Sender {
     H1(SendRequest<Full<Bytes>>),
@@ -77,6 +95,7 @@ struct Conns {
     /// HTTP/2: the session's connection, once open (a lock held while it opens, so that the
     /// first requests in flight share one).
     h2: Arc<tokio::sync::Mutex<Option<H2Sender>>>,
+    first: Arc<FirstStamps>,
 }
 
 impl Conns {
@@ -86,11 +105,16 @@ impl Conns {
             .await
             .map_err(Error::Io)?;
         let _ = tcp.set_nodelay(true);
+        stamp(&self.first.tcp);
         let stream = match &self.transport.tls {
             None => crate::net::tls::Stream::Plain(tcp),
-            Some((config, host)) => crate::net::tls::connect(config.clone(), host, tcp)
-                .await
-                .map_err(Error::Io)?,
+            Some((config, host)) => {
+                let tls = crate::net::tls::connect(config.clone(), host, tcp)
+                    .await
+                    .map_err(Error::Io)?;
+                stamp(&self.first.tls);
+                tls
+            }
         };
         Ok(TokioIo::new(stream))
     }
@@ -239,6 +263,7 @@ impl HttpIo {
                 transport,
                 idle: Arc::new(Mutex::new(Vec::with_capacity(conns))),
                 h2: Arc::default(),
+                first: Arc::default(),
             },
             url,
             headers: map,
@@ -252,6 +277,12 @@ impl HttpIo {
             queued: VecDeque::new(),
             closed: false,
         })
+    }
+
+    /// The setup phases of the session's first connection, filled in as its first request
+    /// goes (read them once the hello is answered).
+    pub fn first_stamps(&self) -> Arc<FirstStamps> {
+        self.conns.first.clone()
     }
 
     /// Sends one message as a POST; its reply's messages come out of the stream.
@@ -329,6 +360,7 @@ async fn exchange(
         Ok(r) => r,
         Err(e) => return vec![Err(io_err(e))],
     };
+    stamp(&conns.first.headers);
     let status = response.status();
     let body = std::str::from_utf8(&body).unwrap_or("");
     let initialize = is_initialize(body);
@@ -349,12 +381,11 @@ async fn exchange(
     };
     // The reply is whole: the connection can carry the next request.
     conns.give_back(sender);
-    let in_session = session
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .id
-        .is_some();
-    if status == StatusCode::NOT_FOUND && !initialize && in_session {
+    let in_session = || {
+        let s = session.lock().unwrap_or_else(|e| e.into_inner());
+        s.id.is_some()
+    };
+    if status == StatusCode::NOT_FOUND && !initialize && in_session() {
         // The session expired: this transport is done; the connection sets up anew.
         return vec![Err(io_err("HTTP 404: the session expired"))];
     }

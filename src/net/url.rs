@@ -10,15 +10,32 @@ pub struct WsUrl {
     pub port: u16,
     /// wss://: TLS before the upgrade.
     pub tls: bool,
+    /// `stdio:<command>`: no address; the command is spawned and spoken to on its stdin and
+    /// stdout (the URL form of `--command`).
+    pub command: Option<String>,
     /// http:// or https://: each message a POST (MCP Streamable HTTP) instead of a WebSocket frame.
     pub http: bool,
 }
 
 impl WsUrl {
-    /// Accepts `ws://host[:port][/path]`, `wss://...`, `http://...` and `https://...`; any
-    /// other scheme is a usage error.
+    /// Accepts `ws://host[:port][/path]`, `wss://...`, `http://...`, `https://...` and
+    /// `stdio:<command>`; any other scheme is a usage error.
     pub fn parse(url: &str) -> Result<WsUrl, String> {
         use tokio_tungstenite::tungstenite::http::Uri;
+        if let Some(command) = url.strip_prefix("stdio:") {
+            let command = command.trim();
+            if command.is_empty() {
+                return Err("stdio: names no command (stdio:python -m server)".into());
+            }
+            return Ok(WsUrl {
+                url: url.to_owned(),
+                host: String::new(),
+                port: 0,
+                tls: false,
+                http: false,
+                command: Some(command.to_owned()),
+            });
+        }
         let uri: Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
         let (tls, http) = match uri.scheme_str() {
             Some("ws") => (false, false),
@@ -27,7 +44,7 @@ impl WsUrl {
             Some("https") => (true, true),
             Some(other) => {
                 return Err(format!(
-                    "scheme '{other}' is not ws://, wss://, http:// or https://"
+                    "scheme '{other}' is not ws://, wss://, http://, https:// or stdio:"
                 ));
             }
             None => return Err("missing scheme; write ws://host:port".into()),
@@ -43,6 +60,7 @@ impl WsUrl {
             port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
             tls,
             http,
+            command: None,
         })
     }
 }

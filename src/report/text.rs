@@ -227,6 +227,16 @@ impl Reporter for TextReporter {
                 ms(&h.tcp, 99.0),
                 ms(&h.hello, 99.0)
             )?;
+        } else if r.settings.transport.starts_with("http") {
+            // HTTP connects with its first request, the hello: to its response's headers,
+            // then the rest of the answer.
+            writeln!(
+                o,
+                "  phases    tcp {}{tls} / first response headers {} / hello {} ms (p99)",
+                ms(&h.tcp, 99.0),
+                ms(&h.upgrade, 99.0),
+                ms(&h.hello, 99.0)
+            )?;
         } else {
             writeln!(
                 o,

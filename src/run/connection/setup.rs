@@ -64,6 +64,7 @@ pub(super) fn fail(
 pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupFailure> {
     let started = clock::now();
     let deadline = tokio::time::Instant::from_std(started + spec.connect_timeout);
+    let mut http_stamps = None;
     let (ws, tcp_at, tls_at, upgraded) = match &spec.command {
         Some(command) => {
             // stdio: the process is the connection; spawning it is the whole "connect".
@@ -101,12 +102,23 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
                 transport,
             )
             .map_err(|e| fail("connect", e, None, false))?;
+            http_stamps = Some(io.first_stamps());
             let at = clock::now();
             (Box::new(io) as Ws, at, None, at)
         }
         None => websocket(spec, id, deadline).await?,
     };
     let (ws, acked, early) = hello(spec, id, ws, deadline).await?;
+    // HTTP connects on its first request (the hello): its phases are that request's, TCP,
+    // TLS, then the response's headers in the upgrade's place.
+    let (tcp_at, tls_at, upgraded) = match http_stamps {
+        Some(first) => {
+            let tcp = first.tcp.get().copied().unwrap_or(tcp_at);
+            let headers = first.headers.get().copied().unwrap_or(acked);
+            (tcp, first.tls.get().copied(), headers.max(tcp))
+        }
+        None => (tcp_at, tls_at, upgraded),
+    };
     let stamps = SetupStamps {
         started,
         tcp: tcp_at,
