@@ -94,6 +94,14 @@ pub struct RunArgs {
     /// versions servers chose are in the report. Default 2025-11-25.
     #[arg(long, value_name = "VERSION", value_parser = given(McpVersion::parse))]
     pub mcp_version: Option<Given<McpVersion>>,
+    /// A weighted mix of tools instead of one --tool: 'search=70,fetch=20,summarize=10' (each
+    /// call gets --args; a profile's [[scenario.call]] tables give each its own). The choice
+    /// is deterministic under --seed and exact over the run.
+    #[arg(long, value_name = "TOOL=WEIGHT,...", value_parser = given(crate::run::mix::parse_mix))]
+    pub mix: Option<Given<Vec<(String, u32)>>>,
+    /// Where the mix's sequence starts (the same seed, the same calls). Default 0.
+    #[arg(long, value_parser = given(units::parse_whole))]
+    pub seed: Option<Given<u64>>,
     /// MCP: every call asks for progress notifications (`_meta.progressToken`, the call's id);
     /// the time to the first one is a phase of its own in the report.
     #[arg(long)]
@@ -315,6 +323,11 @@ pub struct ServeArgs {
     /// wsbench's connection 3.
     #[arg(long, value_name = "SUFFIX=DURATION", allow_hyphen_values = true)]
     pub session_delay: Vec<String>,
+    /// Tools with their own reply delay, 'search=5ms,fetch=20ms': each a tool like echo (listed
+    /// by tools/list) answering after its delay (on top of --delay); a built-in one named gets
+    /// the delay added. What a mixed workload needs to show which tool is slow.
+    #[arg(long, value_name = "TOOL=DURATION,...", value_parser = given(tool_delays))]
+    pub tool_delay: Option<Given<Vec<(String, Duration)>>>,
     /// Seed for every random fault, for repeatable runs.
     #[arg(long)]
     pub seed: Option<String>,

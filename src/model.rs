@@ -18,6 +18,8 @@ pub const RESULT_SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
     pub conn: u32,
+    /// Which call of the mix it was (an index into the run's calls).
+    pub call: u8,
     /// Its slot in the pacer's schedule (closed loop: the send time).
     pub scheduled: Instant,
     /// When the connection could first have sent it: `scheduled`, or later if the window was
@@ -288,6 +290,27 @@ pub struct ConnReport {
     pub reconnect_failures: BTreeMap<String, u64>,
     /// The first few replies that failed validation, described.
     pub invalid_examples: Vec<String>,
+    /// Measured requests by call of the mix (index into the run's calls): their outcomes and
+    /// error codes.
+    pub per_tool: Vec<ToolTally>,
+}
+
+/// One call's (tool's) outcomes on one connection, or summed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolTally {
+    pub counts: Counts,
+    pub errors_by_code: BTreeMap<String, u64>,
+}
+
+impl ConnReport {
+    /// The measured tally of call `call`, made when first needed.
+    pub fn tool(&mut self, call: u8) -> &mut ToolTally {
+        let i = usize::from(call);
+        if self.per_tool.len() <= i {
+            self.per_tool.resize_with(i + 1, ToolTally::default);
+        }
+        &mut self.per_tool[i]
+    }
 }
 
 /// The load generator's own figures, and whether it was the bottleneck.

@@ -253,6 +253,23 @@ pub fn session_delay(s: &str) -> Result<(String, Duration), String> {
     Ok((suffix.to_owned(), units::parse_duration(d)?))
 }
 
+/// `--tool-delay search=5ms,fetch=20ms`: extra tools (echo-like, each with its own reply
+/// delay), or an extra delay for a built-in one.
+pub fn tool_delays(s: &str) -> Result<Vec<(String, Duration)>, String> {
+    s.split(',')
+        .map(|part| {
+            let (tool, d) = part
+                .trim()
+                .split_once('=')
+                .ok_or_else(|| format!("'{part}' is not TOOL=DURATION (search=5ms)"))?;
+            if tool.trim().is_empty() {
+                return Err(format!("'{part}' names no tool"));
+            }
+            Ok((tool.trim().to_owned(), units::parse_duration(d.trim())?))
+        })
+        .collect()
+}
+
 /// A frame/message size cap: at least 1 KiB (smaller would refuse hello itself).
 pub fn frame_size(s: &str) -> Result<usize, String> {
     match units::parse_size(s)? {

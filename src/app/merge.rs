@@ -183,6 +183,8 @@ pub fn merge(
                 add(h, &hist(path, text)?, path)?;
             }
         }
+        crate::result::tools::add_into(&mut s.per_tool, &r.per_tool)
+            .map_err(|e| bad(path, format!("per_tool: {e:#}")))?;
         // Align on wall-clock seconds: this worker's second i is the merge's second i + offset.
         let offset = start
             .duration_since(base)

@@ -135,7 +135,7 @@ pub async fn run(mut config: RunConfig, interrupt: CancellationToken) -> anyhow:
     let excluded = embedded.as_ref().map(|e| e.threads.clone());
     let plan = config.plan(&url, &run_id)?;
     if config.protocol.is_mcp() {
-        check_tool(&plan, &config.tool).await?;
+        check_tools(&plan, &config.mix).await?;
     }
     let recorders = Recorders::per_worker();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
@@ -207,13 +207,18 @@ fn new_run_id() -> String {
     format!("{:08x}", h as u32)
 }
 
-/// MCP: the tool the run will call must be one the server lists (exit 2 naming the ones it
+/// MCP: every tool the run will call must be one the server lists (exit 2 naming the ones it
 /// has). A server that cannot list its tools is loaded anyway: the run measures what happens.
-async fn check_tool(plan: &crate::run::Plan, tool: &str) -> anyhow::Result<()> {
+async fn check_tools(plan: &crate::run::Plan, mix: &crate::run::mix::Mix) -> anyhow::Result<()> {
     match crate::run::probe::list_tools(&plan.spec).await {
         Ok(tools) => {
             let names = crate::run::probe::names(&tools);
-            if !names.contains(&tool) {
+            if let Some(tool) = mix
+                .calls()
+                .iter()
+                .map(|c| c.tool.as_str())
+                .find(|t| !names.contains(t))
+            {
                 return Err(crate::error::ConfigError::Rejected {
                     name: "--tool".into(),
                     reason: format!(

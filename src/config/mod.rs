@@ -14,6 +14,7 @@ mod plan;
 mod run;
 mod serve;
 mod source;
+mod workload;
 
 use std::time::Duration;
 
@@ -63,9 +64,12 @@ pub struct RunConfig {
     /// Stop after this many requests have been sent and answered.
     pub requests: Option<u64>,
     pub inflight: u32,
+    /// What the reports call the tool: its name, or the mix (`search=70,fetch=30`).
     pub tool: String,
-    /// Arguments JSON text with placeholders; `None` = the varying default.
+    /// Arguments JSON text with placeholders; `None` = the varying default (one tool).
     pub args: Option<String>,
+    /// What each request calls.
+    pub mix: crate::run::mix::Mix,
     pub token: Secret,
     pub session_prefix: String,
     pub connect_timeout: Duration,

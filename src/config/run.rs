@@ -318,6 +318,8 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         None => None,
     };
 
+    let mix = super::workload::resolve(args, r)?;
+    super::workload::check_thresholds(&mix, &judge.thresholds)?;
     Ok(RunConfig {
         target,
         protocol,
@@ -328,8 +330,12 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         duration,
         requests,
         inflight,
-        tool: r.get_or(args.tool.as_ref(), "--tool", run("tool"), "echo", tool_name)?,
-        args: r.get(args.args.as_ref(), "--args", run("args"), load_args)?,
+        tool: mix.describe(),
+        args: match mix.calls() {
+            [one] => one.args.clone(),
+            _ => None,
+        },
+        mix,
         token,
         session_prefix: r.get_or(
             args.session_prefix.as_ref(),

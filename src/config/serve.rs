@@ -146,6 +146,14 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
             jitter: dur(&args.jitter, "--jitter")?,
             pause_every: get(r, &args.pause_every, "--pause-every", positive_duration)?,
             pause_for: dur(&args.pause_for, "--pause-for")?,
+            tool_delays: r
+                .get(
+                    args.tool_delay.as_ref(),
+                    "--tool-delay",
+                    ("serve", "tool_delay"),
+                    tool_delays,
+                )?
+                .unwrap_or_default(),
             session_delays: args
                 .session_delay
                 .iter()

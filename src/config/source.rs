@@ -30,6 +30,8 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "inflight",
             "tool",
             "args",
+            "mix",
+            "seed",
             "session_prefix",
             "connect_timeout",
             "timeout",
@@ -91,6 +93,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "tls_key",
             "delay",
             "jitter",
+            "tool_delay",
             "pause_every",
             "pause_for",
             "seed",
@@ -115,6 +118,11 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "bare_tool_errors",
             "rpc_errors",
         ],
+    ),
+    (
+        // `[[scenario.call]]`: the calls of a mix, each a table (`tool`, `weight`, `args`).
+        "scenario",
+        &["call"],
     ),
     (
         "thresholds",
@@ -317,6 +325,41 @@ impl Resolver {
         })?;
         self.record(key, &text, source);
         Ok(value)
+    }
+
+    /// An array of tables in the file (`[[section.key]]`), and the name to blame for one of
+    /// them; `None` when the file has none.
+    pub fn tables(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Option<(Vec<toml::Table>, String)>, ConfigError> {
+        let Some(file) = &self.file else {
+            return Ok(None);
+        };
+        let Some(v) = file.table.get(section).and_then(|s| s.get(key)) else {
+            return Ok(None);
+        };
+        let name = format!("{section}.{key} in {}", file.path.display());
+        let tables = v
+            .as_array()
+            .and_then(|items| {
+                items
+                    .iter()
+                    .map(|i| i.as_table().cloned())
+                    .collect::<Option<Vec<_>>>()
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ConfigError::Rejected {
+                name: name.clone(),
+                reason: format!("expected [[{section}.{key}]] tables"),
+            })?;
+        self.record(
+            (section, key),
+            &format!("{} tables", tables.len()),
+            Source::File(file.path.clone()),
+        );
+        Ok(Some((tables, name)))
     }
 
     /// A setting without a default: `None` when nothing sets it.

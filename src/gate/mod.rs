@@ -195,13 +195,15 @@ impl Cmp {
     }
 }
 
-/// One limit on one metric.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One limit on one metric, of the whole run or of one tool's calls.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
     pub metric: Metric,
     pub op: Cmp,
     /// In the metric's unit: per second, milliseconds, a ratio, or seconds (unavailable).
     pub limit: f64,
+    /// `p99{tool=search}`: judged on that tool's calls alone.
+    pub tool: Option<String>,
 }
 
 impl Threshold {
@@ -211,17 +213,58 @@ impl Threshold {
             metric,
             op: metric.default_cmp(),
             limit,
+            tool: None,
+        }
+    }
+
+    /// The metric as written: `p99`, or `p99{tool=search}`.
+    pub fn name(&self) -> String {
+        match &self.tool {
+            Some(tool) => format!("{}{{tool={tool}}}", self.metric.name()),
+            None => self.metric.name().to_owned(),
+        }
+    }
+
+    /// What the threshold judges, measured: the run's figure, or its tool's (NaN when the
+    /// tool made no call).
+    fn measure(&self, s: &Summary) -> f64 {
+        let Some(tool) = &self.tool else {
+            return self.metric.measure(s);
+        };
+        let Some(t) = s.per_tool.get(tool) else {
+            return f64::NAN;
+        };
+        let pct = |p| {
+            if t.latency.is_empty() {
+                f64::NAN
+            } else {
+                crate::stats::summary::percentile_ms(&t.latency, p)
+            }
+        };
+        match self.metric {
+            Metric::P50 => pct(50.0),
+            Metric::P90 => pct(90.0),
+            Metric::P99 => pct(99.0),
+            Metric::P999 => pct(99.9),
+            Metric::Max => pct(100.0),
+            Metric::ErrorRate if t.counts.sent == 0 => f64::NAN,
+            Metric::ErrorRate => t.error_rate(),
+            Metric::Rps => {
+                let secs = s.duration.as_secs_f64();
+                if secs > 0.0 {
+                    t.counts.succeeded as f64 / secs
+                } else {
+                    f64::NAN
+                }
+            }
+            _ => f64::NAN,
         }
     }
 
     /// The comparison as users write it: `rps >= 50000/s`, `p99 < 5.00 ms`, `error_rate <= 0%`.
     pub fn describe(&self) -> String {
         let op = self.op.symbol();
-        format!(
-            "{} {op} {}",
-            self.metric.name(),
-            self.metric.format(self.limit)
-        )
+        format!("{} {op} {}", self.name(), self.metric.format(self.limit))
     }
 
     fn holds(&self, measured: f64) -> bool {
@@ -260,18 +303,22 @@ pub fn evaluate(summary: &Summary, thresholds: &[Threshold]) -> Vec<Verdict> {
     thresholds
         .iter()
         .map(|t| {
-            let measured = t.metric.measure(summary);
+            let measured = t.measure(summary);
             let known = measured.is_finite();
-            let inconclusive = t.metric.samples(summary).and_then(|(n, need)| {
-                (n > 0 && n < need).then(|| {
-                    format!(
-                        "{} from {n} samples proves little (needs {need})",
-                        t.metric.name()
-                    )
-                })
+            let samples = match &t.tool {
+                None => t.metric.samples(summary),
+                // A tool's percentiles are over its own successes.
+                Some(tool) => t.metric.samples(summary).map(|(_, need)| {
+                    let n = summary.per_tool.get(tool).map_or(0, |x| x.latency.len());
+                    (n, need)
+                }),
+            };
+            let inconclusive = samples.and_then(|(n, need)| {
+                (n > 0 && n < need)
+                    .then(|| format!("{} from {n} samples proves little (needs {need})", t.name()))
             });
             Verdict {
-                metric: t.metric.name().to_owned(),
+                metric: t.name(),
                 limit: t.limit,
                 measured: known.then_some(measured),
                 passed: t.holds(measured),

@@ -22,6 +22,19 @@ pub fn parse(expr: &str) -> Result<Threshold, String> {
         (Cmp::Gt, &rest[1..])
     };
     let name = name.trim();
+    // `p99{tool=search}`: the metric of one tool's calls.
+    let (name, tool) = match name.split_once('{') {
+        Some((metric, selector)) => {
+            let tool = selector
+                .strip_suffix('}')
+                .and_then(|s| s.trim().strip_prefix("tool="))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| format!("'{name}': write a tool's metric as p99{{tool=NAME}}"))?;
+            (metric.trim(), Some(tool.to_owned()))
+        }
+        None => (name, None),
+    };
     let metric = Metric::from_name(name).ok_or_else(|| {
         let known = Metric::names().join(", ");
         format!("unknown metric '{name}' (known: {known})")
@@ -42,7 +55,29 @@ pub fn parse(expr: &str) -> Result<Threshold, String> {
             units::parse_duration(value)?.as_secs_f64() * 1e3
         }
     };
-    Ok(Threshold { metric, op, limit })
+    if tool.is_some()
+        && !matches!(
+            metric,
+            Metric::P50
+                | Metric::P90
+                | Metric::P99
+                | Metric::P999
+                | Metric::Max
+                | Metric::ErrorRate
+                | Metric::Rps
+        )
+    {
+        return Err(format!(
+            "{} is a whole run's figure; per tool: p50, p90, p99, p99.9, max, error_rate, rps",
+            metric.name()
+        ));
+    }
+    Ok(Threshold {
+        metric,
+        op,
+        limit,
+        tool,
+    })
 }
 
 /// Parses a comma-separated list (repeated flags and TOML arrays arrive joined by commas).
@@ -71,6 +106,17 @@ mod tests {
         assert_eq!(parse("p50<250us").unwrap().limit, 0.25);
         assert_eq!(parse("unavailable<=1s").unwrap().limit, 1.0);
         assert_eq!(parse_list("p99<5ms, rps>=1k").unwrap().len(), 2);
+        let t = parse("p99{tool=search}<50ms").unwrap();
+        assert_eq!((t.metric, t.tool.as_deref()), (Metric::P99, Some("search")));
+        assert_eq!(t.describe(), "p99{tool=search} < 50.00 ms");
+        let t = parse("error_rate{ tool=fetch }<1%").unwrap();
+        assert_eq!(t.tool.as_deref(), Some("fetch"));
+        assert!(parse("p99{search}<5ms").unwrap_err().contains("tool=NAME"));
+        assert!(
+            parse("connect_p99{tool=a}<5ms")
+                .unwrap_err()
+                .contains("per tool")
+        );
     }
 
     #[test]

@@ -78,10 +78,16 @@ impl Reporter for TextReporter {
             "mcp" => ("MCP sessions", ", tools/call"),
             _ => ("connections", ""),
         };
+        // A mix is `tool=weight,...`; one tool is its bare name.
+        let what = if c.tool.contains('=') {
+            format!("mix {}", c.tool)
+        } else {
+            format!("tool '{}'", c.tool)
+        };
         writeln!(
             o,
-            "  {} {unit} x {} in flight{via}, tool '{}', {stop}, {pacing}",
-            c.conns, c.inflight, c.tool
+            "  {} {unit} x {} in flight{via}, {what}, {stop}, {pacing}",
+            c.conns, c.inflight
         )?;
         if !s.versions.is_empty() {
             let chosen: Vec<String> = s
@@ -280,6 +286,7 @@ impl Reporter for TextReporter {
             );
             writeln!(o, "Errors      {list}")?;
         }
+        tools::table(&mut o, s)?;
         if k.validated > 0 {
             let invalid = s.errors_by_code.get("invalid_reply").copied().unwrap_or(0);
             writeln!(
@@ -412,10 +419,18 @@ impl Reporter for TextReporter {
         if r.verdicts.is_empty() {
             writeln!(o, "Thresholds  none (gate off)")?;
         } else {
-            writeln!(o, "{:<26} {:<16} RESULT", "THRESHOLD", "MEASURED")?;
+            // As wide as the longest condition (a tool's names its tool), at least 26.
+            let w = r
+                .verdicts
+                .iter()
+                .map(|v| v.condition.len())
+                .max()
+                .unwrap_or(0)
+                .max(26);
+            writeln!(o, "{:<w$} {:<16} RESULT", "THRESHOLD", "MEASURED")?;
             for v in &r.verdicts {
                 let res = if v.passed { "PASS" } else { "FAIL" };
-                writeln!(o, "{:<26} {:<16} {res}", v.condition, v.measured_text)?;
+                writeln!(o, "{:<w$} {:<16} {res}", v.condition, v.measured_text)?;
             }
         }
         writeln!(
@@ -503,3 +518,4 @@ impl TextReporter {
 
 #[cfg(test)]
 mod tests;
+mod tools;

@@ -94,6 +94,9 @@ pub struct RunFile {
     pub thresholds: Vec<Verdict>,
     /// Name -> HdrHistogram V2 + deflate, base64: exact, and what `merge` adds.
     pub histograms: BTreeMap<String, String>,
+    /// By tool: outcomes, error codes, percentiles and histogram (`result::tools`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_tool: BTreeMap<String, super::tools::ToolBlock>,
     /// MCP: the protocol versions the servers chose, by sessions.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub protocol_versions: BTreeMap<String, u64>,
@@ -537,6 +540,7 @@ impl RunFile {
             thresholds: r.verdicts.clone(),
             histograms,
             server: r.server.clone(),
+            per_tool: super::tools::blocks(&s.per_tool, s.duration)?,
             protocol_versions: s.versions.clone(),
         })
     }

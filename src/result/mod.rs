@@ -3,6 +3,7 @@
 //! baseline comparison). Produced by `run` and by `merge`; reporters render it.
 
 pub mod file;
+pub mod tools;
 
 use std::time::Duration;
 

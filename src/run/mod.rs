@@ -6,6 +6,7 @@
 pub mod breaker;
 pub mod clock;
 pub mod connection;
+pub mod mix;
 pub mod pacer;
 pub mod probe;
 pub mod selfcheck;
@@ -209,6 +210,13 @@ pub async fn execute(
         versions: std::mem::take(
             &mut *plan.spec.versions.lock().unwrap_or_else(|e| e.into_inner()),
         ),
+        tools: plan
+            .spec
+            .mix
+            .calls()
+            .iter()
+            .map(|c| c.tool.clone())
+            .collect(),
     };
     let summary = Summary::build(window, &reports, recorder, |summary| {
         let opened = summary.connections_opened.max(1) as f64;

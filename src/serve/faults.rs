@@ -22,6 +22,8 @@ pub struct FaultConfig {
     pub pause_for: Duration,
     /// Extra reply delay for sessions whose id ends with the given suffix.
     pub session_delays: Vec<(String, Duration)>,
+    /// Extra tools (echo-like) or extra delay for built-in ones, by tool name.
+    pub tool_delays: Vec<(String, Duration)>,
     /// Seed of the per-connection random generators.
     pub seed: u64,
     /// Share of calls answered with `OVER_CAPACITY` (and `retry_after_s`).
@@ -76,6 +78,7 @@ impl FaultConfig {
         !self.delay.is_zero()
             || !self.jitter.is_zero()
             || !self.session_delays.is_empty()
+            || !self.tool_delays.is_empty()
             || self.max_inflight.is_some()
     }
 }
@@ -258,9 +261,12 @@ impl ConnFaults {
         }
     }
 
-    /// This reply's delay: fixed + session extra + jitter.
-    pub fn reply_delay(&mut self, config: &FaultConfig) -> Duration {
+    /// This reply's delay: fixed + session extra + the tool's own + jitter.
+    pub fn reply_delay(&mut self, config: &FaultConfig, tool: &str) -> Duration {
         let mut d = config.delay + self.extra_delay;
+        if let Some((_, extra)) = config.tool_delays.iter().find(|(t, _)| t == tool) {
+            d += *extra;
+        }
         if !config.jitter.is_zero() {
             d += config.jitter.mul_f64(self.rng.f64());
         }
@@ -390,13 +396,13 @@ mod tests {
         let f = Faults::new(cfg.clone());
         let mut a = f.connection();
         a.on_session(&cfg, "bench-x-3");
-        let d = a.reply_delay(&cfg);
+        let d = a.reply_delay(&cfg, "echo");
         assert!(
             d >= Duration::from_millis(45) && d < Duration::from_millis(47),
             "{d:?}"
         );
         let mut b = f.connection();
         b.on_session(&cfg, "bench-x-13");
-        assert!(b.reply_delay(&cfg) < Duration::from_millis(7));
+        assert!(b.reply_delay(&cfg, "echo") < Duration::from_millis(7));
     }
 }

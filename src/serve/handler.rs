@@ -454,12 +454,14 @@ impl Connection {
                 let args = frame.arguments.map(|a| a.get()).unwrap_or("{}");
                 let out = self.call_tool(frame.request_id.as_deref(), name, args)?;
                 let out = self.inject(out, frame.request_id.as_deref().unwrap_or(""))?;
-                self.maybe_delay(out)
+                self.maybe_delay(out, name)
             }
             Some("hello") => Some(Outgoing::plain(
                 r#"{"op":"hello_ack","ok":true,"note":"already authenticated"}"#.to_owned(),
             )),
-            Some("list_tools") => Some(Outgoing::plain(list_tools())),
+            Some("list_tools") => Some(Outgoing::plain(list_tools(
+                &self.shared.faults.config.tool_delays,
+            ))),
             Some("health") => Some(Outgoing::plain(
                 serde_json::json!({"op": "health_res", "ok": true, "active": self.shared.stats.active()})
                     .to_string(),
@@ -515,6 +517,17 @@ impl Connection {
                 Some(self.ok_reply(id, &snapshot))
             }
             "sleep" => self.sleep(id, args),
+            // A tool of --tool-delay: an echo, answered after its own delay.
+            _ if self
+                .shared
+                .faults
+                .config
+                .tool_delays
+                .iter()
+                .any(|(t, _)| t == name) =>
+            {
+                Some(self.ok_reply(id, args))
+            }
             _ if self.shared.faults.config.bare_tool_errors
                 && self.shared.config.protocol == Dialect::ToolCall =>
             {

@@ -198,6 +198,8 @@ pub struct Recorder {
     /// For live progress: every tally so far, and connections opened minus closed.
     totals: Tally,
     open: i64,
+    /// Response times by call of the mix (index into the run's calls).
+    pub per_tool: Vec<Histogram<u64>>,
 }
 
 impl Recorder {
@@ -250,6 +252,13 @@ impl Recorder {
             // Small histograms grow to what they are given.
             let _ = into.latency.add(&from.latency);
         }
+        if self.per_tool.len() < other.per_tool.len() {
+            self.per_tool
+                .resize_with(other.per_tool.len(), new_histogram);
+        }
+        for (into, from) in self.per_tool.iter_mut().zip(&other.per_tool) {
+            let _ = into.add(from);
+        }
         self.conn_changes.extend(other.conn_changes);
         self.last_received = self.last_received.max(other.last_received);
         self.measure_from = self.measure_from.or(other.measure_from);
@@ -277,6 +286,11 @@ impl Recorder {
 
     fn sample(&mut self, s: &Sample) {
         let response = response_us(s);
+        let call = usize::from(s.call);
+        if self.per_tool.len() <= call {
+            self.per_tool.resize_with(call + 1, new_histogram);
+        }
+        self.per_tool[call].record_clamped(response);
         let h = &mut self.histograms;
         h.latency.record_clamped(response);
         h.service.record_clamped(micros(s.received, s.sent));
@@ -341,6 +355,7 @@ mod tests {
     fn sample(t0: Instant, scheduled: u64, ready: u64, sent: u64, received: u64) -> Sample {
         let at = |ms| t0 + Duration::from_millis(ms);
         Sample {
+            call: 0,
             conn: 0,
             scheduled: at(scheduled),
             ready: at(ready),

@@ -140,6 +140,7 @@ mod tests {
 
     fn sample(conn: u32, t0: Instant, received_ms: u64) -> Sample {
         Sample {
+            call: 0,
             conn,
             scheduled: t0,
             ready: t0,

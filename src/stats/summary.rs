@@ -67,6 +67,8 @@ pub struct Window {
     pub unavailable: Duration,
     /// The protocol versions servers chose, by sessions (empty for dialects without one).
     pub versions: BTreeMap<String, u64>,
+    /// The tools of the run's calls, in the mix's order (each request's call is an index).
+    pub tools: Vec<String>,
 }
 
 impl Window {
@@ -85,6 +87,7 @@ impl Window {
             transitions: Vec::new(),
             unavailable: Duration::ZERO,
             versions: BTreeMap::new(),
+            tools: Vec::new(),
         }
     }
 }
@@ -140,6 +143,29 @@ pub struct Summary {
     pub client: ClientCheck,
     /// The protocol versions servers chose, by sessions (MCP).
     pub versions: BTreeMap<String, u64>,
+    /// By tool: outcomes, error codes and response times of its measured requests.
+    pub per_tool: BTreeMap<String, ToolSummary>,
+}
+
+/// One tool's share of a run.
+#[derive(Debug, Clone)]
+pub struct ToolSummary {
+    pub counts: Counts,
+    pub errors_by_code: BTreeMap<String, u64>,
+    /// Response times of its successes, microseconds.
+    pub latency: Histogram<u64>,
+}
+
+impl ToolSummary {
+    /// Failed share: (sent - succeeded) / sent, as the run's.
+    pub fn error_rate(&self) -> f64 {
+        if self.counts.sent == 0 {
+            0.0
+        } else {
+            (self.counts.sent - self.counts.succeeded.min(self.counts.sent)) as f64
+                / self.counts.sent as f64
+        }
+    }
 }
 
 impl Summary {
@@ -175,6 +201,7 @@ impl Summary {
             interrupted: false,
             client: ClientCheck::default(),
             versions: BTreeMap::new(),
+            per_tool: BTreeMap::new(),
         }
     }
 
@@ -196,6 +223,22 @@ impl Summary {
         s.transitions = window.transitions;
         s.unavailable = window.unavailable;
         s.versions = window.versions;
+        let mut per_tool_latency = recorder.per_tool;
+        for (i, tool) in window.tools.iter().enumerate() {
+            let mut t = ToolSummary {
+                counts: Counts::default(),
+                errors_by_code: BTreeMap::new(),
+                latency: per_tool_latency
+                    .get_mut(i)
+                    .map(|h| std::mem::replace(h, crate::stats::recorder::new_histogram()))
+                    .unwrap_or_else(crate::stats::recorder::new_histogram),
+            };
+            for tally in reports.iter().filter_map(|r| r.per_tool.get(i)) {
+                t.counts += &tally.counts;
+                add_all(&mut t.errors_by_code, &tally.errors_by_code);
+            }
+            s.per_tool.insert(tool.clone(), t);
+        }
         s.histograms = recorder.histograms;
         s.seconds = recorder.seconds;
         let secs = s.duration.as_secs_f64();

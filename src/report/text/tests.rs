@@ -32,6 +32,7 @@ fn fixed_run() -> RunResult {
         let sent = t0 + Duration::from_micros(i * 1000);
         let took = if i % 100 == 0 { 4000 } else { 1000 };
         samples.push(Sample {
+            call: 0,
             conn: (i % 2) as u32,
             scheduled: sent,
             ready: sent,

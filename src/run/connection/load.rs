@@ -28,7 +28,8 @@ pub(super) struct Load<'a> {
     pub(super) spec: &'a RunSpec,
     pub(super) id: u32,
     pub(super) timing: Timing,
-    pub(super) template: RequestTemplate,
+    /// One per call of the mix.
+    pub(super) templates: Vec<RequestTemplate>,
     pub(super) id_prefix: String,
     pub(super) window: Window,
     /// The first request queued since the socket last took everything, while it has not.
@@ -264,6 +265,9 @@ impl Load<'_> {
     pub(super) async fn finish(&mut self, close: bool) -> End {
         for slot in self.window.clear() {
             bucket(&mut self.report, slot.warm).unfinished += 1;
+            if !slot.warm {
+                self.report.tool(slot.call).counts.unfinished += 1;
+            }
         }
         self.flush_samples();
         if close {
@@ -336,7 +340,9 @@ impl Load<'_> {
                 more = false;
                 break;
             }
-            self.template.render(self.window.next, &mut self.buf);
+            let seq = self.window.next;
+            let call = self.spec.mix.pick(self.id, self.spec.conns, seq);
+            self.templates[call].render(seq, &mut self.buf);
             if self.ws.queue(Message::text(self.buf.as_str())).is_err() {
                 return Err(());
             }
@@ -348,6 +354,7 @@ impl Load<'_> {
                 queued: sent,
                 sent,
                 warm,
+                call: call as u8,
                 acked: None,
                 first_chunk: None,
                 stream_end: None,
@@ -356,6 +363,7 @@ impl Load<'_> {
                 self.report.warmup.sent += 1;
             } else {
                 self.report.counts.sent += 1;
+                self.report.tool(call as u8).counts.sent += 1;
                 self.tallies.at(sent).sent += 1;
             }
             queued = true;
@@ -376,9 +384,10 @@ impl Load<'_> {
     pub(super) fn expire(&mut self, cutoff: Instant, now: Instant) {
         let was_full = self.window.outstanding >= self.spec.window;
         let mut expired = Vec::new();
-        self.window
-            .expire(cutoff, |seq, slot| expired.push((seq, slot.warm)));
-        for (seq, warm) in expired {
+        self.window.expire(cutoff, |seq, slot| {
+            expired.push((seq, slot.warm, slot.call))
+        });
+        for (seq, warm, call) in expired {
             // Tell the server the call was given up on, where the dialect can (a frame the
             // connection may fail to take is no loss: it is going anyway).
             if let Some(cancel) = self.spec.wire.cancel(&self.id_prefix, seq)
@@ -390,6 +399,7 @@ impl Load<'_> {
             bucket(&mut self.report, warm).timed_out += 1;
             if !warm {
                 self.tallies.at(now).timed_out += 1;
+                self.report.tool(call).counts.timed_out += 1;
             }
         }
         if was_full && self.window.outstanding < self.spec.window {
@@ -432,6 +442,7 @@ impl Load<'_> {
             bucket(&mut self.report, slot.warm).lost += 1;
             if !slot.warm {
                 self.tallies.at(now).lost += 1;
+                self.report.tool(slot.call).counts.lost += 1;
             }
         }
         self.flush_samples();

@@ -64,8 +64,8 @@ pub struct RunSpec {
     pub wire: Arc<dyn crate::protocol::Wire>,
     /// The protocol versions servers chose, by sessions (MCP's `initialize` answers).
     pub versions: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
-    pub tool: String,
-    pub args: Option<String>,
+    /// What each request calls.
+    pub mix: crate::run::mix::Mix,
     pub window: usize,
     /// Open loop when set; closed loop otherwise.
     pub schedule: Option<Arc<RateSchedule>>,
@@ -238,9 +238,15 @@ pub async fn run(
     links.events.record(Event::Conn { at: up, open: true });
     let id_prefix = format!("{}-{}-{}-", spec.run_id, spec.worker_id, id);
     let mut load = Load {
-        template: spec
-            .wire
-            .template(&id_prefix, &spec.tool, spec.args.as_deref(), id, spec.conns),
+        templates: spec
+            .mix
+            .calls()
+            .iter()
+            .map(|c| {
+                spec.wire
+                    .template(&id_prefix, &c.tool, c.args.as_deref(), id, spec.conns)
+            })
+            .collect(),
         id_prefix,
         ws: Duplex::new(ws),
         spec: &spec,

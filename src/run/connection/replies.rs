@@ -139,7 +139,7 @@ impl Load<'_> {
                         self.sample_credit -= 1.0;
                         let counts = bucket(&mut self.report, slot.warm);
                         counts.validated += 1;
-                        let template = &self.template;
+                        let template = &self.templates[usize::from(slot.call)];
                         let check = v.check(text, || {
                             let mut buf = String::new();
                             template.render_args(seq, &mut buf);
@@ -193,6 +193,14 @@ impl Load<'_> {
         if slot.warm {
             return;
         }
+        let tool = self.report.tool(slot.call);
+        if success {
+            tool.counts.succeeded += 1;
+        } else {
+            tool.counts.failed += 1;
+            let code = code.unwrap_or("UNKNOWN").to_owned();
+            *tool.errors_by_code.entry(code).or_default() += 1;
+        }
         if success {
             self.tallies.at(received).succeeded += 1;
             if self.samples.is_empty() {
@@ -200,6 +208,7 @@ impl Load<'_> {
             }
             self.samples.push(Sample {
                 conn: self.id,
+                call: slot.call,
                 scheduled: slot.scheduled,
                 ready: slot.ready,
                 queued: slot.queued,

@@ -33,6 +33,8 @@ pub(super) struct Slot {
     pub(super) sent: Instant,
     /// Sent during warmup: counted apart, never sampled.
     pub(super) warm: bool,
+    /// Which call of the mix.
+    pub(super) call: u8,
     pub(super) acked: Option<Instant>,
     pub(super) first_chunk: Option<Instant>,
     pub(super) stream_end: Option<Instant>,
@@ -151,6 +153,7 @@ mod tests {
 
     fn slot(sent: Instant) -> Slot {
         Slot {
+            call: 0,
             scheduled: sent,
             ready: sent,
             queued: sent,

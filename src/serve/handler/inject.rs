@@ -134,12 +134,12 @@ impl Connection {
     }
 
     /// Holds a tool reply back for the configured delay (replays come from cache at once).
-    pub(super) fn maybe_delay(&mut self, out: Outgoing) -> Option<Outgoing> {
+    pub(super) fn maybe_delay(&mut self, out: Outgoing, tool: &str) -> Option<Outgoing> {
         let config = &self.shared.faults.config;
         if !config.delays_replies() || out.is_replay() {
             return Some(out);
         }
-        let work = self.faults.reply_delay(config);
+        let work = self.faults.reply_delay(config, tool);
         let due = self.shared.faults.finish_time(Instant::now(), work);
         self.shared
             .faults

@@ -150,9 +150,12 @@ impl Connection {
                 let args = req.arguments.unwrap_or("{}");
                 let out = self.call_tool(Some(id), name, args)?;
                 let out = self.inject(out, id)?;
-                self.maybe_delay(out)
+                self.maybe_delay(out, name)
             }
-            "tools/list" => Some(Outgoing::plain(mcp::tools_list_result(id, &tools()))),
+            "tools/list" => Some(Outgoing::plain(mcp::tools_list_result(
+                id,
+                &tools(&self.shared.faults.config.tool_delays),
+            ))),
             "ping" => Some(Outgoing::plain(mcp::empty_result(id))),
             "server/discover" => Some(Outgoing::plain(mcp::discover_result(id))),
             "initialize" => Some(Outgoing::plain(mcp::error_response(

@@ -40,18 +40,30 @@ pub(super) fn conn_error_frame(dialect: Dialect, code: &str, message: &str) -> S
 }
 
 /// The reference server's tools: name, description, input schema.
-pub(super) fn tools() -> serde_json::Value {
-    serde_json::json!([
+pub(super) fn tools(extra: &[(String, std::time::Duration)]) -> serde_json::Value {
+    let mut tools = serde_json::json!([
         {"name": "echo", "description": "Returns its arguments as text",
          "inputSchema": {"type": "object"}},
         {"name": "sleep", "description": "Answers after `ms` milliseconds",
          "inputSchema": {"type": "object", "properties": {"ms": {"type": "integer", "minimum": 0}}, "required": ["ms"]}},
         {"name": "status", "description": "The server's counters as JSON text",
          "inputSchema": {"type": "object"}},
-    ])
+    ]);
+    if let Some(list) = tools.as_array_mut() {
+        for (name, delay) in extra {
+            if !["echo", "sleep", "status"].contains(&name.as_str()) {
+                list.push(serde_json::json!({
+                    "name": name,
+                    "description": format!("Returns its arguments as text after {delay:?}"),
+                    "inputSchema": {"type": "object"},
+                }));
+            }
+        }
+    }
+    tools
 }
 
 /// `list_tools_res` (the tool-call dialect's list).
-pub(super) fn list_tools() -> String {
-    serde_json::json!({"op": "list_tools_res", "tools": tools()}).to_string()
+pub(super) fn list_tools(extra: &[(String, std::time::Duration)]) -> String {
+    serde_json::json!({"op": "list_tools_res", "tools": tools(extra)}).to_string()
 }

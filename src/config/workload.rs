@@ -1,0 +1,130 @@
+//! What a run calls: `--tool` and `--args`, or a weighted mix (`--mix search=70,fetch=20` with
+//! `--args` shared, or `[[scenario.call]]` tables in a profile, each with its own `args`), and
+//! `--seed`, where the mix's sequence starts.
+
+use super::source::Resolver;
+use crate::cli::RunArgs;
+use crate::error::ConfigError;
+use crate::run::mix::{Mix, MixCall, parse_mix};
+use crate::values::{load_args, tool_name};
+
+fn rejected(name: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Rejected {
+        name: name.into(),
+        reason: reason.into(),
+    }
+}
+
+pub(super) fn resolve(args: &RunArgs, r: &Resolver) -> Result<Mix, ConfigError> {
+    let run = |k| ("run", k);
+    let tool = r.get(args.tool.as_ref(), "--tool", run("tool"), tool_name)?;
+    let shared_args = r.get(args.args.as_ref(), "--args", run("args"), load_args)?;
+    let seed = r.get_or(
+        args.seed.as_ref(),
+        "--seed",
+        run("seed"),
+        "0",
+        crate::units::parse_whole,
+    )?;
+    let mix = r.get(args.mix.as_ref(), "--mix", run("mix"), parse_mix)?;
+    let scenario = r.tables("scenario", "call")?;
+    let calls = match (mix, scenario) {
+        (Some(_), _) | (None, Some(_)) if tool.is_some() => {
+            return Err(rejected(
+                "--tool",
+                "a mix names its tools; --tool is for one tool",
+            ));
+        }
+        (Some(mix), _) => mix
+            .into_iter()
+            .map(|(tool, weight)| MixCall {
+                tool,
+                args: shared_args.clone(),
+                weight,
+            })
+            .collect(),
+        (None, Some((tables, name))) => tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| scenario_call(t, &format!("{name} #{}", i + 1)))
+            .collect::<Result<Vec<_>, _>>()?,
+        (None, None) => {
+            return Ok(Mix::single(
+                tool.as_deref().unwrap_or("echo"),
+                shared_args.as_deref(),
+            ));
+        }
+    };
+    Mix::new(calls, seed).map_err(|why| rejected("--mix", why))
+}
+
+/// A threshold on a tool the run does not call could never be judged: exit 2, naming both.
+pub(super) fn check_thresholds(
+    mix: &Mix,
+    thresholds: &[crate::gate::Threshold],
+) -> Result<(), ConfigError> {
+    for t in thresholds {
+        if let Some(tool) = &t.tool
+            && !mix.calls().iter().any(|c| &c.tool == tool)
+        {
+            let calls: Vec<&str> = mix.calls().iter().map(|c| c.tool.as_str()).collect();
+            return Err(rejected(
+                "--threshold",
+                format!(
+                    "{} names tool '{tool}', which the run does not call (it calls: {})",
+                    t.describe(),
+                    calls.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One `[[scenario.call]]` table: `tool`, `weight` (default 1), `args` (JSON text, `@file`,
+/// or an inline table).
+fn scenario_call(table: &toml::Table, name: &str) -> Result<MixCall, ConfigError> {
+    if let Some(key) = table
+        .keys()
+        .find(|k| !["tool", "weight", "args"].contains(&k.as_str()))
+    {
+        return Err(rejected(
+            name,
+            format!("unknown key '{key}' (a call has tool, weight, args)"),
+        ));
+    }
+    let tool = table
+        .get("tool")
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| rejected(name, "needs a tool (a string)"))?;
+    let weight = match table.get("weight") {
+        None => 1,
+        Some(w) => w
+            .as_integer()
+            .and_then(|w| u32::try_from(w).ok())
+            .filter(|w| *w > 0)
+            .ok_or_else(|| rejected(name, "weight must be a whole number above 0"))?,
+    };
+    let args = match table.get("args") {
+        None => None,
+        Some(toml::Value::String(s)) => {
+            Some(load_args(s).map_err(|why| rejected(&format!("{name} args"), why))?)
+        }
+        Some(toml::Value::Table(t)) => {
+            let text = serde_json::to_string(t).map_err(|e| rejected(name, e.to_string()))?;
+            Some(load_args(&text).map_err(|why| rejected(&format!("{name} args"), why))?)
+        }
+        Some(_) => {
+            return Err(rejected(
+                name,
+                "args must be JSON text, @file or an inline table",
+            ));
+        }
+    };
+    Ok(MixCall {
+        tool: tool.to_owned(),
+        args,
+        weight,
+    })
+}

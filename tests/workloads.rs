@@ -1,0 +1,226 @@
+//! Workloads over real sockets: a weighted mix of tools against `serve --tool-delay` (shares
+//! exact, each tool's figures apart, which tool is slow plain to see), per-tool thresholds and
+//! their exit codes, `[[scenario.call]]` profiles, and per-tool figures through JSON and merge.
+
+mod common;
+
+use common::{out_str, read_json, run, serve_config, start_server, temp_path, wsbench};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mix_gives_each_tool_its_share_and_its_own_figures() {
+    let server = start_server(serve_config(&[
+        "--tool-delay",
+        "search=1ms,fetch=8ms,summarize=20ms",
+    ]))
+    .await;
+    let url = server.url();
+    let r = run(&[
+        "--url",
+        &url,
+        "--mix",
+        "search=70,fetch=20,summarize=10",
+        "-c",
+        "8",
+        "--inflight",
+        "8",
+        "-n",
+        "12000",
+        "--seed",
+        "3",
+        "--no-gate",
+        "--progress",
+        "off",
+    ])
+    .await;
+    let stats = server.shutdown().await.unwrap();
+    let s = &r.summary;
+    assert!(s.counts.identity_holds());
+    assert_eq!((s.counts.succeeded, stats.call_tool), (12_000, 12_000));
+    assert_eq!(r.settings.tool, "search=70,fetch=20,summarize=10");
+    // Each tool's share, exact to well within 1% of the run.
+    for (tool, share) in [("search", 0.7), ("fetch", 0.2), ("summarize", 0.1)] {
+        let t = &s.per_tool[tool];
+        let want = 12_000.0 * share;
+        let off = (t.counts.sent as f64 - want).abs();
+        assert!(
+            off <= 120.0,
+            "{tool}: {} sent, {want} expected",
+            t.counts.sent
+        );
+        assert_eq!(t.counts.succeeded, t.counts.sent, "{tool}");
+    }
+    let total: u64 = s.per_tool.values().map(|t| t.counts.sent).sum();
+    assert_eq!(
+        total, s.counts.sent,
+        "the tools' counts add up to the run's"
+    );
+    let latency: u64 = s.per_tool.values().map(|t| t.latency.len()).sum();
+    assert_eq!(latency, s.histograms.latency.len());
+    // Which tool is slow: each one's median sits at or above its own delay.
+    let p50 = |t: &str| wsbench::stats::summary::percentile_ms(&s.per_tool[t].latency, 50.0);
+    assert!(p50("search") < p50("fetch") && p50("fetch") < p50("summarize"));
+    assert!(
+        p50("fetch") >= 8.0 && p50("summarize") >= 20.0,
+        "{}",
+        p50("fetch")
+    );
+}
+
+#[test]
+fn thresholds_judge_one_tool_and_an_unknown_tool_is_refused() {
+    let (_d, json) = temp_path("r.json");
+    let profile = _d.path().join("p.toml");
+    std::fs::write(
+        &profile,
+        "[run]\nembedded = true\n[serve]\ntool_delay = [\"fast=0ms\", \"slow=15ms\"]\n",
+    )
+    .unwrap();
+    let run = |thresholds: &[&str]| {
+        let mut cmd = wsbench();
+        cmd.args(["run", "--config"])
+            .arg(&profile)
+            .args([
+                "--mix",
+                "fast=1,slow=1",
+                "-c",
+                "4",
+                "-n",
+                "1200",
+                "--min-rps",
+                "1",
+            ])
+            .args(["--progress", "off", "--json"])
+            .arg(&json);
+        for t in thresholds {
+            cmd.args(["--threshold", t]);
+        }
+        cmd.timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap()
+    };
+    let pass = run(&["p99{tool=fast}<12ms", "error_rate{tool=slow}<1%"]);
+    assert_eq!(pass.status.code(), Some(0), "{}", out_str(&pass.stdout));
+    let v = read_json(&json);
+    let metrics: Vec<&str> = v["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["metric"].as_str().unwrap())
+        .collect();
+    assert!(metrics.contains(&"p99{tool=fast}"), "{metrics:?}");
+    assert!(metrics.contains(&"error_rate{tool=slow}"), "{metrics:?}");
+    // Half each, to within the few requests where connections' shares of -n differ.
+    let slow = v["per_tool"]["slow"]["counts"]["sent"].as_i64().unwrap();
+    assert!((slow - 600).abs() <= 4, "{slow}");
+    assert!(v["per_tool"]["slow"]["latency_ms"]["p50"].as_f64().unwrap() >= 15.0);
+    let fail = run(&["p99{tool=slow}<12ms"]);
+    assert_eq!(fail.status.code(), Some(1), "{}", out_str(&fail.stdout));
+    assert!(out_str(&fail.stdout).contains("p99{tool=slow} < 12.00 ms"));
+    let unknown = run(&["p99{tool=medium}<12ms"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let err = out_str(&unknown.stderr);
+    assert!(
+        err.contains("'medium'") && err.contains("fast, slow"),
+        "{err}"
+    );
+    assert!(unknown.stdout.is_empty(), "no partial output");
+}
+
+#[test]
+fn a_profiles_scenario_calls_carry_their_own_arguments_and_merge_per_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("mix.toml");
+    std::fs::write(
+        &profile,
+        r#"[run]
+embedded = true
+conns = 2
+requests = 900
+
+[[scenario.call]]
+tool = "echo"
+weight = 2
+args = { kind = "echo", id = "{{id}}" }
+
+# The reference server's sleep fails a call without its own "ms": every success below is a
+# call that carried these arguments.
+[[scenario.call]]
+tool = "sleep"
+args = '{"ms":1,"seq":{{seq}}}'
+"#,
+    )
+    .unwrap();
+    let mut files = Vec::new();
+    for i in 0..2 {
+        let json = dir.path().join(format!("w{i}.json"));
+        let out = wsbench()
+            .args(["run", "--config"])
+            .arg(&profile)
+            .args(["--no-gate", "--progress", "off", "--worker-id"])
+            .arg(format!("w{i}"))
+            .arg("--json")
+            .arg(&json)
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+        let v = read_json(&json);
+        assert_eq!(v["settings"]["tool"], "echo=2,sleep=1");
+        let echo = v["per_tool"]["echo"]["counts"]["succeeded"]
+            .as_u64()
+            .unwrap();
+        let sleep = v["per_tool"]["sleep"]["counts"]["succeeded"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(echo + sleep, 900);
+        assert!(echo.abs_diff(600) <= 3, "{echo}");
+        files.push(json);
+    }
+    let merged = dir.path().join("merged.json");
+    let out = wsbench()
+        .arg("merge")
+        .args(&files)
+        .args(["--no-gate", "--allow-disjoint", "--json"])
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    let m = read_json(&merged);
+    let tool = |t: &str| m["per_tool"][t]["counts"]["succeeded"].as_u64().unwrap();
+    assert_eq!(
+        tool("echo") + tool("sleep"),
+        1800,
+        "the merge adds the workers' tools"
+    );
+    assert_eq!(
+        m["per_tool"]["sleep"]["latency_ms"]["count"].as_u64(),
+        Some(tool("sleep")),
+        "and their histograms"
+    );
+
+    // A call table with a key it does not know is a usage error naming the table.
+    std::fs::write(&profile, "[[scenario.call]]\ntool = \"echo\"\nwieght = 3\n").unwrap();
+    let out = wsbench()
+        .args(["run", "--embedded", "--config"])
+        .arg(&profile)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out_str(&out.stderr).contains("wieght"),
+        "{}",
+        out_str(&out.stderr)
+    );
+}
+
+#[test]
+fn an_mcp_mix_checks_every_tool_before_load() {
+    let out = wsbench()
+        .args(["run", "--embedded", "--protocol", "mcp"])
+        .args(["--mix", "echo=3,nope=1", "-n", "10", "--progress", "off"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = out_str(&out.stderr);
+    assert!(err.contains("no tool 'nope'"), "{err}");
+}
