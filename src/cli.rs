@@ -99,6 +99,14 @@ pub struct RunArgs {
     /// is deterministic under --seed and exact over the run.
     #[arg(long, value_name = "TOOL=WEIGHT,...", value_parser = given(crate::run::mix::parse_mix))]
     pub mix: Option<Given<Vec<(String, u32)>>>,
+    /// Rows for the arguments' {{row.<column>}} placeholders: JSON Lines (.jsonl, one object
+    /// per line) or CSV with a header (.csv). Loaded once, shared by every connection.
+    #[arg(long, value_name = "FILE", value_parser = given(tool_name))]
+    pub data: Option<Given<String>>,
+    /// How requests take rows: round-robin (default), random (seeded by --seed), or unique
+    /// (each row once; sending stops when they run out, and the report says so).
+    #[arg(long, value_name = "MODE", value_parser = given(crate::protocol::rows::RowMode::parse))]
+    pub data_mode: Option<Given<crate::protocol::rows::RowMode>>,
     /// Where the mix's sequence starts (the same seed, the same calls). Default 0.
     #[arg(long, value_parser = given(units::parse_whole))]
     pub seed: Option<Given<u64>>,

@@ -293,6 +293,8 @@ pub struct ConnReport {
     /// Measured requests by call of the mix (index into the run's calls): their outcomes and
     /// error codes.
     pub per_tool: Vec<ToolTally>,
+    /// `--data-mode unique`: the connection stopped because its rows were all sent.
+    pub rows_ran_out: bool,
 }
 
 /// One call's (tool's) outcomes on one connection, or summed.

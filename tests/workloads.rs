@@ -224,3 +224,111 @@ fn an_mcp_mix_checks_every_tool_before_load() {
     let err = out_str(&out.stderr);
     assert!(err.contains("no tool 'nope'"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_rows_fill_the_arguments_in_turn_and_unique_rows_end_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("rows.jsonl");
+    let mut text = String::new();
+    for i in 0..100 {
+        text.push_str(&format!("{{\"q\":\"say \\\"{i}\\\"\",\"n\":{i}}}\n"));
+    }
+    std::fs::write(&jsonl, text).unwrap();
+    let path = jsonl.display().to_string();
+    let server = start_server(serve_config(&[])).await;
+    let url = server.url();
+    // Every reply is checked against the arguments as sent: the rows' text, quotes escaped.
+    let r = run(&[
+        "--url",
+        &url,
+        "--args",
+        r#"{"q":"{{row.q}}","n":{{row.n}},"id":"{{id}}"}"#,
+        "--data",
+        &path,
+        "-c",
+        "4",
+        "-n",
+        "1000",
+        "--validate-sample",
+        "1",
+        "--no-gate",
+        "--progress",
+        "off",
+    ])
+    .await;
+    let stats = server.shutdown().await.unwrap();
+    let c = &r.summary.counts;
+    assert_eq!(
+        (c.succeeded, c.validated, stats.call_tool),
+        (1000, 1000, 1000)
+    );
+    assert!(
+        r.summary.errors_by_code.is_empty(),
+        "{:?}",
+        r.summary.errors_by_code
+    );
+    assert!(r.settings.data.as_deref().unwrap().contains("100 rows"));
+    assert!(!r.summary.rows_ran_out);
+
+    // unique: each row once; the run ends when they are gone, and says so.
+    let csv = dir.path().join("cities.csv");
+    std::fs::write(&csv, "city,code\nOslo,1\n\"Rio, RJ\",2\nLima,3\n").unwrap();
+    let server = start_server(serve_config(&[])).await;
+    let url = server.url();
+    let t0 = std::time::Instant::now();
+    let r = run(&[
+        "--url",
+        &url,
+        "--args",
+        r#"{"city":"{{row.city}}"}"#,
+        "--data",
+        &csv.display().to_string(),
+        "--data-mode",
+        "unique",
+        "-c",
+        "2",
+        "-d",
+        "20s",
+        "--no-gate",
+        "--progress",
+        "off",
+    ])
+    .await;
+    let stats = server.shutdown().await.unwrap();
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "ended with the rows"
+    );
+    assert_eq!((r.summary.counts.sent, stats.call_tool), (3, 3));
+    assert!(r.summary.rows_ran_out);
+}
+
+#[test]
+fn data_settings_are_checked_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("d.csv");
+    std::fs::write(&csv, "a,b\n1,2\n").unwrap();
+    let csv = csv.display().to_string();
+    for (args, flag) in [
+        (
+            vec!["--args", r#"{"x":"{{row.c}}"}"#, "--data", &csv],
+            "column 'c'",
+        ),
+        (vec!["--args", r#"{"x":"{{row.a}}"}"#], "--data FILE"),
+        (vec!["--data", "/nonexistent/rows.jsonl"], "cannot read"),
+        (
+            vec!["--data", &csv, "--data-mode", "sometimes"],
+            "--data-mode",
+        ),
+    ] {
+        let out = wsbench()
+            .args(["run", "--embedded", "-n", "5"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = out_str(&out.stderr);
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -119,6 +119,7 @@ pub fn merge(
     for ((path, r), start) in loaded.iter().zip(&starts) {
         targets.insert(r.target.clone());
         s.embedded |= r.embedded;
+        s.rows_ran_out |= r.settings.rows_ran_out;
         s.counts += &r.counts;
         s.warmup += &r.warmup.counts;
         s.warmup_duration = s
@@ -293,6 +294,7 @@ pub fn merge(
         embedded: false,
         protocol: f.protocol.clone(),
         stderr_log: f.stderr_log.clone(),
+        data: f.data.clone(),
         transport: f.transport.clone(),
     };
     let mut verdicts = crate::gate::evaluate(&s, &gate.thresholds);

@@ -70,6 +70,8 @@ pub struct RunConfig {
     pub args: Option<String>,
     /// What each request calls.
     pub mix: crate::run::mix::Mix,
+    /// `--data`: rows for the arguments' `{{row.<column>}}`.
+    pub data: Option<crate::protocol::rows::Data>,
     pub token: Secret,
     pub session_prefix: String,
     pub connect_timeout: Duration,

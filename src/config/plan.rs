@@ -42,6 +42,7 @@ impl RunConfig {
             wire: config.protocol.wire(config.progress_token),
             versions: Default::default(),
             mix: config.mix.clone(),
+            data: config.data.clone(),
             window: config.inflight as usize,
             schedule,
             conns: config.conns,
@@ -115,6 +116,7 @@ impl RunConfig {
             embedded: config.target == Target::Embedded,
             protocol: config.protocol.name().into(),
             stderr_log: config.stderr_log.as_ref().map(|p| p.display().to_string()),
+            data: config.data.as_ref().map(|d| d.describe()),
             transport: match &config.target {
                 Target::Command(_) => "stdio",
                 Target::Url(u) if u.http && config.http2 => "http2",

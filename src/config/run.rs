@@ -320,6 +320,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
 
     let mix = super::workload::resolve(args, r)?;
     super::workload::check_thresholds(&mix, &judge.thresholds)?;
+    let data = super::workload::data(args, r, &mix)?;
     Ok(RunConfig {
         target,
         protocol,
@@ -336,6 +337,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
             _ => None,
         },
         mix,
+        data,
         token,
         session_prefix: r.get_or(
             args.session_prefix.as_ref(),

@@ -32,6 +32,8 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "args",
             "mix",
             "seed",
+            "data",
+            "data_mode",
             "session_prefix",
             "connect_timeout",
             "timeout",

@@ -5,6 +5,7 @@
 use super::source::Resolver;
 use crate::cli::RunArgs;
 use crate::error::ConfigError;
+use crate::protocol::rows::{Data, RowMode, Rows, row_columns};
 use crate::run::mix::{Mix, MixCall, parse_mix};
 use crate::values::{load_args, tool_name};
 
@@ -13,6 +14,70 @@ fn rejected(name: &str, reason: impl Into<String>) -> ConfigError {
         name: name.into(),
         reason: reason.into(),
     }
+}
+
+/// `--data FILE` and `--data-mode`: the rows, loaded once (JSON Lines or CSV by extension),
+/// checked against every `{{row.<column>}}` the mix's arguments name.
+pub(super) fn data(args: &RunArgs, r: &Resolver, mix: &Mix) -> Result<Option<Data>, ConfigError> {
+    let run = |k| ("run", k);
+    let path = r.get(args.data.as_ref(), "--data", run("data"), tool_name)?;
+    let mode = r.get_or(
+        args.data_mode.as_ref(),
+        "--data-mode",
+        run("data_mode"),
+        "round-robin",
+        RowMode::parse,
+    )?;
+    let named: Vec<(&str, &str)> = mix
+        .calls()
+        .iter()
+        .flat_map(|c| {
+            let cols = c.args.as_deref().map(row_columns).unwrap_or_default();
+            cols.into_iter().map(move |col| (c.tool.as_str(), col))
+        })
+        .collect();
+    let Some(path) = path else {
+        if let Some((tool, col)) = named.first() {
+            return Err(rejected(
+                "--args",
+                format!("'{tool}' takes {{{{row.{col}}}}} from a data file: give --data FILE"),
+            ));
+        }
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| rejected("--data", format!("cannot read '{path}': {e}")))?;
+    let rows = if path.ends_with(".csv") {
+        Rows::from_csv(&text)
+    } else if path.ends_with(".jsonl") || path.ends_with(".ndjson") || path.ends_with(".json") {
+        Rows::from_jsonl(&text)
+    } else {
+        Err("name a .jsonl or a .csv file".into())
+    }
+    .map_err(|why| rejected("--data", format!("'{path}': {why}")))?;
+    drop(text);
+    if let Some((tool, col)) = named.iter().find(|(_, col)| rows.column(col).is_none()) {
+        return Err(rejected(
+            "--data",
+            format!(
+                "'{path}' has no column '{col}' ('{tool}' names it; the columns: {})",
+                rows.columns().join(", ")
+            ),
+        ));
+    }
+    let seed = r.get_or(
+        args.seed.as_ref(),
+        "--seed",
+        run("seed"),
+        "0",
+        crate::units::parse_whole,
+    )?;
+    Ok(Some(Data {
+        source: path,
+        rows: std::sync::Arc::new(rows),
+        mode,
+        seed,
+    }))
 }
 
 pub(super) fn resolve(args: &RunArgs, r: &Resolver) -> Result<Mix, ConfigError> {

@@ -11,6 +11,7 @@ mod classify;
 mod frames;
 mod inbound;
 pub mod mcp;
+pub mod rows;
 mod template;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;

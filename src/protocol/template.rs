@@ -20,6 +20,9 @@ pub struct RequestTemplate {
     /// `{{seq}}` = local sequence * `stride` + `offset`: unique across the run's connections.
     stride: u64,
     offset: u64,
+    /// `--data`: the rows `{{row.<column>}}` take their text from (request `{{seq}}` of the
+    /// run takes the row its mode picks for that number).
+    data: Option<super::rows::Data>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +30,9 @@ enum Piece {
     Text(String),
     Seq,
     Id,
+    /// `{{row.<column>}}`, by column name until the rows are known, then by index.
+    RowName(String),
+    Row(usize),
 }
 
 /// Replaced by a number unique within the run (connections interleave, never collide).
@@ -41,9 +47,16 @@ fn split_placeholders(args: &str) -> Vec<Piece> {
     let mut pieces = Vec::new();
     let mut rest = args;
     loop {
+        let row = rest.find(super::rows::ROW_PLACEHOLDER).and_then(|i| {
+            let after = &rest[i + super::rows::ROW_PLACEHOLDER.len()..];
+            let end = after.find("}}")?;
+            let len = super::rows::ROW_PLACEHOLDER.len() + end + 2;
+            Some((i, len, Piece::RowName(after[..end].to_owned())))
+        });
         let next = [(SEQ_PLACEHOLDER, Piece::Seq), (ID_PLACEHOLDER, Piece::Id)]
             .into_iter()
             .filter_map(|(p, piece)| rest.find(p).map(|i| (i, p.len(), piece)))
+            .chain(row)
             .min_by_key(|(i, _, _)| *i);
         match next {
             Some((i, len, piece)) => {
@@ -99,7 +112,30 @@ impl RequestTemplate {
             args: split_placeholders(args.unwrap_or(DEFAULT_ARGS)),
             stride: u64::from(conns.max(1)),
             offset: u64::from(conn),
+            data: None,
         }
+    }
+
+    /// Takes `{{row.<column>}}` text from these rows; `Err` names a column they lack.
+    pub fn with_data(mut self, data: super::rows::Data) -> Result<Self, String> {
+        for piece in self.args.iter_mut().chain(self.tail.iter_mut()) {
+            if let Piece::RowName(name) = piece {
+                let col = data
+                    .rows
+                    .column(name)
+                    .ok_or_else(|| format!("the data has no column '{name}'"))?;
+                *piece = Piece::Row(col);
+            }
+        }
+        self.data = Some(data);
+        Ok(self)
+    }
+
+    /// Whether request `seq` has no row left to take (`--data-mode unique` ran out).
+    pub fn exhausted(&self, seq: u64) -> bool {
+        self.data
+            .as_ref()
+            .is_some_and(|d| d.row_for(seq * self.stride + self.offset).is_none())
     }
 
     /// Writes the frame for this connection's request `seq` into `buf` (cleared first).
@@ -116,6 +152,8 @@ impl RequestTemplate {
                     buf.push_str(&self.id_prefix);
                     let _ = write!(buf, "{seq}");
                 }
+                Piece::Row(col) => self.push_cell(seq, *col, buf),
+                Piece::RowName(_) => {}
             }
         }
     }
@@ -137,16 +175,31 @@ impl RequestTemplate {
                     buf.push_str(&self.id_prefix);
                     let _ = write!(buf, "{seq}");
                 }
+                Piece::Row(col) => self.push_cell(seq, *col, buf),
+                // Unresolved: no rows were given (the configuration refuses that before).
+                Piece::RowName(_) => {}
             }
+        }
+    }
+
+    fn push_cell(&self, seq: u64, col: usize, buf: &mut String) {
+        if let Some(d) = &self.data
+            && let Some(row) = d.row_for(seq * self.stride + self.offset)
+        {
+            buf.push_str(d.rows.cell(row, col));
         }
     }
 }
 
 /// Checks a user's `--args` text: with placeholders filled in it must be a JSON object.
 pub fn validate_args(args: &str) -> Result<(), String> {
-    let probe = args
+    let mut probe = args
         .replace(SEQ_PLACEHOLDER, "0")
         .replace(ID_PLACEHOLDER, "x-0-0");
+    // A row's cell is a string's contents or a JSON value: 0 stands in for either.
+    for col in super::rows::row_columns(args) {
+        probe = probe.replace(&format!("{}{col}}}}}", super::rows::ROW_PLACEHOLDER), "0");
+    }
     match serde_json::from_str::<serde_json::Value>(&probe) {
         Ok(serde_json::Value::Object(_)) => Ok(()),
         Ok(_) => Err("must be a JSON object".into()),

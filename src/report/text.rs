@@ -114,6 +114,14 @@ impl Reporter for TextReporter {
                 c.inflight
             )?;
         }
+        if let Some(data) = &c.data {
+            let out = if s.rows_ran_out {
+                "; the rows ran out: sending stopped there"
+            } else {
+                ""
+            };
+            writeln!(o, "  data {data}{out}")?;
+        }
         if let Some(log) = &c.stderr_log {
             writeln!(o, "  server processes' stderr: {log}")?;
         }

@@ -3,6 +3,7 @@
 //! baseline comparison). Produced by `run` and by `merge`; reporters render it.
 
 pub mod file;
+mod read;
 pub mod tools;
 
 use std::time::Duration;
@@ -42,6 +43,8 @@ pub struct Settings {
     pub stderr_log: Option<String>,
     /// How messages travel: `websocket`, `http` (MCP Streamable HTTP) or `stdio`.
     pub transport: String,
+    /// `--data`: `rows.jsonl: 10,000 rows (1.2 MiB), round-robin`.
+    pub data: Option<String>,
 }
 
 /// Everything a finished run produced; what the reporters render.

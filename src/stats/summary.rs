@@ -145,6 +145,8 @@ pub struct Summary {
     pub versions: BTreeMap<String, u64>,
     /// By tool: outcomes, error codes and response times of its measured requests.
     pub per_tool: BTreeMap<String, ToolSummary>,
+    /// `--data-mode unique`: some connection stopped sending because the rows ran out.
+    pub rows_ran_out: bool,
 }
 
 /// One tool's share of a run.
@@ -202,6 +204,7 @@ impl Summary {
             client: ClientCheck::default(),
             versions: BTreeMap::new(),
             per_tool: BTreeMap::new(),
+            rows_ran_out: false,
         }
     }
 
@@ -258,6 +261,7 @@ impl Summary {
                 );
             }
             s.resilience += &r.resilience;
+            s.rows_ran_out |= r.rows_ran_out;
             if let Some(f) = &r.setup_failure {
                 s.connections_failed += 1;
                 s.hello_rejected |= f.rejected;

@@ -333,6 +333,14 @@ impl Load<'_> {
         let first = self.window.next;
         while self.window.outstanding < self.spec.window && self.ws.backlog_bytes() < WRITE_BACKLOG
         {
+            let seq = self.window.next;
+            let call = self.spec.mix.pick(self.id, self.spec.conns, seq);
+            if self.templates[call].exhausted(seq) {
+                // `--data-mode unique`: this connection's rows are all sent.
+                self.report.rows_ran_out = true;
+                more = false;
+                break;
+            }
             let Some(scheduled) = pacer.due(now) else {
                 break;
             };
@@ -340,8 +348,6 @@ impl Load<'_> {
                 more = false;
                 break;
             }
-            let seq = self.window.next;
-            let call = self.spec.mix.pick(self.id, self.spec.conns, seq);
             self.templates[call].render(seq, &mut self.buf);
             if self.ws.queue(Message::text(self.buf.as_str())).is_err() {
                 return Err(());

@@ -66,6 +66,8 @@ pub struct RunSpec {
     pub versions: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// What each request calls.
     pub mix: crate::run::mix::Mix,
+    /// `--data`: the rows requests take their `{{row.<column>}}` text from.
+    pub data: Option<crate::protocol::rows::Data>,
     pub window: usize,
     /// Open loop when set; closed loop otherwise.
     pub schedule: Option<Arc<RateSchedule>>,
@@ -243,8 +245,17 @@ pub async fn run(
             .calls()
             .iter()
             .map(|c| {
-                spec.wire
-                    .template(&id_prefix, &c.tool, c.args.as_deref(), id, spec.conns)
+                let t = spec
+                    .wire
+                    .template(&id_prefix, &c.tool, c.args.as_deref(), id, spec.conns);
+                match &spec.data {
+                    // Columns were checked when the configuration was read.
+                    Some(d) => t.with_data(d.clone()).unwrap_or_else(|_| {
+                        spec.wire
+                            .template(&id_prefix, &c.tool, c.args.as_deref(), id, spec.conns)
+                    }),
+                    None => t,
+                }
             })
             .collect(),
         id_prefix,

@@ -119,6 +119,7 @@ mod tests {
             wire: Arc::new(crate::protocol::ToolCall),
             versions: Default::default(),
             mix: crate::run::mix::Mix::single("echo", None),
+            data: None,
             window: 1,
             schedule: None,
             conns: 1,
