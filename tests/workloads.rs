@@ -113,6 +113,24 @@ fn thresholds_judge_one_tool_and_an_unknown_tool_is_refused() {
     let slow = v["per_tool"]["slow"]["counts"]["sent"].as_i64().unwrap();
     assert!((slow - 600).abs() <= 4, "{slow}");
     assert!(v["per_tool"]["slow"]["latency_ms"]["p50"].as_f64().unwrap() >= 15.0);
+    // The JUnit and HTML outputs carry the tools too.
+    let (_d2, junit) = temp_path("j.xml");
+    let html = _d2.path().join("r.html");
+    let out = wsbench()
+        .args(["run", "--config"])
+        .arg(&profile)
+        .args(["--mix", "fast=1,slow=1", "-c", "2", "-n", "200", "--no-gate"])
+        .args(["--progress", "off", "--junit"])
+        .arg(&junit)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"classname="wsbench.tools""#) && xml.contains(r#"name="slow""#), "{xml}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("p99 response time by tool"));
     let fail = run(&["p99{tool=slow}<12ms"]);
     assert_eq!(fail.status.code(), Some(1), "{}", out_str(&fail.stdout));
     assert!(out_str(&fail.stdout).contains("p99{tool=slow} < 12.00 ms"));

@@ -267,6 +267,25 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}.pass{{color:#27ae
         for chart in [throughput, latency, spectrum_chart(r, false), conns] {
             o.push_str(&chart);
         }
+        // A mix: which tool is slow, at a glance.
+        if s.per_tool.len() > 1 {
+            let bars: Vec<(String, f64)> = s
+                .per_tool
+                .iter()
+                .filter(|(_, t)| !t.latency.is_empty())
+                .map(|(name, t)| {
+                    let p99 = crate::stats::summary::percentile_ms(&t.latency, 99.0);
+                    (name.clone(), p99)
+                })
+                .collect();
+            o.push_str(&svg::bar_chart(
+                "p99 response time by tool",
+                "tool",
+                "ms",
+                &bars,
+                "#d35400",
+            ));
+        }
         o.push_str("</body></html>\n");
         Ok(o.into_bytes())
     }

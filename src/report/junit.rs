@@ -57,6 +57,31 @@ impl Reporter for JunitReporter {
                 case.set_classname(format!("wsbench.thresholds.{}", v.metric));
                 suite.add_test_case(case);
             }
+            // A mix: each tool's figures as a case of its own (judged only by the thresholds
+            // above, `p99{tool=...}` among them: the gate decides, not the report).
+            if s.per_tool.len() > 1 {
+                for (name, t) in &s.per_tool {
+                    let c = &t.counts;
+                    let mut case = TestCase::new(name.as_str(), TestCaseStatus::success());
+                    case.set_classname("wsbench.tools");
+                    let p99 = if t.latency.is_empty() {
+                        "n/a".to_owned()
+                    } else {
+                        format!(
+                            "{:.3}",
+                            crate::stats::summary::percentile_ms(&t.latency, 99.0)
+                        )
+                    };
+                    case.add_properties([
+                        Property::new("sent", c.sent.to_string()),
+                        Property::new("succeeded", c.succeeded.to_string()),
+                        Property::new("failed", c.failed.to_string()),
+                        Property::new("timed_out", c.timed_out.to_string()),
+                        Property::new("p99_ms", p99),
+                    ]);
+                    suite.add_test_case(case);
+                }
+            }
         }
         let mut report = Report::new("wsbench");
         report.add_test_suite(suite);
