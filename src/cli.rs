@@ -107,6 +107,16 @@ pub struct RunArgs {
     /// (each row once; sending stops when they run out, and the report says so).
     #[arg(long, value_name = "MODE", value_parser = given(crate::protocol::rows::RowMode::parse))]
     pub data_mode: Option<Given<crate::protocol::rows::RowMode>>,
+    /// A correctness probe: isolation (each successful result's text must hold this request's
+    /// own id at --check-pointer; another session's id is counted as cross_session, anything
+    /// else as invalid_reply). Works with the reference server's echo and any tool that
+    /// echoes an argument.
+    #[arg(long, value_name = "PROBE", value_parser = given(check_probe))]
+    pub check: Option<Given<String>>,
+    /// Where --check isolation finds the echoed id in a result's text (a JSON pointer).
+    /// Default /id.
+    #[arg(long, value_name = "POINTER", value_parser = given(json_pointer))]
+    pub check_pointer: Option<Given<String>>,
     /// Where the mix's sequence starts (the same seed, the same calls). Default 0.
     #[arg(long, value_parser = given(units::parse_whole))]
     pub seed: Option<Given<u64>>,
@@ -401,6 +411,10 @@ pub struct ServeArgs {
     /// Share of echo replies whose text is corrupted (for response validation).
     #[arg(long)]
     pub corrupt_rate: Option<String>,
+    /// Share of echo replies that carry another session's arguments (the "responses mixed up
+    /// between sessions under concurrency" bug), for `run --check isolation`.
+    #[arg(long)]
+    pub mix_sessions_rate: Option<String>,
     /// Largest frame or message accepted from a client. Default 16MiB.
     #[arg(long, value_name = "BYTES")]
     pub max_message_size: Option<String>,

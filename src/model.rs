@@ -384,6 +384,9 @@ pub struct InjectedSnapshot {
     /// Calls rejected with an error frame carrying no request id (`--uncorrelated-error-rate`).
     #[serde(default)]
     pub uncorrelated_errors: u64,
+    /// Echo replies given another session's arguments (`--mix-sessions-rate`).
+    #[serde(default)]
+    pub mixed_sessions: u64,
 }
 
 /// A point-in-time copy of the reference server's counters (`serve::ServerStats`); the

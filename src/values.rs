@@ -270,6 +270,24 @@ pub fn tool_delays(s: &str) -> Result<Vec<(String, Duration)>, String> {
         .collect()
 }
 
+/// `--check`: the correctness probes there are.
+pub fn check_probe(s: &str) -> Result<String, String> {
+    match s {
+        "isolation" => Ok(s.to_owned()),
+        "consistent" | "first-call" => Err(format!("the {s} probe is not built yet; isolation is")),
+        _ => Err("expected isolation".into()),
+    }
+}
+
+/// A JSON pointer: empty, or `/` then its tokens.
+pub fn json_pointer(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.starts_with('/') {
+        Ok(s.to_owned())
+    } else {
+        Err("a JSON pointer starts with / (e.g. /id)".into())
+    }
+}
+
 /// A frame/message size cap: at least 1 KiB (smaller would refuse hello itself).
 pub fn frame_size(s: &str) -> Result<usize, String> {
     match units::parse_size(s)? {

@@ -119,7 +119,15 @@ fn thresholds_judge_one_tool_and_an_unknown_tool_is_refused() {
     let out = wsbench()
         .args(["run", "--config"])
         .arg(&profile)
-        .args(["--mix", "fast=1,slow=1", "-c", "2", "-n", "200", "--no-gate"])
+        .args([
+            "--mix",
+            "fast=1,slow=1",
+            "-c",
+            "2",
+            "-n",
+            "200",
+            "--no-gate",
+        ])
         .args(["--progress", "off", "--junit"])
         .arg(&junit)
         .arg("--html")
@@ -128,7 +136,10 @@ fn thresholds_judge_one_tool_and_an_unknown_tool_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains(r#"classname="wsbench.tools""#) && xml.contains(r#"name="slow""#), "{xml}");
+    assert!(
+        xml.contains(r#"classname="wsbench.tools""#) && xml.contains(r#"name="slow""#),
+        "{xml}"
+    );
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("p99 response time by tool"));
     let fail = run(&["p99{tool=slow}<12ms"]);
@@ -349,4 +360,65 @@ fn data_settings_are_checked_before_anything_runs() {
         assert!(err.contains(flag), "{args:?}: {err}");
         assert!(out.stdout.is_empty());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_isolation_probe_counts_every_reply_mixed_up_between_sessions() {
+    for protocol in ["tool-call", "mcp"] {
+        let server = start_server(serve_config(&[
+            "--protocol",
+            protocol,
+            "--mix-sessions-rate",
+            "0.03",
+            "--seed",
+            "5",
+        ]))
+        .await;
+        let url = server.url();
+        let r = run(&[
+            "--url",
+            &url,
+            "--protocol",
+            protocol,
+            "--check",
+            "isolation",
+            "-c",
+            "6",
+            "--inflight",
+            "2",
+            "-n",
+            "4000",
+            "--no-gate",
+            "--progress",
+            "off",
+        ])
+        .await;
+        let stats = server.shutdown().await.unwrap();
+        let s = &r.summary;
+        let mixed = stats.injected.mixed_sessions;
+        assert!(mixed > 20, "{protocol}: {stats:?}");
+        assert_eq!(
+            s.errors_by_code.get("cross_session"),
+            Some(&mixed),
+            "{protocol}: every swapped reply found, nothing else: {:?}",
+            s.errors_by_code
+        );
+        assert_eq!(s.counts.failed, mixed);
+        assert_eq!(s.counts.succeeded + mixed, stats.results_ok, "{protocol}");
+        assert!(
+            s.invalid_examples[0].contains("got "),
+            "{:?}",
+            s.invalid_examples
+        );
+    }
+}
+
+#[test]
+fn probes_not_built_yet_say_so() {
+    let out = wsbench()
+        .args(["run", "--embedded", "--check", "consistent", "-n", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out_str(&out.stderr).contains("--check"));
 }

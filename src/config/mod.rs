@@ -72,6 +72,8 @@ pub struct RunConfig {
     pub mix: crate::run::mix::Mix,
     /// `--data`: rows for the arguments' `{{row.<column>}}`.
     pub data: Option<crate::protocol::rows::Data>,
+    /// `--check isolation`: the pointer of the echoed id in each result's text.
+    pub isolation: Option<String>,
     pub token: Secret,
     pub session_prefix: String,
     pub connect_timeout: Duration,

@@ -43,6 +43,7 @@ impl RunConfig {
             versions: Default::default(),
             mix: config.mix.clone(),
             data: config.data.clone(),
+            isolation: config.isolation.clone(),
             window: config.inflight as usize,
             schedule,
             conns: config.conns,

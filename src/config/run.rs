@@ -321,6 +321,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     let mix = super::workload::resolve(args, r)?;
     super::workload::check_thresholds(&mix, &judge.thresholds)?;
     let data = super::workload::data(args, r, &mix)?;
+    let isolation = super::workload::isolation(args, r)?;
     Ok(RunConfig {
         target,
         protocol,
@@ -338,6 +339,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         },
         mix,
         data,
+        isolation,
         token,
         session_prefix: r.get_or(
             args.session_prefix.as_ref(),

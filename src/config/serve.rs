@@ -194,6 +194,7 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
             ping_interval: get(r, &args.ping_interval, "--ping-interval", positive_duration)?,
             max_inflight: count(&args.max_inflight, "--max-inflight")?,
             corrupt_rate: ratio(&args.corrupt_rate, "--corrupt-rate")?,
+            mix_sessions_rate: ratio(&args.mix_sessions_rate, "--mix-sessions-rate")?,
         },
     })
 }

@@ -146,6 +146,25 @@ pub(super) fn check_thresholds(
     Ok(())
 }
 
+/// `--check isolation` and `--check-pointer`: the pointer the probe reads, when it is on.
+pub(super) fn isolation(args: &RunArgs, r: &Resolver) -> Result<Option<String>, ConfigError> {
+    let run = |k| ("run", k);
+    let check = r.get(
+        args.check.as_ref(),
+        "--check",
+        run("check"),
+        crate::values::check_probe,
+    )?;
+    let pointer = r.get_or(
+        args.check_pointer.as_ref(),
+        "--check-pointer",
+        run("check_pointer"),
+        "/id",
+        crate::values::json_pointer,
+    )?;
+    Ok(check.map(|_| pointer))
+}
+
 /// One `[[scenario.call]]` table: `tool`, `weight` (default 1), `args` (JSON text, `@file`,
 /// or an inline table).
 fn scenario_call(table: &toml::Table, name: &str) -> Result<MixCall, ConfigError> {

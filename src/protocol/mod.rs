@@ -156,6 +156,9 @@ pub trait Wire: std::fmt::Debug + Send + Sync {
     fn stateless_version(&self) -> Option<&'static str> {
         None
     }
+    /// The text a successful result carries (tool-call: `outputs[0].text`; MCP:
+    /// `result.content[0].text`), for checks of what a tool answered.
+    fn result_text(&self, reply: &str) -> Option<String>;
     /// The request for (a page of) the server's tools.
     fn list_tools(&self, cursor: Option<&str>) -> String;
     /// When `text` answers [`Wire::list_tools`]: its tools and the next page's cursor, or why
@@ -206,6 +209,10 @@ impl Wire for ToolCall {
     fn list_tools(&self, _cursor: Option<&str>) -> String {
         r#"{"op":"list_tools"}"#.into()
     }
+    fn result_text(&self, reply: &str) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(reply).ok()?;
+        Some(v.pointer("/outputs/0/text")?.as_str()?.to_owned())
+    }
     fn tools_page(&self, text: &str) -> Option<Result<ToolsPage, String>> {
         let v: serde_json::Value = serde_json::from_str(text).ok()?;
         match v.get("op")?.as_str()? {
@@ -251,6 +258,10 @@ impl Wire for Mcp {
     }
     fn list_tools(&self, cursor: Option<&str>) -> String {
         mcp::tools_list_request(cursor, self.stateless())
+    }
+    fn result_text(&self, reply: &str) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(reply).ok()?;
+        Some(v.pointer("/result/content/0/text")?.as_str()?.to_owned())
     }
     fn tools_page(&self, text: &str) -> Option<Result<ToolsPage, String>> {
         mcp::tools_page(text)

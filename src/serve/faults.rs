@@ -70,6 +70,8 @@ pub struct FaultConfig {
     pub max_inflight: Option<u64>,
     /// Share of `echo` replies whose text is corrupted (no longer the arguments).
     pub corrupt_rate: f64,
+    /// Share of echo replies given another session's arguments.
+    pub mix_sessions_rate: f64,
 }
 
 impl FaultConfig {
@@ -92,6 +94,8 @@ pub struct Faults {
     next_conn: std::sync::atomic::AtomicU64,
     /// `--max-inflight`: when each simulated worker is next free (a min-heap).
     workers: Option<Mutex<BinaryHeap<Reverse<Instant>>>>,
+    /// `--mix-sessions-rate`: the last echo's arguments and the connection that sent them.
+    last_echo: Mutex<Option<(u64, String)>>,
 }
 
 /// A reply to deliver to a connection at `due`.
@@ -120,6 +124,7 @@ impl Faults {
             started: now,
             scheduler,
             next_conn: Default::default(),
+            last_echo: Mutex::default(),
             workers,
         }
     }
@@ -137,7 +142,20 @@ impl Faults {
             ),
             extra_delay: Duration::ZERO,
             calls: 0,
+            serial: n,
         }
+    }
+
+    /// `--mix-sessions-rate`: remembers these echo arguments as connection `serial`'s, and
+    /// gives back the last ones another connection sent, if any.
+    pub fn swap_echo(&self, serial: u64, args: &str) -> Option<String> {
+        let mut last = self.last_echo.lock().unwrap_or_else(|e| e.into_inner());
+        let other = match last.as_ref() {
+            Some((from, text)) if *from != serial => Some(text.clone()),
+            _ => None,
+        };
+        *last = Some((serial, args.to_owned()));
+        other
     }
 
     /// When a call that arrives at `now` and takes `work` is done. Without a worker limit that
@@ -209,11 +227,15 @@ pub struct ConnFaults {
     pub extra_delay: Duration,
     /// Calls seen on this connection.
     pub calls: u64,
+    /// This connection's number among the server's.
+    pub serial: u64,
 }
 
 /// What to do to one call's reply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallFaults {
+    /// Answer an echo with another session's arguments.
+    pub mix_sessions: bool,
     pub drop: bool,
     pub error: bool,
     pub malformed: bool,
@@ -249,7 +271,9 @@ impl ConnFaults {
         let duplicate = roll(config.duplicate_rate);
         let corrupt = roll(config.corrupt_rate);
         let uncorrelated = roll(config.uncorrelated_error_rate);
+        let mix_sessions = roll(config.mix_sessions_rate);
         CallFaults {
+            mix_sessions: mix_sessions && !drop && !error && !corrupt,
             uncorrelated: uncorrelated && !drop && !error,
             corrupt,
             drop,

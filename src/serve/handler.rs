@@ -262,6 +262,8 @@ struct Connection {
     stateless: bool,
     /// A message read by the handshake that is to be answered like the ones after it.
     first: Option<Message>,
+    /// `--mix-sessions-rate`: the current echo call's arguments, for the server-wide swap.
+    echo_args: Option<String>,
 }
 
 impl Connection {
@@ -275,6 +277,7 @@ impl Connection {
             frozen: false,
             stateless: false,
             first: None,
+            echo_args: None,
             ws,
             shared,
             delayed_tx,
@@ -482,7 +485,7 @@ impl Connection {
     }
 
     /// A tool call: `id` is the request id (for MCP, its JSON text), `args` JSON text.
-    fn call_tool(&self, id: Option<&str>, name: &str, args: &str) -> Option<Outgoing> {
+    fn call_tool(&mut self, id: Option<&str>, name: &str, args: &str) -> Option<Outgoing> {
         let stats = &self.shared.stats;
         stats.call_tool();
         let Some(id) = id else {
@@ -511,7 +514,12 @@ impl Connection {
             return Some(self.error_reply(id, "VALIDATION_ERROR", "arguments must be an object"));
         }
         match name {
-            "echo" => Some(self.ok_reply(id, args)),
+            "echo" => {
+                if self.shared.faults.config.mix_sessions_rate > 0.0 {
+                    self.echo_args = Some(args.to_owned());
+                }
+                Some(self.ok_reply(id, args))
+            }
             "status" => {
                 let snapshot = serde_json::to_string(&stats.snapshot()).unwrap_or_default();
                 Some(self.ok_reply(id, &snapshot))

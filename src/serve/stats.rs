@@ -45,6 +45,7 @@ struct Injected {
     pongs_received: AtomicU64,
     corrupted: AtomicU64,
     uncorrelated_errors: AtomicU64,
+    mixed_sessions: AtomicU64,
 }
 
 /// A kind of injected fault, for [`ServerStats::injected`].
@@ -63,6 +64,7 @@ pub enum Fault {
     PongReceived,
     Corrupted,
     Uncorrelated,
+    MixedSessions,
 }
 
 pub use crate::model::{InjectedSnapshot, StatsSnapshot};
@@ -156,6 +158,7 @@ impl ServerStats {
             Fault::PongReceived => &i.pongs_received,
             Fault::Corrupted => &i.corrupted,
             Fault::Uncorrelated => &i.uncorrelated_errors,
+            Fault::MixedSessions => &i.mixed_sessions,
         };
         c.fetch_add(1, Relaxed);
     }
@@ -210,6 +213,7 @@ impl ServerStats {
                     pings_sent: i.pings_sent.load(Relaxed),
                     pongs_received: i.pongs_received.load(Relaxed),
                     corrupted: i.corrupted.load(Relaxed),
+                    mixed_sessions: i.mixed_sessions.load(Relaxed),
                     uncorrelated_errors: i.uncorrelated_errors.load(Relaxed),
                 }
             },

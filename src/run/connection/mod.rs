@@ -100,6 +100,9 @@ pub struct RunSpec {
     pub subprotocol: Option<String>,
     /// `--validate-sample`: which replies to check and against what.
     pub validation: Option<Validation>,
+    /// `--check isolation`: the JSON pointer, in each successful result's text, of the value
+    /// that must be the request's own id.
+    pub isolation: Option<String>,
 }
 
 /// When sending stops: at the end of the run, on interrupt, or when the request budget is spent;

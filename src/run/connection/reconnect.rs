@@ -120,6 +120,7 @@ mod tests {
             versions: Default::default(),
             mix: crate::run::mix::Mix::single("echo", None),
             data: None,
+            isolation: None,
             window: 1,
             schedule: None,
             conns: 1,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::load::{Alive, Load};
-use super::validate::MAX_EXAMPLES;
+use super::validate::{Isolation, MAX_EXAMPLES, isolation};
 use super::window::{Match, Slot};
 use super::{BATCH, BATCH_AGE, bucket};
 use crate::model::{Counts, Event, Sample};
@@ -151,6 +151,27 @@ impl Load<'_> {
                             if self.report.invalid_examples.len() < MAX_EXAMPLES {
                                 self.report.invalid_examples.push(format!("{id}: {why}"));
                             }
+                        }
+                    }
+                }
+                if ok
+                    && c.kind == Kind::Result
+                    && let (Some(seq), Some(pointer)) = (seq, &self.spec.isolation)
+                {
+                    let own = format!("{}{seq}", self.id_prefix);
+                    let run = format!("{}-", self.spec.run_id);
+                    let text = self.spec.wire.result_text(text);
+                    let found = isolation(text, pointer, &own, &self.id_prefix, &run);
+                    let why = match found {
+                        Isolation::Own => None,
+                        Isolation::CrossSession(why) => Some(("cross_session", why)),
+                        Isolation::Wrong(why) => Some(("invalid_reply", why)),
+                    };
+                    if let Some((bucket, why)) = why {
+                        ok = false;
+                        code = Some(bucket);
+                        if self.report.invalid_examples.len() < MAX_EXAMPLES {
+                            self.report.invalid_examples.push(format!("{id}: {why}"));
                         }
                     }
                 }

@@ -9,6 +9,47 @@ pub struct Validation {
     pub schema: Option<jsonschema::Validator>,
 }
 
+/// What `--check isolation` found in one reply.
+#[derive(Debug, PartialEq)]
+pub(super) enum Isolation {
+    /// The reply echoes this request's own id.
+    Own,
+    /// It echoes the id of another of the run's sessions: a reply mixed up between sessions.
+    CrossSession(String),
+    /// Something else (no text, not JSON, no value at the pointer, another request's id on
+    /// this session): not this request's answer either.
+    Wrong(String),
+}
+
+/// Reads the value at `pointer` in the tool's answer `text` and compares it with `own` (this
+/// request's id); `session` is this connection's id prefix, `run` the run's.
+pub(super) fn isolation(
+    text: Option<String>,
+    pointer: &str,
+    own: &str,
+    session: &str,
+    run: &str,
+) -> Isolation {
+    let Some(text) = text else {
+        return Isolation::Wrong("the result carries no text".into());
+    };
+    let found = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| {
+            v.pointer(pointer)
+                .and_then(|x| x.as_str())
+                .map(str::to_owned)
+        });
+    match found {
+        Some(id) if id == own => Isolation::Own,
+        Some(id) if id.starts_with(run) && !id.starts_with(session) => {
+            Isolation::CrossSession(format!("got {id} for {own}"))
+        }
+        Some(id) => Isolation::Wrong(format!("got {id} for {own}")),
+        None => Isolation::Wrong(format!("no string at {pointer} in {text:.80}")),
+    }
+}
+
 /// Replies described when they fail validation, per connection.
 pub(super) const MAX_EXAMPLES: usize = 3;
 
@@ -77,6 +118,17 @@ mod tests {
             v.check(r#"{"op":"call_tool_res"}"#, || "{}".into())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn isolation_tells_another_sessions_value_from_a_wrong_one() {
+        let text = |id: &str| Some(format!(r#"{{"seq":1,"id":"{id}"}}"#));
+        let check = |t| isolation(t, "/id", "r-w-3-7", "r-w-3-", "r-");
+        assert_eq!(check(text("r-w-3-7")), Isolation::Own);
+        assert!(matches!(check(text("r-w-5-2")), Isolation::CrossSession(_)));
+        assert!(matches!(check(text("r-w-3-6")), Isolation::Wrong(_)));
+        assert!(matches!(check(Some("{}".into())), Isolation::Wrong(_)));
+        assert!(matches!(check(None), Isolation::Wrong(_)));
     }
 
     #[test]

@@ -17,6 +17,7 @@ impl Connection {
         let dialect = self.shared.config.protocol;
         let mcp = dialect.is_mcp();
         let f = self.faults.on_call(config);
+        let echo_args = self.echo_args.take();
         self.disconnect |= f.disconnect;
         self.frozen |= f.freeze;
         if out.is_replay() {
@@ -41,6 +42,18 @@ impl Connection {
         } else {
             String::new()
         };
+        if let Some(args) = echo_args {
+            // Every echo leaves its arguments for the next; a drawn one takes another
+            // session's instead of its own (still a well-formed success for its own id).
+            let other = self.shared.faults.swap_echo(self.faults.serial, &args);
+            if f.mix_sessions
+                && let Some(other) = other
+                && let Some((text, Counted::Reply(Reply::Ok))) = out.frames.last_mut()
+            {
+                *text = ok_frame(dialect, id, &other).into();
+                self.shared.stats.injected(Fault::MixedSessions);
+            }
+        }
         if f.corrupt
             && let Some((text, Counted::Reply(Reply::Ok))) = out.frames.last_mut()
         {
