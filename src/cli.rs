@@ -107,12 +107,13 @@ pub struct RunArgs {
     /// (each row once; sending stops when they run out, and the report says so).
     #[arg(long, value_name = "MODE", value_parser = given(crate::protocol::rows::RowMode::parse))]
     pub data_mode: Option<Given<crate::protocol::rows::RowMode>>,
-    /// A correctness probe: isolation (each successful result's text must hold this request's
-    /// own id at --check-pointer; another session's id is counted as cross_session, anything
-    /// else as invalid_reply). Works with the reference server's echo and any tool that
-    /// echoes an argument.
-    #[arg(long, value_name = "PROBE", value_parser = given(check_probe))]
-    pub check: Option<Given<String>>,
+    /// Correctness probes, comma-separated: isolation (each successful result's text must hold
+    /// this request's own id at --check-pointer; another session's id is counted as
+    /// cross_session, anything else as invalid_reply; works with any tool that echoes an
+    /// argument) and first-call (every session's first call goes out at the same instant;
+    /// one that times out while later calls succeed is a first-call stall, in the report).
+    #[arg(long, value_name = "PROBE,...", value_parser = given(check_probe))]
+    pub check: Option<Given<Vec<String>>>,
     /// Where --check isolation finds the echoed id in a result's text (a JSON pointer).
     /// Default /id.
     #[arg(long, value_name = "POINTER", value_parser = given(json_pointer))]
@@ -415,6 +416,10 @@ pub struct ServeArgs {
     /// between sessions under concurrency" bug), for `run --check isolation`.
     #[arg(long)]
     pub mix_sessions_rate: Option<String>,
+    /// Never answer each session's first tool call (the lazy-initialization deadlock: the
+    /// first call hangs while later ones are served), for `run --check first-call`.
+    #[arg(long)]
+    pub first_call_stall: bool,
     /// Largest frame or message accepted from a client. Default 16MiB.
     #[arg(long, value_name = "BYTES")]
     pub max_message_size: Option<String>,

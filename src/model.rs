@@ -295,6 +295,10 @@ pub struct ConnReport {
     pub per_tool: Vec<ToolTally>,
     /// `--data-mode unique`: the connection stopped because its rows were all sent.
     pub rows_ran_out: bool,
+    /// The session's first call timed out...
+    pub first_call_timed_out: bool,
+    /// ...while a later one succeeded: a first-call stall.
+    pub first_call_stall: bool,
 }
 
 /// One call's (tool's) outcomes on one connection, or summed.
@@ -387,6 +391,9 @@ pub struct InjectedSnapshot {
     /// Echo replies given another session's arguments (`--mix-sessions-rate`).
     #[serde(default)]
     pub mixed_sessions: u64,
+    /// Sessions whose first tool call was never answered (`--first-call-stall`).
+    #[serde(default)]
+    pub first_call_stalls: u64,
 }
 
 /// A point-in-time copy of the reference server's counters (`serve::ServerStats`); the

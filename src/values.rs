@@ -270,13 +270,18 @@ pub fn tool_delays(s: &str) -> Result<Vec<(String, Duration)>, String> {
         .collect()
 }
 
-/// `--check`: the correctness probes there are.
-pub fn check_probe(s: &str) -> Result<String, String> {
-    match s {
-        "isolation" => Ok(s.to_owned()),
-        "consistent" | "first-call" => Err(format!("the {s} probe is not built yet; isolation is")),
-        _ => Err("expected isolation".into()),
-    }
+/// `--check`: the correctness probes asked for, a comma-separated list.
+pub fn check_probe(s: &str) -> Result<Vec<String>, String> {
+    s.split(',')
+        .map(str::trim)
+        .map(|p| match p {
+            "isolation" | "first-call" => Ok(p.to_owned()),
+            "consistent" => {
+                Err("the consistent probe is not built yet (isolation, first-call are)".into())
+            }
+            _ => Err(format!("'{p}': expected isolation or first-call")),
+        })
+        .collect()
 }
 
 /// A JSON pointer: empty, or `/` then its tokens.

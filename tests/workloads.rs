@@ -413,6 +413,52 @@ async fn the_isolation_probe_counts_every_reply_mixed_up_between_sessions() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_call_that_hangs_while_later_ones_succeed_is_a_first_call_stall() {
+    let server = start_server(serve_config(&["--first-call-stall"])).await;
+    let url = server.url();
+    let r = run(&[
+        "--url",
+        &url,
+        "--check",
+        "first-call,isolation",
+        "-c",
+        "6",
+        "-d",
+        "1500ms",
+        "--timeout",
+        "300ms",
+        "--no-gate",
+        "--progress",
+        "off",
+    ])
+    .await;
+    let stats = server.shutdown().await.unwrap();
+    let s = &r.summary;
+    assert_eq!(stats.injected.first_call_stalls, 6, "{stats:?}");
+    assert_eq!(s.first_call_stalls, 6, "every session's first call hung");
+    assert_eq!(s.counts.timed_out, 6, "and nothing else did");
+    assert!(s.counts.succeeded > 100);
+    assert!(s.errors_by_code.is_empty(), "{:?}", s.errors_by_code);
+    // Without the fault, none.
+    let server = start_server(serve_config(&[])).await;
+    let url = server.url();
+    let r = run(&[
+        "--url",
+        &url,
+        "--check",
+        "first-call",
+        "-c",
+        "6",
+        "-n",
+        "600",
+        "--no-gate",
+    ])
+    .await;
+    server.shutdown().await.unwrap();
+    assert_eq!(r.summary.first_call_stalls, 0);
+}
+
 #[test]
 fn probes_not_built_yet_say_so() {
     let out = wsbench()

@@ -120,6 +120,7 @@ pub fn merge(
         targets.insert(r.target.clone());
         s.embedded |= r.embedded;
         s.rows_ran_out |= r.settings.rows_ran_out;
+        s.first_call_stalls += r.first_call_stalls;
         s.counts += &r.counts;
         s.warmup += &r.warmup.counts;
         s.warmup_duration = s

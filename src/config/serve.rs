@@ -195,6 +195,7 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
             max_inflight: count(&args.max_inflight, "--max-inflight")?,
             corrupt_rate: ratio(&args.corrupt_rate, "--corrupt-rate")?,
             mix_sessions_rate: ratio(&args.mix_sessions_rate, "--mix-sessions-rate")?,
+            first_call_stall: switch(args.first_call_stall, "--first-call-stall")?,
         },
     })
 }

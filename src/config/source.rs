@@ -118,6 +118,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "max_inflight",
             "corrupt_rate",
             "mix_sessions_rate",
+            "first_call_stall",
             "stream_complete",
             "uncorrelated_error_rate",
             "bare_tool_errors",

@@ -162,7 +162,9 @@ pub(super) fn isolation(args: &RunArgs, r: &Resolver) -> Result<Option<String>, 
         "/id",
         crate::values::json_pointer,
     )?;
-    Ok(check.map(|_| pointer))
+    Ok(check
+        .filter(|c| c.iter().any(|p| p == "isolation"))
+        .map(|_| pointer))
 }
 
 /// One `[[scenario.call]]` table: `tool`, `weight` (default 1), `args` (JSON text, `@file`,

@@ -295,6 +295,13 @@ impl Reporter for TextReporter {
             writeln!(o, "Errors      {list}")?;
         }
         tools::table(&mut o, s)?;
+        if s.first_call_stalls > 0 {
+            writeln!(
+                o,
+                "First call  {} session(s) stalled: the first call timed out while later calls succeeded",
+                fmt_count(s.first_call_stalls)
+            )?;
+        }
         if k.validated > 0 {
             let invalid = s.errors_by_code.get("invalid_reply").copied().unwrap_or(0);
             writeln!(

@@ -94,6 +94,9 @@ pub struct RunFile {
     pub thresholds: Vec<Verdict>,
     /// Name -> HdrHistogram V2 + deflate, base64: exact, and what `merge` adds.
     pub histograms: BTreeMap<String, String>,
+    /// Sessions whose first call timed out while later calls succeeded (`--check first-call`).
+    #[serde(default)]
+    pub first_call_stalls: u64,
     /// By tool: outcomes, error codes, percentiles and histogram (`result::tools`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub per_tool: BTreeMap<String, super::tools::ToolBlock>,
@@ -476,6 +479,7 @@ impl RunFile {
             thresholds: r.verdicts.clone(),
             histograms,
             server: r.server.clone(),
+            first_call_stalls: s.first_call_stalls,
             per_tool: super::tools::blocks(&s.per_tool, s.duration)?,
             protocol_versions: s.versions.clone(),
         })

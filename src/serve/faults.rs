@@ -72,6 +72,8 @@ pub struct FaultConfig {
     pub corrupt_rate: f64,
     /// Share of echo replies given another session's arguments.
     pub mix_sessions_rate: f64,
+    /// Each session's first tool call is never answered.
+    pub first_call_stall: bool,
 }
 
 impl FaultConfig {

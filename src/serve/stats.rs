@@ -46,6 +46,7 @@ struct Injected {
     corrupted: AtomicU64,
     uncorrelated_errors: AtomicU64,
     mixed_sessions: AtomicU64,
+    first_call_stalls: AtomicU64,
 }
 
 /// A kind of injected fault, for [`ServerStats::injected`].
@@ -65,6 +66,7 @@ pub enum Fault {
     Corrupted,
     Uncorrelated,
     MixedSessions,
+    FirstCallStall,
 }
 
 pub use crate::model::{InjectedSnapshot, StatsSnapshot};
@@ -159,6 +161,7 @@ impl ServerStats {
             Fault::Corrupted => &i.corrupted,
             Fault::Uncorrelated => &i.uncorrelated_errors,
             Fault::MixedSessions => &i.mixed_sessions,
+            Fault::FirstCallStall => &i.first_call_stalls,
         };
         c.fetch_add(1, Relaxed);
     }
@@ -214,6 +217,7 @@ impl ServerStats {
                     pongs_received: i.pongs_received.load(Relaxed),
                     corrupted: i.corrupted.load(Relaxed),
                     mixed_sessions: i.mixed_sessions.load(Relaxed),
+                    first_call_stalls: i.first_call_stalls.load(Relaxed),
                     uncorrelated_errors: i.uncorrelated_errors.load(Relaxed),
                 }
             },

@@ -147,6 +147,8 @@ pub struct Summary {
     pub per_tool: BTreeMap<String, ToolSummary>,
     /// `--data-mode unique`: some connection stopped sending because the rows ran out.
     pub rows_ran_out: bool,
+    /// Sessions whose first call timed out while later calls succeeded.
+    pub first_call_stalls: u64,
 }
 
 /// One tool's share of a run.
@@ -205,6 +207,7 @@ impl Summary {
             versions: BTreeMap::new(),
             per_tool: BTreeMap::new(),
             rows_ran_out: false,
+            first_call_stalls: 0,
         }
     }
 
@@ -262,6 +265,7 @@ impl Summary {
             }
             s.resilience += &r.resilience;
             s.rows_ran_out |= r.rows_ran_out;
+            s.first_call_stalls += u64::from(r.first_call_stall);
             if let Some(f) = &r.setup_failure {
                 s.connections_failed += 1;
                 s.hello_rejected |= f.rejected;

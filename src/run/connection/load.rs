@@ -403,6 +403,9 @@ impl Load<'_> {
             }
             self.spec.breaker.record(Call::Request, false, true);
             bucket(&mut self.report, warm).timed_out += 1;
+            if seq == 0 {
+                self.report.first_call_timed_out = true;
+            }
             if !warm {
                 self.tallies.at(now).timed_out += 1;
                 self.report.tool(call).counts.timed_out += 1;

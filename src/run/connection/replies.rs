@@ -223,6 +223,8 @@ impl Load<'_> {
             *tool.errors_by_code.entry(code).or_default() += 1;
         }
         if success {
+            // A later call served after the first one hung: the first-call stall class.
+            self.report.first_call_stall |= self.report.first_call_timed_out;
             self.tallies.at(received).succeeded += 1;
             if self.samples.is_empty() {
                 self.batch_started = received;

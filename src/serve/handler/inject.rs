@@ -27,6 +27,11 @@ impl Connection {
             self.shared.stats.injected(Fault::Dropped);
             return None;
         }
+        if config.first_call_stall && self.faults.calls == 1 {
+            // Hangs: the session's first call is never answered; later ones are.
+            self.shared.stats.injected(Fault::FirstCallStall);
+            return None;
+        }
         // The id as a JSON string, built once and only when an injected frame carries it: with no
         // faults configured a call costs nothing here.
         // (MCP ids are JSON text already.)
