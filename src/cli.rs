@@ -110,8 +110,10 @@ pub struct RunArgs {
     /// Correctness probes, comma-separated: isolation (each successful result's text must hold
     /// this request's own id at --check-pointer; another session's id is counted as
     /// cross_session, anything else as invalid_reply; works with any tool that echoes an
-    /// argument) and first-call (every session's first call goes out at the same instant;
-    /// one that times out while later calls succeed is a first-call stall, in the report).
+    /// argument), consistent (the same call from every session must get the same result text,
+    /// the one a probe session got most often before load; another is divergent; needs
+    /// --args without placeholders) and first-call (every session's first call goes out at
+    /// the same instant; one that times out while later calls succeed is a first-call stall).
     #[arg(long, value_name = "PROBE,...", value_parser = given(check_probe))]
     pub check: Option<Given<Vec<String>>>,
     /// Where --check isolation finds the echoed id in a result's text (a JSON pointer).
@@ -416,6 +418,10 @@ pub struct ServeArgs {
     /// between sessions under concurrency" bug), for `run --check isolation`.
     #[arg(long)]
     pub mix_sessions_rate: Option<String>,
+    /// Share of echo replies whose text differs from what the same call gets elsewhere (a
+    /// member added), for `run --check consistent`.
+    #[arg(long)]
+    pub diverge_rate: Option<String>,
     /// Never answer each session's first tool call (the lazy-initialization deadlock: the
     /// first call hangs while later ones are served), for `run --check first-call`.
     #[arg(long)]

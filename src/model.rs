@@ -394,6 +394,9 @@ pub struct InjectedSnapshot {
     /// Sessions whose first tool call was never answered (`--first-call-stall`).
     #[serde(default)]
     pub first_call_stalls: u64,
+    /// Echo replies given a text of their own (`--diverge-rate`).
+    #[serde(default)]
+    pub diverged: u64,
 }
 
 /// A point-in-time copy of the reference server's counters (`serve::ServerStats`); the

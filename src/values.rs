@@ -275,11 +275,10 @@ pub fn check_probe(s: &str) -> Result<Vec<String>, String> {
     s.split(',')
         .map(str::trim)
         .map(|p| match p {
-            "isolation" | "first-call" => Ok(p.to_owned()),
-            "consistent" => {
-                Err("the consistent probe is not built yet (isolation, first-call are)".into())
-            }
-            _ => Err(format!("'{p}': expected isolation or first-call")),
+            "isolation" | "first-call" | "consistent" => Ok(p.to_owned()),
+            _ => Err(format!(
+                "'{p}': expected isolation, consistent or first-call"
+            )),
         })
         .collect()
 }

@@ -459,12 +459,70 @@ async fn a_first_call_that_hangs_while_later_ones_succeed_is_a_first_call_stall(
     assert_eq!(r.summary.first_call_stalls, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consistent_probe_counts_every_reply_that_differs_from_the_others() {
+    for protocol in ["tool-call", "mcp"] {
+        let server = start_server(serve_config(&[
+            "--protocol",
+            protocol,
+            "--diverge-rate",
+            "0.03",
+            "--seed",
+            "3",
+        ]))
+        .await;
+        let url = server.url();
+        let r = run(&[
+            "--url",
+            &url,
+            "--protocol",
+            protocol,
+            "--check",
+            "consistent",
+            "--args",
+            r#"{"q":"the same question"}"#,
+            "-c",
+            "6",
+            "--inflight",
+            "2",
+            "-n",
+            "3000",
+            "--no-gate",
+            "--progress",
+            "off",
+        ])
+        .await;
+        let stats = server.shutdown().await.unwrap();
+        let s = &r.summary;
+        // The reference comes from a probe session, the server's first connection, whose five
+        // calls draw no divergence with this seed: every one the server injected is the run's.
+        let diverged = stats.injected.diverged;
+        assert!(diverged > 20, "{protocol}: {stats:?}");
+        assert_eq!(
+            s.errors_by_code.get("divergent"),
+            Some(&diverged),
+            "{protocol}: {:?}",
+            s.errors_by_code
+        );
+        assert_eq!(s.counts.succeeded + diverged, s.counts.sent);
+        assert!(
+            s.invalid_examples[0].contains("divergent"),
+            "{:?}",
+            s.invalid_examples
+        );
+    }
+}
+
 #[test]
-fn probes_not_built_yet_say_so() {
+fn the_consistent_probe_needs_the_same_call_every_time() {
     let out = wsbench()
         .args(["run", "--embedded", "--check", "consistent", "-n", "5"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(out_str(&out.stderr).contains("--check"));
+    let err = out_str(&out.stderr);
+    assert!(
+        err.contains("--check") && err.contains("without placeholders"),
+        "{err}"
+    );
 }

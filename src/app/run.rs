@@ -137,6 +137,22 @@ pub async fn run(mut config: RunConfig, interrupt: CancellationToken) -> anyhow:
     if config.protocol.is_mcp() {
         check_tools(&plan, &config.mix).await?;
     }
+    if let Some(reference) = &plan.spec.consistent {
+        // --check consistent: what each call usually gets, from a session of its own.
+        let mut texts = Vec::new();
+        for call in 0..config.mix.calls().len() {
+            let text = crate::run::probe::reference(&plan.spec, call)
+                .await
+                .map_err(|why| anyhow::anyhow!("--check consistent: {why}"))?;
+            texts.push(text);
+        }
+        let _ = reference.set(texts);
+        plan.spec
+            .versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
     let recorders = Recorders::per_worker();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let progress_done = CancellationToken::new();

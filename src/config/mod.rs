@@ -74,6 +74,8 @@ pub struct RunConfig {
     pub data: Option<crate::protocol::rows::Data>,
     /// `--check isolation`: the pointer of the echoed id in each result's text.
     pub isolation: Option<String>,
+    /// `--check consistent`: every result compared with the reference a probe found.
+    pub consistent: bool,
     pub token: Secret,
     pub session_prefix: String,
     pub connect_timeout: Duration,

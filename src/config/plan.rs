@@ -44,6 +44,7 @@ impl RunConfig {
             mix: config.mix.clone(),
             data: config.data.clone(),
             isolation: config.isolation.clone(),
+            consistent: config.consistent.then(std::sync::OnceLock::new),
             window: config.inflight as usize,
             schedule,
             conns: config.conns,

@@ -321,7 +321,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     let mix = super::workload::resolve(args, r)?;
     super::workload::check_thresholds(&mix, &judge.thresholds)?;
     let data = super::workload::data(args, r, &mix)?;
-    let isolation = super::workload::isolation(args, r)?;
+    let checks = super::workload::checks(args, r, &mix)?;
     Ok(RunConfig {
         target,
         protocol,
@@ -339,7 +339,8 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         },
         mix,
         data,
-        isolation,
+        isolation: checks.isolation,
+        consistent: checks.consistent,
         token,
         session_prefix: r.get_or(
             args.session_prefix.as_ref(),

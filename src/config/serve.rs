@@ -196,6 +196,7 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
             corrupt_rate: ratio(&args.corrupt_rate, "--corrupt-rate")?,
             mix_sessions_rate: ratio(&args.mix_sessions_rate, "--mix-sessions-rate")?,
             first_call_stall: switch(args.first_call_stall, "--first-call-stall")?,
+            diverge_rate: ratio(&args.diverge_rate, "--diverge-rate")?,
         },
     })
 }

@@ -119,6 +119,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "corrupt_rate",
             "mix_sessions_rate",
             "first_call_stall",
+            "diverge_rate",
             "stream_complete",
             "uncorrelated_error_rate",
             "bare_tool_errors",

@@ -146,8 +146,16 @@ pub(super) fn check_thresholds(
     Ok(())
 }
 
-/// `--check isolation` and `--check-pointer`: the pointer the probe reads, when it is on.
-pub(super) fn isolation(args: &RunArgs, r: &Resolver) -> Result<Option<String>, ConfigError> {
+/// The correctness probes asked for.
+pub(super) struct Checks {
+    /// `isolation`: the pointer of the echoed id.
+    pub isolation: Option<String>,
+    /// `consistent`: every call the same, compared with a reference.
+    pub consistent: bool,
+}
+
+/// `--check` and `--check-pointer`. `consistent` needs calls that are the same every time.
+pub(super) fn checks(args: &RunArgs, r: &Resolver, mix: &Mix) -> Result<Checks, ConfigError> {
     let run = |k| ("run", k);
     let check = r.get(
         args.check.as_ref(),
@@ -162,9 +170,26 @@ pub(super) fn isolation(args: &RunArgs, r: &Resolver) -> Result<Option<String>, 
         "/id",
         crate::values::json_pointer,
     )?;
-    Ok(check
-        .filter(|c| c.iter().any(|p| p == "isolation"))
-        .map(|_| pointer))
+    let on = |name: &str| check.as_ref().is_some_and(|c| c.iter().any(|p| p == name));
+    let consistent = on("consistent");
+    if consistent {
+        for c in mix.calls() {
+            let same = c.args.as_deref().is_some_and(|a| !a.contains("{{"));
+            if !same {
+                return Err(rejected(
+                    "--check",
+                    format!(
+                        "consistent compares the same call across sessions: give '{}' arguments without placeholders (--args)",
+                        c.tool
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Checks {
+        isolation: on("isolation").then_some(pointer),
+        consistent,
+    })
 }
 
 /// One `[[scenario.call]]` table: `tool`, `weight` (default 1), `args` (JSON text, `@file`,

@@ -52,6 +52,66 @@ pub async fn list_tools(spec: &RunSpec) -> Result<Vec<serde_json::Value>, String
     result
 }
 
+/// Calls a probe makes to find a call's usual result (`--check consistent`).
+const REFERENCE_SAMPLES: u64 = 5;
+
+/// The result text most of [`REFERENCE_SAMPLES`] calls of the mix's call `call` got, on one
+/// session of its own: what every session's same call should get (`--check consistent`).
+pub async fn reference(spec: &RunSpec, call: usize) -> Result<String, String> {
+    let c = &spec.mix.calls()[call];
+    let prefix = "wsbench-probe-";
+    let template = spec.wire.template(prefix, &c.tool, c.args.as_deref(), 0, 1);
+    let mut io = open_session(spec).await?;
+    let wire = &spec.wire;
+    let sample = async {
+        let mut buf = String::new();
+        for seq in 0..REFERENCE_SAMPLES {
+            template.render(seq, &mut buf);
+            io.send(Message::text(buf.as_str()))
+                .await
+                .map_err(|e| format!("{}: {e}", c.tool))?;
+        }
+        let mut texts: Vec<String> = Vec::new();
+        while (texts.len() as u64) < REFERENCE_SAMPLES {
+            match io.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let k = wire.classify(text.as_str());
+                    let ours = k
+                        .request_id
+                        .as_deref()
+                        .is_some_and(|i| i.starts_with(prefix));
+                    if ours && k.kind.is_final() {
+                        if !k.kind.is_success() {
+                            return Err(format!(
+                                "{}: the probe's call failed: {text:.120}",
+                                c.tool
+                            ));
+                        }
+                        texts.push(wire.result_text(text.as_str()).unwrap_or_default());
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(format!("{}: {e}", c.tool)),
+                None => return Err("the server closed during the probe".into()),
+            }
+        }
+        // The text most calls got (ties: the first seen).
+        let mut best = (0, String::new());
+        for t in &texts {
+            let n = texts.iter().filter(|o| *o == t).count();
+            if n > best.0 {
+                best = (n, t.clone());
+            }
+        }
+        Ok(best.1)
+    };
+    let result = tokio::time::timeout(PROBE_LIMIT, sample)
+        .await
+        .unwrap_or_else(|_| Err(format!("no reference result within {PROBE_LIMIT:?}")));
+    close(io).await;
+    result
+}
+
 /// Whether a session of the spec's dialect opens: its hello answered and accepted (for MCP
 /// 2026-07-28, `server/discover` listing that revision). `Err` says why not.
 pub async fn opens(spec: &RunSpec) -> Result<(), String> {

@@ -74,6 +74,8 @@ pub struct FaultConfig {
     pub mix_sessions_rate: f64,
     /// Each session's first tool call is never answered.
     pub first_call_stall: bool,
+    /// Share of echo replies given a text of their own.
+    pub diverge_rate: f64,
 }
 
 impl FaultConfig {
@@ -238,6 +240,8 @@ pub struct ConnFaults {
 pub struct CallFaults {
     /// Answer an echo with another session's arguments.
     pub mix_sessions: bool,
+    /// Answer an echo with a text that differs from the arguments.
+    pub diverge: bool,
     pub drop: bool,
     pub error: bool,
     pub malformed: bool,
@@ -274,7 +278,9 @@ impl ConnFaults {
         let corrupt = roll(config.corrupt_rate);
         let uncorrelated = roll(config.uncorrelated_error_rate);
         let mix_sessions = roll(config.mix_sessions_rate);
+        let diverge = roll(config.diverge_rate);
         CallFaults {
+            diverge: diverge && !drop && !error && !corrupt,
             mix_sessions: mix_sessions && !drop && !error && !corrupt,
             uncorrelated: uncorrelated && !drop && !error,
             corrupt,

@@ -47,6 +47,7 @@ struct Injected {
     uncorrelated_errors: AtomicU64,
     mixed_sessions: AtomicU64,
     first_call_stalls: AtomicU64,
+    diverged: AtomicU64,
 }
 
 /// A kind of injected fault, for [`ServerStats::injected`].
@@ -67,6 +68,7 @@ pub enum Fault {
     Uncorrelated,
     MixedSessions,
     FirstCallStall,
+    Diverged,
 }
 
 pub use crate::model::{InjectedSnapshot, StatsSnapshot};
@@ -162,6 +164,7 @@ impl ServerStats {
             Fault::Uncorrelated => &i.uncorrelated_errors,
             Fault::MixedSessions => &i.mixed_sessions,
             Fault::FirstCallStall => &i.first_call_stalls,
+            Fault::Diverged => &i.diverged,
         };
         c.fetch_add(1, Relaxed);
     }
@@ -218,6 +221,7 @@ impl ServerStats {
                     corrupted: i.corrupted.load(Relaxed),
                     mixed_sessions: i.mixed_sessions.load(Relaxed),
                     first_call_stalls: i.first_call_stalls.load(Relaxed),
+                    diverged: i.diverged.load(Relaxed),
                     uncorrelated_errors: i.uncorrelated_errors.load(Relaxed),
                 }
             },

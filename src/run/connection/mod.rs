@@ -103,6 +103,9 @@ pub struct RunSpec {
     /// `--check isolation`: the JSON pointer, in each successful result's text, of the value
     /// that must be the request's own id.
     pub isolation: Option<String>,
+    /// `--check consistent`: each call's reference result text (set before load by a probe
+    /// session): a different one is `divergent`.
+    pub consistent: Option<std::sync::OnceLock<Vec<String>>>,
 }
 
 /// When sending stops: at the end of the run, on interrupt, or when the request budget is spent;

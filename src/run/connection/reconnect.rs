@@ -121,6 +121,7 @@ mod tests {
             mix: crate::run::mix::Mix::single("echo", None),
             data: None,
             isolation: None,
+            consistent: None,
             window: 1,
             schedule: None,
             conns: 1,

@@ -175,6 +175,24 @@ impl Load<'_> {
                         }
                     }
                 }
+                if ok
+                    && c.kind == Kind::Result
+                    && let Some(reference) = self.spec.consistent.as_ref().and_then(|r| r.get())
+                {
+                    let got = self.spec.wire.result_text(text);
+                    let want = reference.get(usize::from(slot.call));
+                    if got.as_ref() != want {
+                        ok = false;
+                        code = Some("divergent");
+                        if self.report.invalid_examples.len() < MAX_EXAMPLES {
+                            let got = got.as_deref().unwrap_or("no text");
+                            self.report.invalid_examples.push(format!(
+                                "{id}: divergent: {got:.80} where the others got {:.80}",
+                                want.map_or("?", |w| w.as_str())
+                            ));
+                        }
+                    }
+                }
                 self.spec.breaker.record(Call::Request, ok, false);
                 if !ok {
                     self.honor_retry_after(c.retry_after, received);

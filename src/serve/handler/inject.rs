@@ -59,6 +59,14 @@ impl Connection {
                 self.shared.stats.injected(Fault::MixedSessions);
             }
         }
+        if f.diverge
+            && let Some((text, Counted::Reply(Reply::Ok))) = out.frames.last_mut()
+        {
+            // A well-formed success whose text is not what the same call gets elsewhere.
+            let n = self.faults.calls;
+            *text = ok_frame(dialect, id, &format!(r#"{{"diverged":{n}}}"#)).into();
+            self.shared.stats.injected(Fault::Diverged);
+        }
         if f.corrupt
             && let Some((text, Counted::Reply(Reply::Ok))) = out.frames.last_mut()
         {
