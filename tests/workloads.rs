@@ -526,3 +526,59 @@ fn the_consistent_probe_needs_the_same_call_every_time() {
         "{err}"
     );
 }
+
+#[test]
+fn a_call_with_its_own_timeout_times_out_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("t.toml");
+    std::fs::write(
+        &profile,
+        r#"[run]
+embedded = true
+conns = 2
+inflight = 4
+requests = 600
+
+[serve]
+tool_delay = ["quick=1ms", "slow=60ms"]
+
+[[scenario.call]]
+tool = "quick"
+
+[[scenario.call]]
+tool = "slow"
+timeout = "20ms"
+"#,
+    )
+    .unwrap();
+    let (_d, json) = temp_path("r.json");
+    let out = wsbench()
+        .args(["run", "--config"])
+        .arg(&profile)
+        .args(["--no-gate", "--progress", "off", "--json"])
+        .arg(&json)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    let v = read_json(&json);
+    let t = |tool: &str, k: &str| v["per_tool"][tool]["counts"][k].as_u64().unwrap();
+    // The slow tool's 60 ms answers come after its own 20 ms limit (the run's is 10 s); the
+    // quick one, sharing connections with it, is never held to that limit.
+    assert_eq!(
+        t("slow", "timed_out"),
+        t("slow", "sent"),
+        "{}",
+        v["per_tool"]
+    );
+    assert_eq!(
+        t("quick", "succeeded"),
+        t("quick", "sent"),
+        "{}",
+        v["per_tool"]
+    );
+    assert_eq!(t("quick", "sent") + t("slow", "sent"), 600);
+    // Their answers still came, late (but for the last few, after the connection closed).
+    let late = v["counts"]["late"].as_u64().unwrap();
+    assert!(late > 0 && late <= t("slow", "sent"), "{late}");
+}

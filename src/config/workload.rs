@@ -106,6 +106,7 @@ pub(super) fn resolve(args: &RunArgs, r: &Resolver) -> Result<Mix, ConfigError> 
                 tool,
                 args: shared_args.clone(),
                 weight,
+                timeout: None,
             })
             .collect(),
         (None, Some((tables, name))) => tables
@@ -197,13 +198,22 @@ pub(super) fn checks(args: &RunArgs, r: &Resolver, mix: &Mix) -> Result<Checks, 
 fn scenario_call(table: &toml::Table, name: &str) -> Result<MixCall, ConfigError> {
     if let Some(key) = table
         .keys()
-        .find(|k| !["tool", "weight", "args"].contains(&k.as_str()))
+        .find(|k| !["tool", "weight", "args", "timeout"].contains(&k.as_str()))
     {
         return Err(rejected(
             name,
-            format!("unknown key '{key}' (a call has tool, weight, args)"),
+            format!("unknown key '{key}' (a call has tool, weight, args, timeout)"),
         ));
     }
+    let timeout = match table.get("timeout") {
+        None => None,
+        Some(t) => Some(
+            t.as_str()
+                .ok_or("a duration such as \"250ms\"".to_owned())
+                .and_then(crate::values::positive_duration)
+                .map_err(|why| rejected(&format!("{name} timeout"), why))?,
+        ),
+    };
     let tool = table
         .get("tool")
         .and_then(|t| t.as_str())
@@ -237,5 +247,6 @@ fn scenario_call(table: &toml::Table, name: &str) -> Result<MixCall, ConfigError
         tool: tool.to_owned(),
         args,
         weight,
+        timeout,
     })
 }

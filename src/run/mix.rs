@@ -14,6 +14,8 @@ pub struct MixCall {
     /// The arguments template (`None`: the default, with its placeholders).
     pub args: Option<String>,
     pub weight: u32,
+    /// Its own `--timeout` (`[[scenario.call]] timeout`), if it has one.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// The calls a run makes, and how often each.
@@ -40,6 +42,7 @@ impl Mix {
                 tool: tool.to_owned(),
                 args: args.map(str::to_owned),
                 weight: 1,
+                timeout: None,
             }],
             0,
         )
@@ -82,6 +85,19 @@ impl Mix {
 
     pub fn calls(&self) -> &[MixCall] {
         &self.calls
+    }
+
+    /// Whether some call has a timeout of its own.
+    pub fn has_timeouts(&self) -> bool {
+        self.calls.iter().any(|c| c.timeout.is_some())
+    }
+
+    /// Call `call`'s timeout: its own, else the run's.
+    pub fn timeout(&self, call: u8, run: std::time::Duration) -> std::time::Duration {
+        self.calls
+            .get(usize::from(call))
+            .and_then(|c| c.timeout)
+            .unwrap_or(run)
     }
 
     /// Whether more than one tool is called.
@@ -148,6 +164,7 @@ mod tests {
                 tool: (*t).to_owned(),
                 args: None,
                 weight: *w,
+                timeout: None,
             })
             .collect();
         Mix::new(calls, seed).unwrap()
@@ -208,6 +225,7 @@ mod tests {
             tool: t.into(),
             args: None,
             weight: w,
+            timeout: None,
         };
         assert!(
             Mix::new(vec![call("a", 1), call("a", 2)], 0)

@@ -152,7 +152,9 @@ impl Load<'_> {
             if stop.interrupt.is_cancelled() {
                 self.interrupt(pacer, now);
             }
-            if let Some(cutoff) = now.checked_sub(self.spec.timeout) {
+            if self.spec.mix.has_timeouts() {
+                self.expire_each(now);
+            } else if let Some(cutoff) = now.checked_sub(self.spec.timeout) {
                 self.expire(cutoff, now);
             }
             if self.ping.as_ref().is_some_and(|p| p.overdue(now)) {
@@ -204,7 +206,12 @@ impl Load<'_> {
             // Wake for whichever comes first: end of phase, next timeout, next pacer slot,
             // the keepalive, the end of a hold, the live tally.
             let mut target = self.deadline;
-            if let Some(oldest) = self.window.oldest_sent() {
+            if self.spec.mix.has_timeouts() {
+                let (mix, timeout) = (&self.spec.mix, self.spec.timeout);
+                if let Some(next) = self.window.next_limit(|c| mix.timeout(c, timeout)) {
+                    target = target.min(next);
+                }
+            } else if let Some(oldest) = self.window.oldest_sent() {
                 target = target.min(oldest + self.spec.timeout);
             }
             if self.sending
@@ -387,12 +394,29 @@ impl Load<'_> {
         Ok(more)
     }
 
+    /// Per-call timeouts (`[[scenario.call]] timeout`): each request against its own limit.
+    pub(super) fn expire_each(&mut self, now: Instant) {
+        let (mix, timeout) = (&self.spec.mix, self.spec.timeout);
+        let mut expired = Vec::new();
+        self.window.expire_each(
+            now,
+            |c| mix.timeout(c, timeout),
+            |seq, slot| expired.push((seq, slot.warm, slot.call)),
+        );
+        self.end_expired(expired, now);
+    }
+
     pub(super) fn expire(&mut self, cutoff: Instant, now: Instant) {
-        let was_full = self.window.outstanding >= self.spec.window;
         let mut expired = Vec::new();
         self.window.expire(cutoff, |seq, slot| {
             expired.push((seq, slot.warm, slot.call))
         });
+        self.end_expired(expired, now);
+    }
+
+    /// Counts requests that ran out of time, and tells the server where the dialect can.
+    fn end_expired(&mut self, expired: Vec<(u64, bool, u8)>, now: Instant) {
+        let was_full = self.window.outstanding + expired.len() >= self.spec.window;
         for (seq, warm, call) in expired {
             // Tell the server the call was given up on, where the dialect can (a frame the
             // connection may fail to take is no loss: it is going anyway).

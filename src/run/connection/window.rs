@@ -113,6 +113,44 @@ impl Window {
         }
     }
 
+    /// Per-call timeouts: ends every request in flight whose own limit (`limit(call)`) has
+    /// passed since it was sent, wherever it is in the window (a short-limit call may be
+    /// behind a long-limit one), calling `expired` for each.
+    pub(super) fn expire_each(
+        &mut self,
+        now: Instant,
+        limit: impl Fn(u8) -> std::time::Duration,
+        mut expired: impl FnMut(u64, &Slot),
+    ) {
+        for (i, entry) in self.slots.iter_mut().enumerate() {
+            if let Some(slot) = entry
+                && now.saturating_duration_since(slot.sent) >= limit(slot.call)
+            {
+                let seq = self.base + i as u64;
+                expired(seq, slot);
+                *entry = None;
+                self.unanswered.insert(seq);
+                self.outstanding -= 1;
+            }
+        }
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        if self.unanswered.len() > MAX_REMEMBERED_UNANSWERED {
+            self.unanswered.clear();
+        }
+    }
+
+    /// The earliest moment a request in flight reaches its own limit.
+    pub(super) fn next_limit(&self, limit: impl Fn(u8) -> std::time::Duration) -> Option<Instant> {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|s| s.sent + limit(s.call))
+            .min()
+    }
+
     /// Stamps `sent` on the requests from sequence `from` on that are still in flight: the
     /// socket has just taken them.
     pub(super) fn flushed(&mut self, from: u64, at: Instant) {
