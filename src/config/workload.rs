@@ -45,17 +45,18 @@ pub(super) fn data(args: &RunArgs, r: &Resolver, mix: &Mix) -> Result<Option<Dat
         }
         return Ok(None);
     };
-    let text = std::fs::read_to_string(&path)
+    let file = std::fs::File::open(&path)
         .map_err(|e| rejected("--data", format!("cannot read '{path}': {e}")))?;
+    // Read a record at a time: the file is never held whole beside its rows.
+    let reader = std::io::BufReader::with_capacity(1 << 20, file);
     let rows = if path.ends_with(".csv") {
-        Rows::from_csv(&text)
+        Rows::read_csv(reader)
     } else if path.ends_with(".jsonl") || path.ends_with(".ndjson") || path.ends_with(".json") {
-        Rows::from_jsonl(&text)
+        Rows::read_jsonl(reader)
     } else {
         Err("name a .jsonl or a .csv file".into())
     }
     .map_err(|why| rejected("--data", format!("'{path}': {why}")))?;
-    drop(text);
     if let Some((tool, col)) = named.iter().find(|(_, col)| rows.column(col).is_none()) {
         return Err(rejected(
             "--data",

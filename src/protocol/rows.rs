@@ -142,8 +142,16 @@ impl Rows {
     /// JSON Lines: one object per line; the first line's keys are the columns, and every
     /// later line must have them (more keys are ignored). Blank lines are skipped.
     pub fn from_jsonl(text: &str) -> Result<Rows, String> {
+        Rows::read_jsonl(text.as_bytes())
+    }
+
+    /// [`Rows::from_jsonl`] from a reader, a line at a time: the file is never held whole
+    /// beside its rows.
+    pub fn read_jsonl(reader: impl std::io::BufRead) -> Result<Rows, String> {
         let mut rows = Rows::default();
-        for (n, line) in text.lines().enumerate() {
+        for (n, line) in reader.lines().enumerate() {
+            let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
+            let line = line.as_str();
             if line.trim().is_empty() {
                 continue;
             }
@@ -173,7 +181,12 @@ impl Rows {
 
     /// CSV with a header row: the header names the columns; every cell is text.
     pub fn from_csv(text: &str) -> Result<Rows, String> {
-        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        Rows::read_csv(text.as_bytes())
+    }
+
+    /// [`Rows::from_csv`] from a reader, a record at a time.
+    pub fn read_csv(reader: impl std::io::Read) -> Result<Rows, String> {
+        let mut reader = csv::Reader::from_reader(reader);
         let mut rows = Rows {
             columns: reader
                 .headers()
