@@ -119,3 +119,115 @@ fn read_json_if(path: &std::path::Path, code: Option<i32>) -> serde_json::Value 
         serde_json::Value::Null
     }
 }
+
+/// One HTTP/1.1 request off a keep-alive connection: its body, or `None` at its end.
+async fn read_request(stream: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> Option<String> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if stream.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await.ok()?;
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_statuses_fail_the_calls_they_answer_by_their_status() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::AsyncWriteExt as _;
+    // A scripted Streamable HTTP server: a session, its tool list, and every third tools/call
+    // answered 503 and every seventh 429, the others with a result.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let calls = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = calls.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let mut stream = tokio::io::BufReader::new(tcp);
+                while let Some(body) = read_request(&mut stream).await {
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    let id = v["id"].clone();
+                    let (status, extra, reply) = match v["method"].as_str() {
+                        Some("initialize") => (
+                            "200 OK",
+                            "mcp-session-id: s-1\r\n",
+                            serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"t","version":"0"}}}).to_string(),
+                        ),
+                        Some("tools/list") => (
+                            "200 OK",
+                            "",
+                            serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"}}]}}).to_string(),
+                        ),
+                        Some("tools/call") => {
+                            let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                            if n % 3 == 0 {
+                                ("503 Service Unavailable", "", String::new())
+                            } else if n % 7 == 0 {
+                                ("429 Too Many Requests", "", String::new())
+                            } else {
+                                (
+                                    "200 OK",
+                                    "",
+                                    serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"content":[{"type":"text","text":"ok"}]}}).to_string(),
+                                )
+                            }
+                        }
+                        _ => ("202 Accepted", "", String::new()),
+                    };
+                    let whole = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{reply}",
+                        reply.len()
+                    );
+                    if stream.get_mut().write_all(whole.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let r = run(&[
+        "--url",
+        &url,
+        "-c",
+        "1",
+        "-n",
+        "210",
+        "--no-gate",
+        "--progress",
+        "off",
+    ])
+    .await;
+    let s = &r.summary;
+    assert!(s.counts.identity_holds(), "{:?}", s.counts);
+    assert_eq!(calls.load(Ordering::Relaxed), 210);
+    // 1..=210: 70 multiples of 3; of 7 but not of 3: 30 - 10 = 20.
+    assert_eq!(
+        s.errors_by_code.get("http_503"),
+        Some(&70),
+        "{:?}",
+        s.errors_by_code
+    );
+    assert_eq!(
+        s.errors_by_code.get("http_429"),
+        Some(&20),
+        "{:?}",
+        s.errors_by_code
+    );
+    assert_eq!((s.counts.succeeded, s.counts.failed), (120, 90));
+}
