@@ -176,9 +176,9 @@ async fn http_statuses_fail_the_calls_they_answer_by_their_status() {
                         ),
                         Some("tools/call") => {
                             let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
-                            if n % 3 == 0 {
+                            if n.is_multiple_of(3) {
                                 ("503 Service Unavailable", "", String::new())
-                            } else if n % 7 == 0 {
+                            } else if n.is_multiple_of(7) {
                                 ("429 Too Many Requests", "", String::new())
                             } else {
                                 (
