@@ -318,9 +318,10 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         None => None,
     };
 
-    let mix = super::workload::resolve(args, r)?;
+    let seed = super::workload::seed(args, r)?;
+    let mix = super::workload::resolve(args, r, seed)?;
     super::workload::check_thresholds(&mix, &judge.thresholds)?;
-    let data = super::workload::data(args, r, &mix)?;
+    let data = super::workload::data(args, r, &mix, seed)?;
     let checks = super::workload::checks(args, r, &mix)?;
     Ok(RunConfig {
         target,

@@ -18,7 +18,12 @@ fn rejected(name: &str, reason: impl Into<String>) -> ConfigError {
 
 /// `--data FILE` and `--data-mode`: the rows, loaded once (JSON Lines or CSV by extension),
 /// checked against every `{{row.<column>}}` the mix's arguments name.
-pub(super) fn data(args: &RunArgs, r: &Resolver, mix: &Mix) -> Result<Option<Data>, ConfigError> {
+pub(super) fn data(
+    args: &RunArgs,
+    r: &Resolver,
+    mix: &Mix,
+    seed: u64,
+) -> Result<Option<Data>, ConfigError> {
     let run = |k| ("run", k);
     let path = r.get(args.data.as_ref(), "--data", run("data"), tool_name)?;
     let mode = r.get_or(
@@ -66,13 +71,6 @@ pub(super) fn data(args: &RunArgs, r: &Resolver, mix: &Mix) -> Result<Option<Dat
             ),
         ));
     }
-    let seed = r.get_or(
-        args.seed.as_ref(),
-        "--seed",
-        run("seed"),
-        "0",
-        crate::units::parse_whole,
-    )?;
     Ok(Some(Data {
         source: path,
         rows: std::sync::Arc::new(rows),
@@ -81,17 +79,21 @@ pub(super) fn data(args: &RunArgs, r: &Resolver, mix: &Mix) -> Result<Option<Dat
     }))
 }
 
-pub(super) fn resolve(args: &RunArgs, r: &Resolver) -> Result<Mix, ConfigError> {
+/// `--seed`: where the mix's sequence starts, and what `--data-mode random` draws by.
+pub(super) fn seed(args: &RunArgs, r: &Resolver) -> Result<u64, ConfigError> {
+    r.get_or(
+        args.seed.as_ref(),
+        "--seed",
+        ("run", "seed"),
+        "0",
+        crate::units::parse_whole,
+    )
+}
+
+pub(super) fn resolve(args: &RunArgs, r: &Resolver, seed: u64) -> Result<Mix, ConfigError> {
     let run = |k| ("run", k);
     let tool = r.get(args.tool.as_ref(), "--tool", run("tool"), tool_name)?;
     let shared_args = r.get(args.args.as_ref(), "--args", run("args"), load_args)?;
-    let seed = r.get_or(
-        args.seed.as_ref(),
-        "--seed",
-        run("seed"),
-        "0",
-        crate::units::parse_whole,
-    )?;
     let mix = r.get(args.mix.as_ref(), "--mix", run("mix"), parse_mix)?;
     let scenario = r.tables("scenario", "call")?;
     let calls = match (mix, scenario) {
