@@ -582,3 +582,124 @@ timeout = "20ms"
     let late = v["counts"]["late"].as_u64().unwrap();
     assert!(late > 0 && late <= t("slow", "sent"), "{late}");
 }
+
+#[test]
+fn steps_chain_each_answer_into_the_next_call_and_think_between() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("steps.toml");
+    // The reference server's sleep fails without a whole-number "ms": each step's call works
+    // only if the value it took from the previous answer arrived intact. (Each carries its
+    // id: the server refuses a sleep identical to one in flight.)
+    std::fs::write(
+        &profile,
+        r#"[run]
+embedded = true
+conns = 3
+requests = 300
+
+[[scenario.step]]
+tool = "echo"
+args = '{"ms": 1, "note": "say \"hi\""}'
+
+[[scenario.step]]
+tool = "sleep"
+args = '{"ms": {{previous./ms}}, "note": "{{previous./note}}", "id": "{{id}}"}'
+
+[[scenario.step]]
+tool = "sleep"
+args = '{"ms": {{previous./slept_ms}}, "id": "{{id}}"}'
+"#,
+    )
+    .unwrap();
+    let (_d, json) = temp_path("r.json");
+    let out = wsbench()
+        .args(["run", "--config"])
+        .arg(&profile)
+        .args(["--no-gate", "--progress", "off", "--json"])
+        .arg(&json)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    let v = read_json(&json);
+    assert_eq!(v["counts"]["succeeded"], 300, "{}", v["errors_by_code"]);
+    assert_eq!(v["settings"]["tool"], "echo>sleep>sleep");
+    // Each session goes through the steps in order: a third of the calls are the echo, the
+    // sleep's two steps add up under its name.
+    // (-n is shared: a session may stop a step or two off a third.)
+    let echo = v["per_tool"]["echo"]["counts"]["succeeded"]
+        .as_u64()
+        .unwrap();
+    let sleep = v["per_tool"]["sleep"]["counts"]["succeeded"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(echo + sleep, 300);
+    assert!(echo.abs_diff(100) <= 3, "{echo}");
+
+    // think: a 100 ms pause after each answer bounds a session's pace.
+    std::fs::write(
+        &profile,
+        "[run]\nembedded = true\nconns = 2\nduration = \"1s\"\n\n[[scenario.step]]\ntool = \"echo\"\nthink = \"100ms\"\n",
+    )
+    .unwrap();
+    let out = wsbench()
+        .args(["run", "--config"])
+        .arg(&profile)
+        .args(["--no-gate", "--progress", "off", "--json"])
+        .arg(&json)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    let sent = read_json(&json)["counts"]["sent"].as_u64().unwrap();
+    assert!(
+        (14..=24).contains(&sent),
+        "2 sessions x ~10 steps in 1 s, got {sent}"
+    );
+
+    // One step at a time per session in a closed loop.
+    let out = wsbench()
+        .args(["run", "--config"])
+        .arg(&profile)
+        .args(["--inflight", "4"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out_str(&out.stderr).contains("--inflight"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_past_the_64th_are_counted_together_as_other() {
+    let names: Vec<String> = (0..70).map(|i| format!("t{i}")).collect();
+    let delays: Vec<String> = names.iter().map(|n| format!("{n}=0ms")).collect();
+    let server = start_server(serve_config(&["--tool-delay", &delays.join(",")])).await;
+    let url = server.url();
+    let mix: Vec<String> = names.iter().map(|n| format!("{n}=1")).collect();
+    let r = run(&[
+        "--url",
+        &url,
+        "--mix",
+        &mix.join(","),
+        "-c",
+        "7",
+        "-n",
+        "7000",
+        "--no-gate",
+        "--progress",
+        "off",
+    ])
+    .await;
+    let stats = server.shutdown().await.unwrap();
+    let s = &r.summary;
+    assert_eq!((s.counts.succeeded, stats.results_ok), (7000, 7000));
+    assert_eq!(s.per_tool.len(), 65, "64 tools and other");
+    let other = &s.per_tool["other"];
+    // Six tools of seventy, a hundred calls each give or take a few.
+    assert!(
+        other.counts.sent.abs_diff(600) <= 12,
+        "{}",
+        other.counts.sent
+    );
+    let total: u64 = s.per_tool.values().map(|t| t.counts.sent).sum();
+    assert_eq!(total, 7000);
+}

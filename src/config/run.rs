@@ -320,6 +320,12 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
 
     let seed = super::workload::seed(args, r)?;
     let mix = super::workload::resolve(args, r, seed)?;
+    if mix.is_steps() && schedule.is_none() && inflight > 1 {
+        return Err(ConfigError::Rejected {
+            name: "--inflight".into(),
+            reason: "a session takes its steps one at a time (a step may use the previous answer): --inflight 1".into(),
+        });
+    }
     super::workload::check_thresholds(&mix, &judge.thresholds)?;
     let data = super::workload::data(args, r, &mix, seed)?;
     let checks = super::workload::checks(args, r, &mix)?;

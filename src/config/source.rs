@@ -129,7 +129,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
     (
         // `[[scenario.call]]`: the calls of a mix, each a table (`tool`, `weight`, `args`).
         "scenario",
-        &["call"],
+        &["call", "step"],
     ),
     (
         "thresholds",

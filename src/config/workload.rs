@@ -96,6 +96,20 @@ pub(super) fn resolve(args: &RunArgs, r: &Resolver, seed: u64) -> Result<Mix, Co
     let shared_args = r.get(args.args.as_ref(), "--args", run("args"), load_args)?;
     let mix = r.get(args.mix.as_ref(), "--mix", run("mix"), parse_mix)?;
     let scenario = r.tables("scenario", "call")?;
+    if let Some((tables, name)) = r.tables("scenario", "step")? {
+        if tool.is_some() || mix.is_some() || scenario.is_some() {
+            return Err(rejected(
+                &name,
+                "steps are the whole scenario: no --tool, --mix or [[scenario.call]] beside them",
+            ));
+        }
+        let steps = tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| scenario_call(t, &format!("{name} #{}", i + 1), Kind::Step))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Mix::steps(steps).map_err(|why| rejected(&name, why));
+    }
     let calls = match (mix, scenario) {
         (Some(_), _) | (None, Some(_)) if tool.is_some() => {
             return Err(rejected(
@@ -110,12 +124,13 @@ pub(super) fn resolve(args: &RunArgs, r: &Resolver, seed: u64) -> Result<Mix, Co
                 args: shared_args.clone(),
                 weight,
                 timeout: None,
+                think: None,
             })
             .collect(),
         (None, Some((tables, name))) => tables
             .iter()
             .enumerate()
-            .map(|(i, t)| scenario_call(t, &format!("{name} #{}", i + 1)))
+            .map(|(i, t)| scenario_call(t, &format!("{name} #{}", i + 1), Kind::Call))
             .collect::<Result<Vec<_>, _>>()?,
         (None, None) => {
             return Ok(Mix::single(
@@ -132,11 +147,12 @@ pub(super) fn check_thresholds(
     mix: &Mix,
     thresholds: &[crate::gate::Threshold],
 ) -> Result<(), ConfigError> {
+    let names = mix.stat_names();
     for t in thresholds {
         if let Some(tool) = &t.tool
-            && !mix.calls().iter().any(|c| &c.tool == tool)
+            && !names.contains(tool)
         {
-            let calls: Vec<&str> = mix.calls().iter().map(|c| c.tool.as_str()).collect();
+            let calls: Vec<&str> = names.iter().map(String::as_str).collect();
             return Err(rejected(
                 "--threshold",
                 format!(
@@ -198,25 +214,30 @@ pub(super) fn checks(args: &RunArgs, r: &Resolver, mix: &Mix) -> Result<Checks, 
 
 /// One `[[scenario.call]]` table: `tool`, `weight` (default 1), `args` (JSON text, `@file`,
 /// or an inline table).
-fn scenario_call(table: &toml::Table, name: &str) -> Result<MixCall, ConfigError> {
-    if let Some(key) = table
-        .keys()
-        .find(|k| !["tool", "weight", "args", "timeout"].contains(&k.as_str()))
-    {
+fn scenario_call(table: &toml::Table, name: &str, kind: Kind) -> Result<MixCall, ConfigError> {
+    let keys: &[&str] = match kind {
+        Kind::Call => &["tool", "weight", "args", "timeout"],
+        Kind::Step => &["tool", "args", "timeout", "think"],
+    };
+    if let Some(key) = table.keys().find(|k| !keys.contains(&k.as_str())) {
         return Err(rejected(
             name,
-            format!("unknown key '{key}' (a call has tool, weight, args, timeout)"),
+            format!("unknown key '{key}' (it may have {})", keys.join(", ")),
         ));
     }
-    let timeout = match table.get("timeout") {
-        None => None,
-        Some(t) => Some(
-            t.as_str()
+    let duration = |key: &str| -> Result<Option<std::time::Duration>, ConfigError> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(t) => t
+                .as_str()
                 .ok_or("a duration such as \"250ms\"".to_owned())
                 .and_then(crate::values::positive_duration)
-                .map_err(|why| rejected(&format!("{name} timeout"), why))?,
-        ),
+                .map(Some)
+                .map_err(|why| rejected(&format!("{name} {key}"), why)),
+        }
     };
+    let timeout = duration("timeout")?;
+    let think = duration("think")?;
     let tool = table
         .get("tool")
         .and_then(|t| t.as_str())
@@ -251,5 +272,13 @@ fn scenario_call(table: &toml::Table, name: &str) -> Result<MixCall, ConfigError
         args,
         weight,
         timeout,
+        think,
     })
+}
+
+/// Which table a call comes from.
+#[derive(Clone, Copy)]
+enum Kind {
+    Call,
+    Step,
 }

@@ -33,7 +33,13 @@ enum Piece {
     /// `{{row.<column>}}`, by column name until the rows are known, then by index.
     RowName(String),
     Row(usize),
+    /// `{{previous.<json pointer>}}`: from the session's last answer.
+    Previous(String),
 }
+
+/// `{{previous.<json pointer>}}`: the value at the pointer in the result text of the
+/// session's previous answer (a string's contents escaped, any other value as JSON).
+pub const PREVIOUS_PLACEHOLDER: &str = "{{previous.";
 
 /// Replaced by a number unique within the run (connections interleave, never collide).
 pub const SEQ_PLACEHOLDER: &str = "{{seq}}";
@@ -53,10 +59,17 @@ fn split_placeholders(args: &str) -> Vec<Piece> {
             let len = super::rows::ROW_PLACEHOLDER.len() + end + 2;
             Some((i, len, Piece::RowName(after[..end].to_owned())))
         });
+        let previous = rest.find(PREVIOUS_PLACEHOLDER).and_then(|i| {
+            let after = &rest[i + PREVIOUS_PLACEHOLDER.len()..];
+            let end = after.find("}}")?;
+            let len = PREVIOUS_PLACEHOLDER.len() + end + 2;
+            Some((i, len, Piece::Previous(after[..end].to_owned())))
+        });
         let next = [(SEQ_PLACEHOLDER, Piece::Seq), (ID_PLACEHOLDER, Piece::Id)]
             .into_iter()
             .filter_map(|(p, piece)| rest.find(p).map(|i| (i, p.len(), piece)))
             .chain(row)
+            .chain(previous)
             .min_by_key(|(i, _, _)| *i);
         match next {
             Some((i, len, piece)) => {
@@ -138,24 +151,29 @@ impl RequestTemplate {
             .is_some_and(|d| d.row_for(seq * self.stride + self.offset).is_none())
     }
 
-    /// Writes the frame for this connection's request `seq` into `buf` (cleared first).
-    pub fn render(&self, seq: u64, buf: &mut String) {
+    /// Whether the arguments take anything from the previous answer.
+    pub fn uses_previous(&self) -> bool {
+        self.args
+            .iter()
+            .chain(&self.tail)
+            .any(|p| matches!(p, Piece::Previous(_)))
+    }
+
+    /// [`RequestTemplate::render`] with the session's previous answer (its result text, as
+    /// JSON) for `{{previous.<pointer>}}`.
+    pub fn render_after(&self, seq: u64, previous: Option<&serde_json::Value>, buf: &mut String) {
         buf.clear();
         buf.push_str(&self.head);
         let _ = write!(buf, "{seq}");
         buf.push_str(&self.after_id);
-        self.push_args(seq, buf);
-        for piece in &self.tail {
-            match piece {
-                Piece::Text(t) => buf.push_str(t),
-                Piece::Id | Piece::Seq => {
-                    buf.push_str(&self.id_prefix);
-                    let _ = write!(buf, "{seq}");
-                }
-                Piece::Row(col) => self.push_cell(seq, *col, buf),
-                Piece::RowName(_) => {}
-            }
+        for piece in self.args.iter().chain(&self.tail) {
+            self.push_piece(piece, seq, previous, buf);
         }
+    }
+
+    /// Writes the frame for this connection's request `seq` into `buf` (cleared first).
+    pub fn render(&self, seq: u64, buf: &mut String) {
+        self.render_after(seq, None, buf);
     }
 
     /// The arguments request `seq` was sent with (to check an echo against).
@@ -166,19 +184,39 @@ impl RequestTemplate {
 
     fn push_args(&self, seq: u64, buf: &mut String) {
         for piece in &self.args {
-            match piece {
-                Piece::Text(t) => buf.push_str(t),
-                Piece::Seq => {
-                    let _ = write!(buf, "{}", seq * self.stride + self.offset);
-                }
-                Piece::Id => {
-                    buf.push_str(&self.id_prefix);
-                    let _ = write!(buf, "{seq}");
-                }
-                Piece::Row(col) => self.push_cell(seq, *col, buf),
-                // Unresolved: no rows were given (the configuration refuses that before).
-                Piece::RowName(_) => {}
+            self.push_piece(piece, seq, None, buf);
+        }
+    }
+
+    fn push_piece(
+        &self,
+        piece: &Piece,
+        seq: u64,
+        previous: Option<&serde_json::Value>,
+        buf: &mut String,
+    ) {
+        match piece {
+            Piece::Text(t) => buf.push_str(t),
+            Piece::Seq => {
+                let _ = write!(buf, "{}", seq * self.stride + self.offset);
             }
+            Piece::Id => {
+                buf.push_str(&self.id_prefix);
+                let _ = write!(buf, "{seq}");
+            }
+            Piece::Row(col) => self.push_cell(seq, *col, buf),
+            // Unresolved: no rows were given (the configuration refuses that before).
+            Piece::RowName(_) => {}
+            Piece::Previous(pointer) => match previous.and_then(|v| v.pointer(pointer)) {
+                Some(serde_json::Value::String(text)) => {
+                    let quoted = serde_json::to_string(text).unwrap_or_default();
+                    buf.push_str(quoted.get(1..quoted.len() - 1).unwrap_or(""));
+                }
+                Some(v) => {
+                    let _ = write!(buf, "{v}");
+                }
+                None => buf.push_str("null"),
+            },
         }
     }
 
@@ -199,6 +237,12 @@ pub fn validate_args(args: &str) -> Result<(), String> {
     // A row's cell is a string's contents or a JSON value: 0 stands in for either.
     for col in super::rows::row_columns(args) {
         probe = probe.replace(&format!("{}{col}}}}}", super::rows::ROW_PLACEHOLDER), "0");
+    }
+    while let Some(i) = probe.find(PREVIOUS_PLACEHOLDER) {
+        let Some(end) = probe[i..].find("}}") else {
+            break;
+        };
+        probe.replace_range(i..i + end + 2, "0");
     }
     match serde_json::from_str::<serde_json::Value>(&probe) {
         Ok(serde_json::Value::Object(_)) => Ok(()),

@@ -16,6 +16,8 @@ pub struct MixCall {
     pub weight: u32,
     /// Its own `--timeout` (`[[scenario.call]] timeout`), if it has one.
     pub timeout: Option<std::time::Duration>,
+    /// A step's pause after its answer before the next step (closed loop).
+    pub think: Option<std::time::Duration>,
 }
 
 /// The calls a run makes, and how often each.
@@ -26,10 +28,15 @@ pub struct Mix {
     ends: Vec<f64>,
     /// Where in the sequence a run starts (from `--seed`).
     offset: f64,
+    /// `[[scenario.step]]`: each connection makes the calls in order, over and over.
+    sequential: bool,
 }
 
-/// Most tools one run tells apart; more is a usage error (the per-tool tables are bounded).
-pub const MAX_CALLS: usize = 64;
+/// Most calls a mix (or steps) may have: a request's call is a `u8`.
+pub const MAX_CALLS: usize = 255;
+/// Calls the per-tool figures tell apart; the ones after these are added up as `other`, so
+/// per-connection tallies stay bounded.
+pub const MAX_TOOLS: usize = 64;
 
 /// 1 / golden ratio: the step of the sequence.
 const STEP: f64 = 0.618_033_988_749_894_9;
@@ -43,6 +50,7 @@ impl Mix {
                 args: args.map(str::to_owned),
                 weight: 1,
                 timeout: None,
+                think: None,
             }],
             0,
         )
@@ -80,11 +88,51 @@ impl Mix {
             calls,
             ends,
             offset,
+            sequential: false,
         })
+    }
+
+    /// Steps (`[[scenario.step]]`): each connection's request `seq` makes step `seq mod
+    /// steps`, so a session goes through them in order; a tool may come back in a later step.
+    pub fn steps(calls: Vec<MixCall>) -> Result<Mix, String> {
+        if calls.is_empty() || calls.len() > MAX_CALLS {
+            return Err(format!("1 to {MAX_CALLS} steps"));
+        }
+        Ok(Mix {
+            ends: vec![1.0; calls.len()],
+            calls,
+            offset: 0.0,
+            sequential: true,
+        })
+    }
+
+    /// Whether the calls are steps taken in order.
+    pub fn is_steps(&self) -> bool {
+        self.sequential
     }
 
     pub fn calls(&self) -> &[MixCall] {
         &self.calls
+    }
+
+    /// Where call `call`'s figures go: its own place for the first [`MAX_TOOLS`] calls, the
+    /// shared `other` place after them.
+    pub fn stat(call: u8) -> u8 {
+        call.min(MAX_TOOLS as u8)
+    }
+
+    /// The names the per-tool figures go under, by [`Mix::stat`] place.
+    pub fn stat_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .calls
+            .iter()
+            .take(MAX_TOOLS)
+            .map(|c| c.tool.clone())
+            .collect();
+        if self.calls.len() > MAX_TOOLS {
+            names.push("other".into());
+        }
+        names
     }
 
     /// Whether some call has a timeout of its own.
@@ -110,6 +158,9 @@ impl Mix {
         if self.calls.len() == 1 {
             return 0;
         }
+        if self.sequential {
+            return (seq % self.calls.len() as u64) as usize;
+        }
         let k = seq
             .saturating_mul(u64::from(conns.max(1)))
             .saturating_add(u64::from(conn));
@@ -119,10 +170,14 @@ impl Mix {
             .min(self.calls.len() - 1)
     }
 
-    /// `search=70,fetch=20`: what reports show.
+    /// `search=70,fetch=20`, or steps `list>search>fetch`: what reports show.
     pub fn describe(&self) -> String {
         if !self.is_mix() {
             return self.calls[0].tool.clone();
+        }
+        if self.sequential {
+            let names: Vec<&str> = self.calls.iter().map(|c| c.tool.as_str()).collect();
+            return names.join(">");
         }
         self.calls
             .iter()
@@ -165,6 +220,7 @@ mod tests {
                 args: None,
                 weight: *w,
                 timeout: None,
+                think: None,
             })
             .collect();
         Mix::new(calls, seed).unwrap()
@@ -214,6 +270,17 @@ mod tests {
     }
 
     #[test]
+    fn tools_past_the_64th_add_up_as_other() {
+        let calls: Vec<(String, u32)> = (0..70).map(|i| (format!("t{i}"), 1)).collect();
+        let refs: Vec<(&str, u32)> = calls.iter().map(|(t, w)| (t.as_str(), *w)).collect();
+        let m = mix(&refs, 0);
+        let names = m.stat_names();
+        assert_eq!(names.len(), MAX_TOOLS + 1);
+        assert_eq!((names[0].as_str(), names[64].as_str()), ("t0", "other"));
+        assert_eq!((Mix::stat(3), Mix::stat(64), Mix::stat(69)), (3, 64, 64));
+    }
+
+    #[test]
     fn bad_mixes_are_refused_with_a_reason() {
         assert!(parse_mix("a=1,b").unwrap_err().contains("TOOL=WEIGHT"));
         assert!(parse_mix("a=x").unwrap_err().contains("weight"));
@@ -226,6 +293,7 @@ mod tests {
             args: None,
             weight: w,
             timeout: None,
+            think: None,
         };
         assert!(
             Mix::new(vec![call("a", 1), call("a", 2)], 0)

@@ -210,13 +210,7 @@ pub async fn execute(
         versions: std::mem::take(
             &mut *plan.spec.versions.lock().unwrap_or_else(|e| e.into_inner()),
         ),
-        tools: plan
-            .spec
-            .mix
-            .calls()
-            .iter()
-            .map(|c| c.tool.clone())
-            .collect(),
+        tools: plan.spec.mix.stat_names(),
     };
     let summary = Summary::build(window, &reports, recorder, |summary| {
         let opened = summary.connections_opened.max(1) as f64;

@@ -231,19 +231,23 @@ impl Summary {
         s.versions = window.versions;
         let mut per_tool_latency = recorder.per_tool;
         for (i, tool) in window.tools.iter().enumerate() {
-            let mut t = ToolSummary {
-                counts: Counts::default(),
-                errors_by_code: BTreeMap::new(),
-                latency: per_tool_latency
-                    .get_mut(i)
-                    .map(|h| std::mem::replace(h, crate::stats::recorder::new_histogram()))
-                    .unwrap_or_else(crate::stats::recorder::new_histogram),
-            };
+            // Steps may call one tool more than once: its figures add up under its name.
+            let t = s
+                .per_tool
+                .entry(tool.clone())
+                .or_insert_with(|| ToolSummary {
+                    counts: Counts::default(),
+                    errors_by_code: BTreeMap::new(),
+                    latency: crate::stats::recorder::new_histogram(),
+                });
+            if let Some(h) = per_tool_latency.get_mut(i) {
+                let _ = t.latency.add(&*h);
+                h.reset();
+            }
             for tally in reports.iter().filter_map(|r| r.per_tool.get(i)) {
                 t.counts += &tally.counts;
                 add_all(&mut t.errors_by_code, &tally.errors_by_code);
             }
-            s.per_tool.insert(tool.clone(), t);
         }
         s.histograms = recorder.histograms;
         s.seconds = recorder.seconds;

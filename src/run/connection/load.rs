@@ -17,6 +17,7 @@ use crate::model::{ConnReport, Sample};
 use crate::protocol::RequestTemplate;
 use crate::run::breaker::Call;
 use crate::run::clock;
+use crate::run::mix::Mix;
 use crate::run::pacer::Pacer;
 use crate::stats::Shard;
 use crate::stats::recorder::{new_small_histogram, response_us};
@@ -30,6 +31,8 @@ pub(super) struct Load<'a> {
     pub(super) timing: Timing,
     /// One per call of the mix.
     pub(super) templates: Vec<RequestTemplate>,
+    /// Steps: the result text of the session's last answer, for `{{previous.<pointer>}}`.
+    pub(super) previous: Option<serde_json::Value>,
     pub(super) id_prefix: String,
     pub(super) window: Window,
     /// The first request queued since the socket last took everything, while it has not.
@@ -273,7 +276,7 @@ impl Load<'_> {
         for slot in self.window.clear() {
             bucket(&mut self.report, slot.warm).unfinished += 1;
             if !slot.warm {
-                self.report.tool(slot.call).counts.unfinished += 1;
+                self.report.tool(Mix::stat(slot.call)).counts.unfinished += 1;
             }
         }
         self.flush_samples();
@@ -355,7 +358,7 @@ impl Load<'_> {
                 more = false;
                 break;
             }
-            self.templates[call].render(seq, &mut self.buf);
+            self.templates[call].render_after(seq, self.previous.as_ref(), &mut self.buf);
             if self.ws.queue(Message::text(self.buf.as_str())).is_err() {
                 return Err(());
             }
@@ -376,7 +379,7 @@ impl Load<'_> {
                 self.report.warmup.sent += 1;
             } else {
                 self.report.counts.sent += 1;
-                self.report.tool(call as u8).counts.sent += 1;
+                self.report.tool(Mix::stat(call as u8)).counts.sent += 1;
                 self.tallies.at(sent).sent += 1;
             }
             queued = true;
@@ -432,7 +435,7 @@ impl Load<'_> {
             }
             if !warm {
                 self.tallies.at(now).timed_out += 1;
-                self.report.tool(call).counts.timed_out += 1;
+                self.report.tool(Mix::stat(call)).counts.timed_out += 1;
             }
         }
         if was_full && self.window.outstanding < self.spec.window {
@@ -475,7 +478,7 @@ impl Load<'_> {
             bucket(&mut self.report, slot.warm).lost += 1;
             if !slot.warm {
                 self.tallies.at(now).lost += 1;
-                self.report.tool(slot.call).counts.lost += 1;
+                self.report.tool(Mix::stat(slot.call)).counts.lost += 1;
             }
         }
         self.flush_samples();

@@ -264,6 +264,7 @@ pub async fn run(
                 }
             })
             .collect(),
+        previous: None,
         id_prefix,
         ws: Duplex::new(ws),
         spec: &spec,

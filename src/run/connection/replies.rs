@@ -13,6 +13,7 @@ use crate::model::{Counts, Event, Sample};
 use crate::protocol::Kind;
 use crate::run::breaker::Call;
 use crate::run::clock;
+use crate::run::mix::Mix;
 
 impl Load<'_> {
     pub(super) fn on_message(&mut self, msg: Option<Result<Message, tungstenite::Error>>) -> Alive {
@@ -197,6 +198,14 @@ impl Load<'_> {
                 if !ok {
                     self.honor_retry_after(c.retry_after, received);
                 }
+                if ok && self.spec.mix.is_steps() {
+                    // The next step may take from this answer.
+                    self.previous = self
+                        .spec
+                        .wire
+                        .result_text(text)
+                        .and_then(|t| serde_json::from_str(&t).ok());
+                }
                 let code = code.map(str::to_owned);
                 self.complete(slot, received, ok, code.as_deref());
             }
@@ -229,10 +238,16 @@ impl Load<'_> {
         } else {
             counts.failed += 1;
         }
+        if self.spec.schedule.is_none()
+            && let Some(think) = self.spec.mix.calls()[usize::from(slot.call)].think
+        {
+            // A step's think time: the session pauses before its next step (closed loop).
+            self.paused_until = Some(received + think);
+        }
         if slot.warm {
             return;
         }
-        let tool = self.report.tool(slot.call);
+        let tool = self.report.tool(Mix::stat(slot.call));
         if success {
             tool.counts.succeeded += 1;
         } else {
@@ -249,7 +264,7 @@ impl Load<'_> {
             }
             self.samples.push(Sample {
                 conn: self.id,
-                call: slot.call,
+                call: Mix::stat(slot.call),
                 scheduled: slot.scheduled,
                 ready: slot.ready,
                 queued: slot.queued,
