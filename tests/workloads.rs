@@ -54,10 +54,26 @@ async fn a_mix_gives_each_tool_its_share_and_its_own_figures() {
         total, s.counts.sent,
         "the tools' counts add up to the run's"
     );
-    let latency: u64 = s.per_tool.values().map(|t| t.latency.len()).sum();
-    assert_eq!(latency, s.histograms.latency.len());
+    // Every per-request histogram splits exactly by tool.
+    for name in ["latency", "service", "schedule_lag", "client_lag"] {
+        let sum: u64 = s
+            .per_tool
+            .values()
+            .map(|t| {
+                let h = t.histograms.named();
+                h.iter().find(|(n, _)| *n == name).unwrap().1.len()
+            })
+            .sum();
+        assert_eq!(sum, s.histograms.latency.len(), "{name}");
+    }
+    let service = |t: &str| s.per_tool[t].histograms.service.max();
+    assert!(
+        service("summarize") >= 20_000,
+        "a tool's service time is its own"
+    );
     // Which tool is slow: each one's median sits at or above its own delay.
-    let p50 = |t: &str| wsbench::stats::summary::percentile_ms(&s.per_tool[t].latency, 50.0);
+    let p50 =
+        |t: &str| wsbench::stats::summary::percentile_ms(&s.per_tool[t].histograms.latency, 50.0);
     assert!(p50("search") < p50("fetch") && p50("fetch") < p50("summarize"));
     assert!(
         p50("fetch") >= 8.0 && p50("summarize") >= 20.0,

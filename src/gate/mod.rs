@@ -235,10 +235,10 @@ impl Threshold {
             return f64::NAN;
         };
         let pct = |p| {
-            if t.latency.is_empty() {
+            if t.histograms.latency.is_empty() {
                 f64::NAN
             } else {
-                crate::stats::summary::percentile_ms(&t.latency, p)
+                crate::stats::summary::percentile_ms(&t.histograms.latency, p)
             }
         };
         match self.metric {
@@ -309,7 +309,10 @@ pub fn evaluate(summary: &Summary, thresholds: &[Threshold]) -> Vec<Verdict> {
                 None => t.metric.samples(summary),
                 // A tool's percentiles are over its own successes.
                 Some(tool) => t.metric.samples(summary).map(|(_, need)| {
-                    let n = summary.per_tool.get(tool).map_or(0, |x| x.latency.len());
+                    let n = summary
+                        .per_tool
+                        .get(tool)
+                        .map_or(0, |x| x.histograms.latency.len());
                     (n, need)
                 }),
             };

@@ -272,9 +272,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}.pass{{color:#27ae
             let bars: Vec<(String, f64)> = s
                 .per_tool
                 .iter()
-                .filter(|(_, t)| !t.latency.is_empty())
+                .filter(|(_, t)| !t.histograms.latency.is_empty())
                 .map(|(name, t)| {
-                    let p99 = crate::stats::summary::percentile_ms(&t.latency, 99.0);
+                    let p99 = crate::stats::summary::percentile_ms(&t.histograms.latency, 99.0);
                     (name.clone(), p99)
                 })
                 .collect();

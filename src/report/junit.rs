@@ -64,12 +64,12 @@ impl Reporter for JunitReporter {
                     let c = &t.counts;
                     let mut case = TestCase::new(name.as_str(), TestCaseStatus::success());
                     case.set_classname("wsbench.tools");
-                    let p99 = if t.latency.is_empty() {
+                    let p99 = if t.histograms.latency.is_empty() {
                         "n/a".to_owned()
                     } else {
                         format!(
                             "{:.3}",
-                            crate::stats::summary::percentile_ms(&t.latency, 99.0)
+                            crate::stats::summary::percentile_ms(&t.histograms.latency, 99.0)
                         )
                     };
                     case.add_properties([

@@ -21,9 +21,13 @@ pub struct ToolBlock {
     /// Successes per second over the measured window.
     pub throughput_rps: f64,
     pub errors_by_code: BTreeMap<String, u64>,
+    /// Response time, as the run's `latency_ms`.
     pub latency_ms: Percentiles,
-    /// Response times, HdrHistogram V2 + deflate, base64.
-    pub histogram: String,
+    /// Service time, as the run's `service_ms`.
+    pub service_ms: Percentiles,
+    /// Its non-empty per-request histograms by name (as the run's `histograms`), exact:
+    /// what `merge` adds.
+    pub histograms: BTreeMap<String, String>,
 }
 
 /// The blocks of a summary's tools.
@@ -46,8 +50,15 @@ pub fn blocks(
                         0.0
                     },
                     errors_by_code: t.errors_by_code.clone(),
-                    latency_ms: Percentiles::of(&t.latency),
-                    histogram: encode_histogram(&t.latency)?,
+                    latency_ms: Percentiles::of(&t.histograms.latency),
+                    service_ms: Percentiles::of(&t.histograms.service),
+                    histograms: t
+                        .histograms
+                        .named()
+                        .into_iter()
+                        .filter(|(_, h)| !h.is_empty())
+                        .map(|(n, h)| Ok((n.to_owned(), encode_histogram(h)?)))
+                        .collect::<anyhow::Result<_>>()?,
                 },
             ))
         })
@@ -63,15 +74,18 @@ pub fn add_into(
         let t = into.entry(name.clone()).or_insert_with(|| ToolSummary {
             counts: Counts::default(),
             errors_by_code: BTreeMap::new(),
-            latency: crate::stats::recorder::new_histogram(),
+            histograms: crate::stats::recorder::Histograms::default(),
         });
         t.counts += &b.counts;
         for (code, n) in &b.errors_by_code {
             *t.errors_by_code.entry(code.clone()).or_default() += n;
         }
-        t.latency
-            .add(decode_histogram(&b.histogram)?)
-            .map_err(|e| anyhow::anyhow!("tool {name}: {e}"))?;
+        for (h, text) in &b.histograms {
+            if let Some(into) = t.histograms.by_name_mut(h) {
+                into.add(decode_histogram(text)?)
+                    .map_err(|e| anyhow::anyhow!("tool {name}, {h}: {e}"))?;
+            }
+        }
     }
     Ok(())
 }

@@ -111,6 +111,26 @@ impl Histograms {
     }
 }
 
+impl Histograms {
+    /// Adds every histogram of `other` (same bounds: nothing out of range).
+    pub fn add(&mut self, other: &Histograms) {
+        for (name, from) in other.named() {
+            if let Some(into) = self.by_name_mut(name) {
+                let _ = into.add(from);
+            }
+        }
+    }
+
+    /// Takes every histogram of `other` away (it must be a part of these).
+    pub fn subtract(&mut self, other: &Histograms) {
+        for (name, from) in other.named() {
+            if let Some(into) = self.by_name_mut(name) {
+                let _ = into.subtract(from);
+            }
+        }
+    }
+}
+
 impl Default for Histograms {
     fn default() -> Self {
         Histograms {
@@ -185,6 +205,25 @@ fn micros(later: Instant, earlier: Instant) -> u64 {
     (us as u64).clamp(1, MAX_US)
 }
 
+/// One request's histograms: response and service time, lags and phases.
+fn record_request(h: &mut Histograms, s: &Sample, response: u64) {
+    h.latency.record_clamped(response);
+    h.service.record_clamped(micros(s.received, s.sent));
+    h.schedule_lag.record_clamped(micros(s.sent, s.scheduled));
+    // The client's own lateness: from when it could send to when it did (a socket the
+    // server was slow to drain is not the client's, and is in schedule lag instead).
+    h.client_lag.record_clamped(micros(s.queued, s.ready));
+    if let Some(acked) = s.acked {
+        h.ack.record_clamped(micros(acked, s.sent));
+    }
+    if let Some(chunk) = s.first_chunk {
+        h.first_chunk.record_clamped(micros(chunk, s.sent));
+    }
+    if let Some(end) = s.stream_end {
+        h.stream_end.record_clamped(micros(end, s.sent));
+    }
+}
+
 /// Owns the histograms while the run goes on.
 #[derive(Debug, Default)]
 pub struct Recorder {
@@ -198,8 +237,10 @@ pub struct Recorder {
     /// For live progress: every tally so far, and connections opened minus closed.
     totals: Tally,
     open: i64,
-    /// Response times by call of the mix (index into the run's calls).
-    pub per_tool: Vec<Histogram<u64>>,
+    /// By call of the mix (its per-tool place, `Mix::stat`): the per-request histograms of
+    /// every call but the first (the first's are the run's minus these, at the end: a run of
+    /// one tool records nothing twice).
+    pub per_tool: Vec<Histograms>,
 }
 
 impl Recorder {
@@ -254,10 +295,10 @@ impl Recorder {
         }
         if self.per_tool.len() < other.per_tool.len() {
             self.per_tool
-                .resize_with(other.per_tool.len(), new_histogram);
+                .resize_with(other.per_tool.len(), Histograms::default);
         }
         for (into, from) in self.per_tool.iter_mut().zip(&other.per_tool) {
-            let _ = into.add(from);
+            into.add(from);
         }
         self.conn_changes.extend(other.conn_changes);
         self.last_received = self.last_received.max(other.last_received);
@@ -286,26 +327,13 @@ impl Recorder {
 
     fn sample(&mut self, s: &Sample) {
         let response = response_us(s);
+        record_request(&mut self.histograms, s, response);
         let call = usize::from(s.call);
-        if self.per_tool.len() <= call {
-            self.per_tool.resize_with(call + 1, new_histogram);
-        }
-        self.per_tool[call].record_clamped(response);
-        let h = &mut self.histograms;
-        h.latency.record_clamped(response);
-        h.service.record_clamped(micros(s.received, s.sent));
-        h.schedule_lag.record_clamped(micros(s.sent, s.scheduled));
-        // The client's own lateness: from when it could send to when it did (a socket the
-        // server was slow to drain is not the client's, and is in schedule lag instead).
-        h.client_lag.record_clamped(micros(s.queued, s.ready));
-        if let Some(acked) = s.acked {
-            h.ack.record_clamped(micros(acked, s.sent));
-        }
-        if let Some(chunk) = s.first_chunk {
-            h.first_chunk.record_clamped(micros(chunk, s.sent));
-        }
-        if let Some(end) = s.stream_end {
-            h.stream_end.record_clamped(micros(end, s.sent));
+        if call > 0 {
+            if self.per_tool.len() <= call {
+                self.per_tool.resize_with(call + 1, Histograms::default);
+            }
+            record_request(&mut self.per_tool[call], s, response);
         }
         if let Some(from) = self.measure_from {
             let sec = s.received.saturating_duration_since(from).as_secs() as u32;

@@ -156,8 +156,9 @@ pub struct Summary {
 pub struct ToolSummary {
     pub counts: Counts,
     pub errors_by_code: BTreeMap<String, u64>,
-    /// Response times of its successes, microseconds.
-    pub latency: Histogram<u64>,
+    /// Its successes' per-request histograms (response and service time, lags, phases),
+    /// microseconds; the setup ones stay empty (sessions are not any one tool's).
+    pub histograms: Histograms,
 }
 
 impl ToolSummary {
@@ -229,7 +230,20 @@ impl Summary {
         s.transitions = window.transitions;
         s.unavailable = window.unavailable;
         s.versions = window.versions;
-        let mut per_tool_latency = recorder.per_tool;
+        // The first call's histograms are the run's minus the others' (recorded apart only
+        // for the second call on).
+        let mut per_tool_histograms = recorder.per_tool;
+        if !window.tools.is_empty() {
+            let mut first = recorder.histograms.clone();
+            for other in per_tool_histograms.iter().skip(1) {
+                first.subtract(other);
+            }
+            if per_tool_histograms.is_empty() {
+                per_tool_histograms.push(first);
+            } else {
+                per_tool_histograms[0] = first;
+            }
+        }
         for (i, tool) in window.tools.iter().enumerate() {
             // Steps may call one tool more than once: its figures add up under its name.
             let t = s
@@ -238,11 +252,10 @@ impl Summary {
                 .or_insert_with(|| ToolSummary {
                     counts: Counts::default(),
                     errors_by_code: BTreeMap::new(),
-                    latency: crate::stats::recorder::new_histogram(),
+                    histograms: Histograms::default(),
                 });
-            if let Some(h) = per_tool_latency.get_mut(i) {
-                let _ = t.latency.add(&*h);
-                h.reset();
+            if let Some(h) = per_tool_histograms.get(i) {
+                t.histograms.add(h);
             }
             for tally in reports.iter().filter_map(|r| r.per_tool.get(i)) {
                 t.counts += &tally.counts;

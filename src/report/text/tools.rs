@@ -21,10 +21,10 @@ pub(super) fn table(o: &mut String, s: &Summary) -> std::fmt::Result {
     for (name, t) in &s.per_tool {
         let c = &t.counts;
         let pct = |p| {
-            if t.latency.is_empty() {
+            if t.histograms.latency.is_empty() {
                 "-".to_owned()
             } else {
-                fmt_ms(percentile_ms(&t.latency, p))
+                fmt_ms(percentile_ms(&t.histograms.latency, p))
             }
         };
         let rps = if secs > 0.0 {
