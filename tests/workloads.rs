@@ -315,6 +315,36 @@ async fn data_rows_fill_the_arguments_in_turn_and_unique_rows_end_the_run() {
     assert!(r.settings.data.as_deref().unwrap().contains("100 rows"));
     assert!(!r.summary.rows_ran_out);
 
+    // random: rows drawn by the seed, every reply still the arguments as sent.
+    let server = start_server(serve_config(&[])).await;
+    let url = server.url();
+    let r = run(&[
+        "--url",
+        &url,
+        "--args",
+        r#"{"q":"{{row.q}}","n":{{row.n}},"id":"{{id}}"}"#,
+        "--data",
+        &path,
+        "--data-mode",
+        "random",
+        "--seed",
+        "11",
+        "-c",
+        "3",
+        "-n",
+        "600",
+        "--validate-sample",
+        "1",
+        "--no-gate",
+        "--progress",
+        "off",
+    ])
+    .await;
+    let stats = server.shutdown().await.unwrap();
+    let c = &r.summary.counts;
+    assert_eq!((c.succeeded, c.validated, stats.call_tool), (600, 600, 600));
+    assert!(r.settings.data.as_deref().unwrap().contains("random"));
+
     // unique: each row once; the run ends when they are gone, and says so.
     let csv = dir.path().join("cities.csv");
     std::fs::write(&csv, "city,code\nOslo,1\n\"Rio, RJ\",2\nLima,3\n").unwrap();
