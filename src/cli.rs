@@ -63,6 +63,9 @@ pub enum Command {
     /// Merge result files of many workers into one verdict: histograms are added exactly,
     /// counters summed, timelines aligned on wall-clock seconds, thresholds applied again.
     Merge(Box<MergeArgs>),
+    /// Compare two result files without running load: the baseline gate's table (old beside
+    /// new, each metric's change and allowance) and its verdict, exit 0 or 1 like a gate.
+    Compare(Box<CompareArgs>),
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -528,6 +531,24 @@ pub struct MergeArgs {
     pub allow_disjoint: bool,
     #[command(flatten)]
     pub gate: GateArgs,
+}
+
+/// `wsbench compare OLD NEW`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The earlier result (the baseline).
+    #[arg(value_name = "OLD")]
+    pub old: PathBuf,
+    /// The result judged against it.
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+    /// How much worse each metric may get, e.g. 'p99=+10%,rps=-5%'. Default: the baseline
+    /// gate's (10 % on latency, 5 % on throughput).
+    #[arg(long, value_name = "p99=+10%,rps=-5%,...")]
+    pub max_regress: Option<String>,
+    /// What stdout shows: text, json or quiet.
+    #[arg(long, value_name = "text|json|quiet", value_parser = given(stdout_mode))]
+    pub output: Option<Given<StdoutMode>>,
 }
 
 /// `wsbench config` subcommands.

@@ -18,4 +18,7 @@ pub enum ConfigError {
     UnknownKey { key: String, path: PathBuf },
     #[error("config file {}: {reason}", path.display())]
     File { path: PathBuf, reason: String },
+    /// A result file (`merge`, `compare`, `--baseline`) that cannot be used.
+    #[error("result file {}: {reason}", path.display())]
+    ResultFile { path: PathBuf, reason: String },
 }

@@ -39,6 +39,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Run(args) => app::run::main(RunConfig::from_args(&args)?).await,
         Command::Serve(args) => serve::main(ServeConfig::from_args(&args)?).await,
         Command::Merge(args) => app::merge::main(&args),
+        Command::Compare(args) => app::merge::compare(&args),
         Command::Tools(args) => app::tools::main(&args).await,
         Command::Capacity(args) => app::capacity::main(&args).await,
         Command::Config(cli::ConfigCommand::Show(args)) => app::meta::config_show(&args),

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, closed_port, temp_path, wsbench};
+use common::{TestServer, closed_port, out_str, temp_path, wsbench};
 
 fn stdout_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -500,4 +500,65 @@ fn output_files_are_readable_by_others_like_any_report() {
     assert_eq!(out.status.code(), Some(0));
     let mode = std::fs::metadata(&json).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o644, "not the temp file's private 0600");
+}
+
+#[test]
+fn compare_judges_two_result_files_like_the_baseline_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow_profile = dir.path().join("slow.toml");
+    std::fs::write(
+        &slow_profile,
+        "[run]\nembedded = true\n[serve]\ndelay = \"3ms\"\n",
+    )
+    .unwrap();
+    let result = |name: &str, profile: Option<&std::path::Path>| {
+        let path = dir.path().join(name);
+        let mut cmd = wsbench();
+        cmd.arg("run");
+        match profile {
+            Some(p) => cmd.arg("--config").arg(p),
+            None => cmd.arg("--embedded"),
+        };
+        let out = cmd
+            .args([
+                "-c",
+                "4",
+                "-n",
+                "2000",
+                "--no-gate",
+                "--progress",
+                "off",
+                "--json",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+        path
+    };
+    let fast = result("fast.json", None);
+    let slow = result("slow.json", Some(&slow_profile));
+    let compare = |old: &std::path::Path, new: &std::path::Path| {
+        wsbench().arg("compare").arg(old).arg(new).output().unwrap()
+    };
+    let worse = compare(&fast, &slow);
+    assert_eq!(worse.status.code(), Some(1), "{}", out_str(&worse.stdout));
+    let text = out_str(&worse.stdout);
+    assert!(
+        text.contains("REGRESSED") && text.contains("p99 <= baseline"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("rps >= 50000"),
+        "only the comparison judges: {text}"
+    );
+    let better = compare(&slow, &fast);
+    assert_eq!(better.status.code(), Some(0), "{}", out_str(&better.stdout));
+    let missing = compare(&fast, &dir.path().join("nope.json"));
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        out_str(&missing.stderr).contains("result file"),
+        "{}",
+        out_str(&missing.stderr)
+    );
 }

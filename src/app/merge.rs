@@ -19,7 +19,7 @@ use crate::stats::recorder::{Histograms, Second};
 use crate::stats::summary::{BreakerEvent, ConnRow, Mode, Summary, percentile_ms};
 
 fn bad(path: &Path, reason: impl Into<String>) -> ConfigError {
-    ConfigError::File {
+    ConfigError::ResultFile {
         path: path.to_owned(),
         reason: reason.into(),
     }
@@ -314,6 +314,31 @@ pub fn merge(
         workers,
         baseline,
     })
+}
+
+/// The `compare` subcommand: NEW read as a merge of one file, judged only against OLD as its
+/// baseline (no thresholds of its own), reported like any result.
+pub fn compare(args: &crate::cli::CompareArgs) -> anyhow::Result<Outcome> {
+    let merge_args = MergeArgs {
+        files: vec![args.new.clone()],
+        config: None,
+        output: args.output.clone(),
+        json: None,
+        junit: None,
+        html: None,
+        allow_disjoint: true,
+        gate: crate::cli::GateArgs {
+            baseline: Some(args.old.display().to_string()),
+            max_regress: args.max_regress.clone(),
+            ..Default::default()
+        },
+    };
+    let mut config = MergeConfig::from_args(&merge_args)?;
+    // Only the comparison judges: the default thresholds are a run's, not a comparison's.
+    config.gate.thresholds.clear();
+    let result = merge(&merge_args.files, &config.gate, true)?;
+    crate::report::emit_all(&result, &config.outputs, config.stdout)?;
+    Ok(result.outcome)
 }
 
 /// The `merge` subcommand.
