@@ -260,6 +260,10 @@ pub struct RunArgs {
     /// Write a self-contained HTML report with SVG charts.
     #[arg(long, value_name = "FILE", value_parser = given(output_target))]
     pub html: Option<Given<String>>,
+    /// Write a Markdown summary (verdict, counts, thresholds, tools), e.g. to
+    /// $GITHUB_STEP_SUMMARY.
+    #[arg(long, value_name = "FILE", value_parser = given(output_target))]
+    pub markdown: Option<Given<String>>,
     /// Write the latency percentile spectrum as an SVG chart.
     #[arg(long, value_name = "FILE.svg", value_parser = given(output_target))]
     pub plot: Option<Given<String>>,
@@ -525,6 +529,9 @@ pub struct MergeArgs {
     /// Write the HTML report.
     #[arg(long, value_name = "FILE", value_parser = given(output_target))]
     pub html: Option<Given<String>>,
+    /// Write a Markdown summary, e.g. to $GITHUB_STEP_SUMMARY.
+    #[arg(long, value_name = "FILE", value_parser = given(output_target))]
+    pub markdown: Option<Given<String>>,
     /// Merge workers whose measured windows do not overlap (refused otherwise: their sum is
     /// not one load).
     #[arg(long)]

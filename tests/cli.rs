@@ -562,3 +562,59 @@ fn compare_judges_two_result_files_like_the_baseline_gate() {
         out_str(&missing.stderr)
     );
 }
+
+#[test]
+fn markdown_summarizes_the_verdict_thresholds_and_tools() {
+    let (dir, md) = temp_path("summary.md");
+    let out = wsbench()
+        .args([
+            "run",
+            "--embedded",
+            "--mix",
+            "echo=3,status=1",
+            "-c",
+            "2",
+            "-n",
+            "400",
+        ])
+        .args([
+            "--min-rps",
+            "1",
+            "--threshold",
+            "p99{tool=echo}<1s",
+            "--progress",
+            "off",
+        ])
+        .arg("--markdown")
+        .arg(&md)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stdout));
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(text.starts_with("### ✅ wsbench: PASS (exit 0)"), "{text}");
+    assert!(text.contains("| `p99{tool=echo} < 1000 ms` |"), "{text}");
+    assert!(text.contains("| `status` |"), "{text}");
+    // A failed gate says so in the summary too.
+    let out = wsbench()
+        .args([
+            "run",
+            "--embedded",
+            "-c",
+            "1",
+            "-n",
+            "50",
+            "--progress",
+            "off",
+        ])
+        .args(["--min-rps", "100m", "--markdown"])
+        .arg(&md)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        text.contains("❌ wsbench: FAIL") && text.contains("**FAIL**"),
+        "{text}"
+    );
+    drop(dir);
+}

@@ -326,6 +326,7 @@ pub fn compare(args: &crate::cli::CompareArgs) -> anyhow::Result<Outcome> {
         json: None,
         junit: None,
         html: None,
+        markdown: None,
         allow_disjoint: true,
         gate: crate::cli::GateArgs {
             baseline: Some(args.old.display().to_string()),

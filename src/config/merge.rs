@@ -24,6 +24,7 @@ impl MergeConfig {
                 json: args.json.as_ref(),
                 junit: args.junit.as_ref(),
                 html: args.html.as_ref(),
+                markdown: args.markdown.as_ref(),
                 plot: None,
                 hdr_log: None,
                 output: args.output.as_ref(),

@@ -11,6 +11,7 @@ pub(super) struct OutputFlags<'a> {
     pub json: Option<&'a Given<String>>,
     pub junit: Option<&'a Given<String>>,
     pub html: Option<&'a Given<String>>,
+    pub markdown: Option<&'a Given<String>>,
     pub plot: Option<&'a Given<String>>,
     pub hdr_log: Option<&'a Given<String>>,
     pub output: Option<&'a Given<super::StdoutMode>>,
@@ -26,6 +27,7 @@ pub(super) fn outputs(
         json: r.get(args.json, "--json", run("json"), output_target)?,
         junit: r.get(args.junit, "--junit", run("junit"), output_target)?,
         html: r.get(args.html, "--html", run("html"), output_target)?,
+        markdown: r.get(args.markdown, "--markdown", run("markdown"), output_target)?,
         plot: r.get(args.plot, "--plot", run("plot"), output_target)?,
         hdr_log: r.get(args.hdr_log, "--hdr-log", run("hdr_log"), output_target)?,
     };

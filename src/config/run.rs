@@ -169,6 +169,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
             json: args.json.as_ref(),
             junit: args.junit.as_ref(),
             html: args.html.as_ref(),
+            markdown: args.markdown.as_ref(),
             plot: args.plot.as_ref(),
             hdr_log: args.hdr_log.as_ref(),
             output: args.output.as_ref(),

@@ -54,6 +54,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "json",
             "junit",
             "html",
+            "markdown",
             "plot",
             "hdr_log",
             "bind_ip",

@@ -7,6 +7,7 @@ pub mod hdrlog;
 pub mod html;
 pub mod json;
 pub mod junit;
+pub mod markdown;
 pub mod svg;
 pub mod text;
 
@@ -35,6 +36,7 @@ pub struct Outputs {
     pub json: Option<String>,
     pub junit: Option<String>,
     pub html: Option<String>,
+    pub markdown: Option<String>,
     pub plot: Option<String>,
     pub hdr_log: Option<String>,
 }
@@ -46,6 +48,7 @@ impl Outputs {
             &self.json,
             &self.junit,
             &self.html,
+            &self.markdown,
             &self.plot,
             &self.hdr_log,
         ]
@@ -74,10 +77,11 @@ pub fn emit_all(result: &RunResult, o: &Outputs, stdout: StdoutMode) -> anyhow::
         StdoutMode::Quiet if claimed => write_stderr(verdict_line(result).as_bytes()),
         StdoutMode::Quiet => write_stdout(verdict_line(result).as_bytes())?,
     }
-    let reporters: [(&Option<String>, &dyn Reporter); 5] = [
+    let reporters: [(&Option<String>, &dyn Reporter); 6] = [
         (&o.json, &json::JsonReporter),
         (&o.junit, &junit::JunitReporter),
         (&o.html, &html::HtmlReporter),
+        (&o.markdown, &markdown::MarkdownReporter),
         (&o.plot, &html::PlotReporter),
         (&o.hdr_log, &hdrlog::HdrLogReporter),
     ];
