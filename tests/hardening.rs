@@ -87,7 +87,7 @@ proptest! {
 fn bad_value(flag: &str) -> Option<&'static str> {
     Some(match flag {
         "token" => return None,
-        "json" | "junit" | "html" | "plot" | "hdr-log" | "stats-file" => "/",
+        "json" | "junit" | "html" | "markdown" | "plot" | "hdr-log" | "stats-file" => "/",
         "tool" | "subprotocol" => "",
         "session-prefix" => "not a prefix!",
         "header" => "no colon here",
