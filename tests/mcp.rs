@@ -299,6 +299,20 @@ fn processes_with(marker: &str) -> Vec<String> {
     found
 }
 
+/// The stats files the spawned servers wrote in `dir` (one per process): how many, and these
+/// counters summed over them.
+fn stats_sums<const N: usize>(dir: &std::path::Path, keys: [&str; N]) -> (usize, [u64; N]) {
+    let (mut files, mut sums) = (0, [0; N]);
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let s = common::read_json(&entry.path());
+        for (sum, key) in sums.iter_mut().zip(keys) {
+            *sum += s[key].as_u64().unwrap();
+        }
+        files += 1;
+    }
+    (files, sums)
+}
+
 #[test]
 fn stdio_sessions_are_counted_exactly_against_each_servers_own_counters() {
     let dir = tempfile::tempdir().unwrap();
@@ -329,15 +343,8 @@ fn stdio_sessions_are_counted_exactly_against_each_servers_own_counters() {
         .as_str()
         .expect("the stderr log is named");
     assert!(std::path::Path::new(log).exists(), "{log}");
-    let (mut calls, mut ok, mut err) = (0, 0, 0);
-    let mut files = 0;
-    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
-        let s = common::read_json(&entry.path());
-        calls += s["call_tool"].as_u64().unwrap();
-        ok += s["results_ok"].as_u64().unwrap();
-        err += s["results_error"].as_u64().unwrap();
-        files += 1;
-    }
+    let (files, [calls, ok, err]) =
+        stats_sums(dir.path(), ["call_tool", "results_ok", "results_error"]);
     assert_eq!(
         files, 4,
         "one server process per session and the tool check's, each ended cleanly"
@@ -632,13 +639,7 @@ fn a_stdio_url_speaks_the_stateless_revision_to_each_spawned_server() {
     assert_eq!(v["settings"]["transport"], "stdio", "stdio: is --command");
     assert_eq!(v["protocol_versions"]["2026-07-28"], 2, "{v}");
     assert_eq!(v["identity_holds"], true);
-    let (mut calls, mut ok, mut hellos) = (0, 0, 0);
-    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
-        let s = common::read_json(&entry.path());
-        calls += s["call_tool"].as_u64().unwrap();
-        ok += s["results_ok"].as_u64().unwrap();
-        hellos += s["hello_ok"].as_u64().unwrap();
-    }
+    let (_, [calls, ok, hellos]) = stats_sums(dir.path(), ["call_tool", "results_ok", "hello_ok"]);
     assert_eq!(calls, 1000);
     assert_eq!(v["counts"]["succeeded"].as_u64(), Some(ok));
     let failed = v["counts"]["failed"].as_u64().unwrap();

@@ -408,38 +408,40 @@ fn data_settings_are_checked_before_anything_runs() {
     }
 }
 
+/// `serve --protocol <protocol> <fault>`, then `run <probe>` against it with 6 sessions x 2 in
+/// flight: the run's result and the server's counters.
+async fn probe_run(
+    protocol: &str,
+    fault: &[&str],
+    probe: &[&str],
+) -> (wsbench::result::RunResult, wsbench::model::StatsSnapshot) {
+    let server = start_server(serve_config(
+        &[&["--protocol", protocol][..], fault].concat(),
+    ))
+    .await;
+    let url = server.url();
+    let shape = [
+        "-c",
+        "6",
+        "--inflight",
+        "2",
+        "--no-gate",
+        "--progress",
+        "off",
+    ];
+    let r = run(&[&["--url", &url, "--protocol", protocol][..], probe, &shape].concat()).await;
+    (r, server.shutdown().await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_isolation_probe_counts_every_reply_mixed_up_between_sessions() {
     for protocol in ["tool-call", "mcp"] {
-        let server = start_server(serve_config(&[
-            "--protocol",
+        let (r, stats) = probe_run(
             protocol,
-            "--mix-sessions-rate",
-            "0.03",
-            "--seed",
-            "5",
-        ]))
+            &["--mix-sessions-rate", "0.03", "--seed", "5"],
+            &["--check", "isolation", "-n", "4000"],
+        )
         .await;
-        let url = server.url();
-        let r = run(&[
-            "--url",
-            &url,
-            "--protocol",
-            protocol,
-            "--check",
-            "isolation",
-            "-c",
-            "6",
-            "--inflight",
-            "2",
-            "-n",
-            "4000",
-            "--no-gate",
-            "--progress",
-            "off",
-        ])
-        .await;
-        let stats = server.shutdown().await.unwrap();
         let s = &r.summary;
         let mixed = stats.injected.mixed_sessions;
         assert!(mixed > 20, "{protocol}: {stats:?}");
@@ -508,37 +510,19 @@ async fn a_first_call_that_hangs_while_later_ones_succeed_is_a_first_call_stall(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consistent_probe_counts_every_reply_that_differs_from_the_others() {
     for protocol in ["tool-call", "mcp"] {
-        let server = start_server(serve_config(&[
-            "--protocol",
+        let (r, stats) = probe_run(
             protocol,
-            "--diverge-rate",
-            "0.03",
-            "--seed",
-            "3",
-        ]))
+            &["--diverge-rate", "0.03", "--seed", "3"],
+            &[
+                "--check",
+                "consistent",
+                "--args",
+                r#"{"q":"the same question"}"#,
+                "-n",
+                "3000",
+            ],
+        )
         .await;
-        let url = server.url();
-        let r = run(&[
-            "--url",
-            &url,
-            "--protocol",
-            protocol,
-            "--check",
-            "consistent",
-            "--args",
-            r#"{"q":"the same question"}"#,
-            "-c",
-            "6",
-            "--inflight",
-            "2",
-            "-n",
-            "3000",
-            "--no-gate",
-            "--progress",
-            "off",
-        ])
-        .await;
-        let stats = server.shutdown().await.unwrap();
         let s = &r.summary;
         // The reference comes from a probe session, the server's first connection, whose five
         // calls draw no divergence with this seed: every one the server injected is the run's.

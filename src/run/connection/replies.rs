@@ -133,65 +133,12 @@ impl Load<'_> {
                 let mut code = c.code.as_deref();
                 if ok
                     && c.kind == Kind::Result
-                    && let (Some(seq), Some(v)) = (seq, &self.spec.validation)
+                    && let Err((bucket, why)) = self.check_result(text, seq, &slot)
                 {
-                    self.sample_credit += v.sample;
-                    if self.sample_credit >= 1.0 {
-                        self.sample_credit -= 1.0;
-                        let counts = bucket(&mut self.report, slot.warm);
-                        counts.validated += 1;
-                        let template = &self.templates[usize::from(slot.call)];
-                        let check = v.check(text, || {
-                            let mut buf = String::new();
-                            template.render_args(seq, &mut buf);
-                            buf
-                        });
-                        if let Err(why) = check {
-                            ok = false;
-                            code = Some("invalid_reply");
-                            if self.report.invalid_examples.len() < MAX_EXAMPLES {
-                                self.report.invalid_examples.push(format!("{id}: {why}"));
-                            }
-                        }
-                    }
-                }
-                if ok
-                    && c.kind == Kind::Result
-                    && let (Some(seq), Some(pointer)) = (seq, &self.spec.isolation)
-                {
-                    let own = format!("{}{seq}", self.id_prefix);
-                    let run = format!("{}-", self.spec.run_id);
-                    let text = self.spec.wire.result_text(text);
-                    let found = isolation(text, pointer, &own, &self.id_prefix, &run);
-                    let why = match found {
-                        Isolation::Own => None,
-                        Isolation::CrossSession(why) => Some(("cross_session", why)),
-                        Isolation::Wrong(why) => Some(("invalid_reply", why)),
-                    };
-                    if let Some((bucket, why)) = why {
-                        ok = false;
-                        code = Some(bucket);
-                        if self.report.invalid_examples.len() < MAX_EXAMPLES {
-                            self.report.invalid_examples.push(format!("{id}: {why}"));
-                        }
-                    }
-                }
-                if ok
-                    && c.kind == Kind::Result
-                    && let Some(reference) = self.spec.consistent.as_ref().and_then(|r| r.get())
-                {
-                    let got = self.spec.wire.result_text(text);
-                    let want = reference.get(usize::from(slot.call));
-                    if got.as_ref() != want {
-                        ok = false;
-                        code = Some("divergent");
-                        if self.report.invalid_examples.len() < MAX_EXAMPLES {
-                            let got = got.as_deref().unwrap_or("no text");
-                            self.report.invalid_examples.push(format!(
-                                "{id}: divergent: {got:.80} where the others got {:.80}",
-                                want.map_or("?", |w| w.as_str())
-                            ));
-                        }
+                    ok = false;
+                    code = Some(bucket);
+                    if self.report.invalid_examples.len() < MAX_EXAMPLES {
+                        self.report.invalid_examples.push(format!("{id}: {why}"));
                     }
                 }
                 self.spec.breaker.record(Call::Request, ok, false);
@@ -213,6 +160,58 @@ impl Load<'_> {
             Match::Duplicate => self.frame_counts().duplicates += 1,
             Match::Unknown => self.frame_counts().unmatched += 1,
         }
+    }
+
+    /// The checks asked of a successful result, in order: sampled validation, `--check
+    /// isolation`, `--check consistent`. The first that fails gives its bucket and why. The
+    /// result's text is read once, and only when a check needs it.
+    fn check_result(
+        &mut self,
+        text: &str,
+        seq: Option<u64>,
+        slot: &Slot,
+    ) -> Result<(), (&'static str, String)> {
+        if let (Some(seq), Some(v)) = (seq, &self.spec.validation) {
+            self.sample_credit += v.sample;
+            if self.sample_credit >= 1.0 {
+                self.sample_credit -= 1.0;
+                bucket(&mut self.report, slot.warm).validated += 1;
+                let template = &self.templates[usize::from(slot.call)];
+                v.check(text, || {
+                    let mut buf = String::new();
+                    template.render_args(seq, &mut buf);
+                    buf
+                })
+                .map_err(|why| ("invalid_reply", why))?;
+            }
+        }
+        let reference = self.spec.consistent.as_ref().and_then(|r| r.get());
+        let isolation_on = seq.is_some() && self.spec.isolation.is_some();
+        if !isolation_on && reference.is_none() {
+            return Ok(());
+        }
+        let got = self.spec.wire.result_text(text);
+        if let (Some(seq), Some(pointer)) = (seq, &self.spec.isolation) {
+            let own = format!("{}{seq}", self.id_prefix);
+            let run = format!("{}-", self.spec.run_id);
+            match isolation(got.clone(), pointer, &own, &self.id_prefix, &run) {
+                Isolation::Own => {}
+                Isolation::CrossSession(why) => return Err(("cross_session", why)),
+                Isolation::Wrong(why) => return Err(("invalid_reply", why)),
+            }
+        }
+        if let Some(reference) = reference {
+            let want = reference.get(usize::from(slot.call));
+            if got.as_ref() != want {
+                let got = got.as_deref().unwrap_or("no text");
+                let want = want.map_or("?", |w| w.as_str());
+                return Err((
+                    "divergent",
+                    format!("divergent: {got:.80} where the others got {want:.80}"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `--honor-retry-after`: an error's `retry_after` pauses this connection's sending.
