@@ -299,6 +299,27 @@ pub struct RunArgs {
     /// The gate: thresholds and the baseline.
     #[command(flatten)]
     pub gate: GateArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+/// Live metrics (`run` and `serve`): an OpenMetrics endpoint and an OTLP/HTTP push.
+#[derive(Debug, Default, Clone, Args)]
+pub struct MetricsArgs {
+    /// Serve live metrics as OpenMetrics/Prometheus text at http://ADDR/metrics (port 0 picks
+    /// one; the address is logged).
+    #[arg(long, value_name = "ADDR", value_parser = given(listen_addr))]
+    pub metrics_listen: Option<Given<std::net::SocketAddr>>,
+    /// Keep serving the final figures this long after the run (a scrape interval). Default 0s.
+    #[arg(long, value_name = "DURATION", value_parser = given(units::parse_duration))]
+    pub metrics_linger: Option<Given<Duration>>,
+    /// Push live metrics over OTLP/HTTP (protobuf) to this collector, e.g.
+    /// http://127.0.0.1:4318 (/v1/metrics is added to a bare address).
+    #[arg(long, value_name = "URL", value_parser = given(otlp_endpoint))]
+    pub otlp_endpoint: Option<Given<String>>,
+    /// How often to push. Default 5s.
+    #[arg(long, value_name = "DURATION", value_parser = given(positive_duration))]
+    pub otlp_interval: Option<Given<Duration>>,
 }
 
 /// `wsbench serve` flags.
@@ -445,6 +466,8 @@ pub struct ServeArgs {
     /// Read settings from this TOML file's [serve] table.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// `wsbench capacity` flags: the search, plus every `run` flag for each step.

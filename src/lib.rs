@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod files;
 pub mod gate;
+pub mod live;
 pub mod model;
 pub mod net;
 pub mod outcome;

@@ -101,10 +101,13 @@ pub enum Event {
     },
     Setup(SetupStamps),
     Samples(Vec<Sample>),
-    /// A connection's counts for second `sec` of the measured window.
+    /// A connection's counts for second `sec` of the measured window; for live metrics also
+    /// by tool (`tools[stat]`, `Mix::stat`) and the failures' codes by tool since the last one.
     Tally {
         sec: u32,
         tally: Tally,
+        tools: Vec<Tally>,
+        errors: Vec<(u8, String)>,
     },
     /// A connection opened (hello done) or closed.
     Conn {

@@ -53,10 +53,10 @@ fn status(live: &Live, timing: &Timing, now: Instant) -> String {
         ""
     };
     let p99 = match live.last_second {
-        Some((p, _)) if p.is_finite() => format!("{} ms", fmt_ms(p)),
+        Some(l) if l.p99_ms.is_finite() => format!("{} ms", fmt_ms(l.p99_ms)),
         _ => "-".into(),
     };
-    let rate = live.last_second.map_or(0, |(_, n)| n);
+    let rate = live.last_second.map_or(0, |l| l.count);
     let t = &live.totals;
     format!(
         "[{elapsed:>6.1}s/{total:.0}s{phase}] sent {} ok {} err {}  last second: {}/s, p99 {p99}  conns {}",

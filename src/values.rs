@@ -314,6 +314,33 @@ pub fn host(s: &str) -> Result<String, String> {
     }
 }
 
+/// An address to serve on: IP:PORT, or localhost:PORT.
+pub fn listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    let s = s.trim();
+    let loopback = s
+        .strip_prefix("localhost:")
+        .map(|port| format!("127.0.0.1:{port}"));
+    loopback
+        .as_deref()
+        .unwrap_or(s)
+        .parse()
+        .map_err(|_| "not an address to listen on (IP:PORT, e.g. 127.0.0.1:9464)".into())
+}
+
+/// An OTLP/HTTP collector: an http:// URL (the exporter's client speaks plain HTTP; a
+/// collector behind TLS is reached through a local one).
+pub fn otlp_endpoint(s: &str) -> Result<String, String> {
+    let uri: hyper::Uri = s.parse().map_err(|_| "not a URL".to_string())?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(_)) => Ok(s.to_owned()),
+        (Some("https"), _) => Err(
+            "https is not supported: push to a local collector over http://, which forwards over TLS"
+                .into(),
+        ),
+        _ => Err("an http:// URL, e.g. http://127.0.0.1:4318".into()),
+    }
+}
+
 /// A worker id: what a session id may hold, short enough to leave room for the rest.
 pub fn worker_id(s: &str) -> Result<String, String> {
     if !s.is_empty()

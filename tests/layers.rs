@@ -77,11 +77,14 @@ fn the_finished_layers_depend_only_downwards() {
                 "files", "gate", "model", "outcome", "result", "stats", "units",
             ],
         ),
+        // Live metrics: a metric model filled from the recorders' view and the server's counters.
+        ("live", &["error", "model", "stats"]),
         (
             "serve",
             &[
                 "error",
                 "files",
+                "live",
                 "model",
                 "net",
                 "outcome",

@@ -75,20 +75,25 @@ fn search_of(args: &CapacityArgs) -> Result<Search, ConfigError> {
         ));
     }
     let r = &args.run;
-    for (set, flag) in [
-        (r.rate.is_some(), "--rate"),
-        (r.stages.is_some(), "--stages"),
-        (r.duration.is_some(), "--duration"),
-        (r.requests.is_some(), "--requests"),
-        (r.warmup.is_some(), "--warmup"),
-        (r.junit.is_some(), "--junit"),
-        (r.plot.is_some(), "--plot"),
-        (r.hdr_log.is_some(), "--hdr-log"),
+    const OWN: &str =
+        "capacity sets the rate and the step length itself (see --min-rate, --step-duration)";
+    const LIVE: &str = "live metrics are for run and serve";
+    for (set, flag, reason) in [
+        (r.rate.is_some(), "--rate", OWN),
+        (r.stages.is_some(), "--stages", OWN),
+        (r.duration.is_some(), "--duration", OWN),
+        (r.requests.is_some(), "--requests", OWN),
+        (r.warmup.is_some(), "--warmup", OWN),
+        (r.junit.is_some(), "--junit", OWN),
+        (r.plot.is_some(), "--plot", OWN),
+        (r.hdr_log.is_some(), "--hdr-log", OWN),
+        (r.metrics.metrics_listen.is_some(), "--metrics-listen", LIVE),
+        (r.metrics.otlp_endpoint.is_some(), "--otlp-endpoint", LIVE),
     ] {
         if set {
             return Err(ConfigError::Rejected {
                 name: flag.into(),
-                reason: "capacity sets the rate and the step length itself (see --min-rate, --step-duration)".into(),
+                reason: reason.into(),
             });
         }
     }

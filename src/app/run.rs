@@ -33,8 +33,11 @@ pub async fn main(config: RunConfig) -> anyhow::Result<Outcome> {
     let interrupt = CancellationToken::new();
     tokio::spawn(watch_signals(interrupt.clone()));
     let (outputs, stdout) = (config.outputs.clone(), config.stdout);
-    let result = run(config, interrupt).await?;
+    let (result, live) = observed(config, interrupt.clone()).await?;
     crate::report::emit_all(&result, &outputs, stdout)?;
+    if let Some(live) = live {
+        live.finish(&interrupt).await;
+    }
     Ok(result.outcome)
 }
 
@@ -127,8 +130,53 @@ pub(crate) fn target(config: &RunConfig) -> anyhow::Result<(Option<Embedded>, Ws
     Ok((embedded, url))
 }
 
-/// Runs the load described by `config` and judges it. Writes nothing.
+/// Runs the load described by `config` and judges it. Writes nothing, serves no metrics.
 pub async fn run(mut config: RunConfig, interrupt: CancellationToken) -> anyhow::Result<RunResult> {
+    config.telemetry = crate::live::Telemetry::default();
+    Ok(observed(config, interrupt).await?.0)
+}
+
+/// Live metrics of a run, read off its recorders and breaker, labelled with the run and
+/// worker ids.
+async fn start_live(
+    config: &RunConfig,
+    plan: &crate::run::Plan,
+    recorders: &Recorders,
+    run_id: &str,
+) -> anyhow::Result<Option<crate::live::Running>> {
+    use crate::live::{Identity, client};
+    if !config.telemetry.is_on() {
+        return Ok(None);
+    }
+    let (names, breaker) = (plan.spec.mix.stat_names(), plan.spec.breaker.clone());
+    let recorders = recorders.clone();
+    let source: crate::live::Source = std::sync::Arc::new(move || {
+        let (live, detail) = recorders.detail(crate::run::clock::now());
+        client::families(&client::RunReading {
+            live: &live,
+            detail: &detail,
+            breaker: breaker.enabled().then(|| breaker.state()),
+            tools: &names,
+        })
+    });
+    let identity = Identity {
+        labels: vec![
+            ("run_id", "wsbench.run_id", run_id.to_owned()),
+            ("worker", "wsbench.worker_id", config.worker_id.clone()),
+        ],
+    };
+    let live = crate::live::start(&config.telemetry, identity, source).await?;
+    if let Some(addr) = live.metrics_addr() {
+        eprintln!("wsbench: metrics at http://{addr}/metrics");
+    }
+    Ok(Some(live))
+}
+
+/// [`run`], with the live metrics `config` asks for, which the caller ends after its reports.
+async fn observed(
+    mut config: RunConfig,
+    interrupt: CancellationToken,
+) -> anyhow::Result<(RunResult, Option<crate::live::Running>)> {
     let (embedded, url) = target(&config)?;
     let run_id = new_run_id();
     resolve_auto(&mut config, &url, &run_id).await?;
@@ -154,6 +202,7 @@ pub async fn run(mut config: RunConfig, interrupt: CancellationToken) -> anyhow:
             .clear();
     }
     let recorders = Recorders::per_worker();
+    let live = start_live(&config, &plan, &recorders, &run_id).await?;
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let progress_done = CancellationToken::new();
     let progress = tokio::spawn({
@@ -177,7 +226,7 @@ pub async fn run(mut config: RunConfig, interrupt: CancellationToken) -> anyhow:
         gate::baseline::check(&summary, config.baseline.as_ref(), config.gate);
     verdicts.extend(regressions);
     let (outcome, reason) = judge(&summary, &verdicts);
-    Ok(RunResult {
+    let result = RunResult {
         settings: config.settings(),
         run_id,
         summary,
@@ -187,7 +236,8 @@ pub async fn run(mut config: RunConfig, interrupt: CancellationToken) -> anyhow:
         server,
         workers: Vec::new(),
         baseline,
-    })
+    };
+    Ok((result, live))
 }
 
 /// `--mcp-version auto`: one probe session in the stateless revision (its `server/discover`);

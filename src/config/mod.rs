@@ -14,6 +14,7 @@ mod plan;
 mod run;
 mod serve;
 mod source;
+mod telemetry;
 mod workload;
 
 use std::time::Duration;
@@ -52,6 +53,8 @@ pub struct RunConfig {
     pub target: Target,
     /// The dialect spoken (`--protocol`).
     pub protocol: crate::protocol::Dialect,
+    /// Live metrics: the endpoint and the OTLP push.
+    pub telemetry: crate::live::Telemetry,
     /// stdio: where the spawned servers' stderr goes.
     pub stderr_log: Option<std::path::PathBuf>,
     /// MCP: each call asks for progress notifications (`_meta.progressToken`).

@@ -442,6 +442,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         )?,
         stdout,
         outputs,
+        telemetry: super::telemetry::telemetry(&args.metrics, r, "run")?,
         breaker,
         reconnect: reconnect.then_some(backoff),
         ping: ping_interval.map(|i| (i, pong_timeout)),

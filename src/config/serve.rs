@@ -99,6 +99,7 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
         });
     }
     Ok(ServeConfig {
+        telemetry: super::telemetry::telemetry(&args.metrics, r, "serve")?,
         cache_size: or(
             r,
             &args.cache_size,

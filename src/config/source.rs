@@ -63,6 +63,10 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "start_at",
             "validate_sample",
             "expect_output",
+            "metrics_listen",
+            "metrics_linger",
+            "otlp_endpoint",
+            "otlp_interval",
         ],
     ),
     (
@@ -125,6 +129,10 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "uncorrelated_error_rate",
             "bare_tool_errors",
             "rpc_errors",
+            "metrics_listen",
+            "metrics_linger",
+            "otlp_endpoint",
+            "otlp_interval",
         ],
     ),
     (

@@ -42,6 +42,8 @@ pub struct ServeConfig {
     pub protocol: crate::protocol::Dialect,
     /// Serve one session on stdin and stdout instead of listening (`--stdio`).
     pub stdio: bool,
+    /// Live metrics of the server's counters (`serve --metrics-listen`, `--otlp-endpoint`).
+    pub telemetry: crate::live::Telemetry,
 }
 
 impl Default for ServeConfig {
@@ -58,6 +60,7 @@ impl Default for ServeConfig {
             tls: None,
             faults: FaultConfig::default(),
             protocol: crate::protocol::Dialect::ToolCall,
+            telemetry: crate::live::Telemetry::default(),
             stdio: false,
         }
     }
@@ -162,6 +165,12 @@ impl Server {
         self.shared.stats.snapshot()
     }
 
+    /// Reads the counters as they are at each call, for as long as it is kept (live metrics).
+    pub fn stats_reader(&self) -> impl Fn() -> StatsSnapshot + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.stats.snapshot()
+    }
+
     /// Stops accepting, closes every connection with 1001, waits for the handlers, writes
     /// `--stats-file`, and returns the final counters.
     pub async fn shutdown(self) -> anyhow::Result<StatsSnapshot> {
@@ -248,10 +257,29 @@ pub async fn main(config: ServeConfig) -> anyhow::Result<Outcome> {
         return stdio(config).await;
     }
     crate::resources::raise_to_hard();
+    let telemetry = config.telemetry.clone();
     let server = Server::bind(config).await?;
     println!("wsbench serve listening on {}", server.url());
+    let live = if telemetry.is_on() {
+        let read = server.stats_reader();
+        let source: crate::live::Source =
+            std::sync::Arc::new(move || crate::live::server::families(&read()));
+        let live = crate::live::start(&telemetry, crate::live::Identity::default(), source).await?;
+        if let Some(addr) = live.metrics_addr() {
+            eprintln!("wsbench: metrics at http://{addr}/metrics");
+        }
+        Some(live)
+    } else {
+        None
+    };
     crate::signal::terminated().await;
     let stats = server.shutdown().await?;
+    if let Some(live) = live {
+        // The last push carries the final counters; no linger after a signal to stop.
+        let stopped = tokio_util::sync::CancellationToken::new();
+        stopped.cancel();
+        live.finish(&stopped).await;
+    }
     tracing::info!(
         call_tool = stats.call_tool,
         results_ok = stats.results_ok,

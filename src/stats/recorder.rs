@@ -3,6 +3,7 @@
 //! A run has one recorder per runtime worker (`stats::shards`), merged exactly with `add` at
 //! the end. All values are microseconds.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -177,8 +178,52 @@ impl Default for Second {
 pub struct Live {
     pub totals: Tally,
     pub open_conns: u32,
-    /// p99 (ms) and successes of the last complete second, if any.
-    pub last_second: Option<(f64, u64)>,
+    /// The last complete second's response times, if any.
+    pub last_second: Option<LastSecond>,
+}
+
+/// The last complete second of the measured window, as live views show it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LastSecond {
+    /// Successes received in it.
+    pub count: u64,
+    /// Response-time percentiles in ms (NaN when it had no success).
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// What live metrics add to [`Live`]: counts by tool, failures by tool and code, and the
+/// response times so far (microseconds), all of the measured window.
+#[derive(Debug, Clone, Default)]
+pub struct LiveDetail {
+    /// By tool (`Mix::stat`).
+    pub tools: Vec<Tally>,
+    /// Failures by (tool, code).
+    pub errors: BTreeMap<(u8, String), u64>,
+    /// Response times by tool (`Mix::stat`): the run's split as the result file splits it.
+    pub latency: Vec<Histogram<u64>>,
+}
+
+impl LiveDetail {
+    /// Turns the first entry from the run's response times into the first tool's own (the
+    /// recorder keeps only the other tools' apart).
+    pub(super) fn split(&mut self) {
+        if let Some((first, rest)) = self.latency.split_first_mut() {
+            for other in rest.iter() {
+                let _ = first.subtract(other);
+            }
+        }
+    }
+}
+
+/// Adds `from` into `into` index by index, growing it.
+fn add_tallies(into: &mut Vec<Tally>, from: &[Tally]) {
+    if into.len() < from.len() {
+        into.resize_with(from.len(), Tally::default);
+    }
+    for (into, from) in into.iter_mut().zip(from) {
+        *into += from;
+    }
 }
 
 /// Recording a value already clamped by [`micros`] into a growing histogram.
@@ -237,6 +282,9 @@ pub struct Recorder {
     /// For live progress: every tally so far, and connections opened minus closed.
     totals: Tally,
     open: i64,
+    /// For live metrics: counts by tool and failures by (tool, code).
+    live_tools: Vec<Tally>,
+    live_errors: BTreeMap<(u8, String), u64>,
     /// By call of the mix (its per-tool place, `Mix::stat`): the per-request histograms of
     /// every call but the first (the first's are the run's minus these, at the end: a run of
     /// one tool records nothing twice).
@@ -249,9 +297,18 @@ impl Recorder {
             Event::Measure { from } => self.measure_from = Some(from),
             Event::Setup(s) => self.setup(&s),
             Event::Samples(samples) => self.samples(&samples),
-            Event::Tally { sec, tally } => {
+            Event::Tally {
+                sec,
+                tally,
+                tools,
+                errors,
+            } => {
                 self.second(sec).tally += &tally;
                 self.totals += &tally;
+                add_tallies(&mut self.live_tools, &tools);
+                for key in errors {
+                    *self.live_errors.entry(key).or_default() += 1;
+                }
             }
             Event::Reconnect { dropped, up } => {
                 self.histograms
@@ -305,6 +362,28 @@ impl Recorder {
         self.measure_from = self.measure_from.or(other.measure_from);
         self.totals += &other.totals;
         self.open += other.open;
+        add_tallies(&mut self.live_tools, &other.live_tools);
+        for (key, n) in other.live_errors {
+            *self.live_errors.entry(key).or_default() += n;
+        }
+    }
+
+    /// Adds this recorder's share of the live metrics to `into`: by-tool counts, failures and
+    /// response times (the first tool's own are the run's minus the others', at the end:
+    /// `LiveDetail::split`).
+    pub(super) fn detail_share(&self, into: &mut LiveDetail) {
+        add_tallies(&mut into.tools, &self.live_tools);
+        for (key, n) in &self.live_errors {
+            *into.errors.entry(key.clone()).or_default() += n;
+        }
+        let needed = self.per_tool.len().max(1);
+        if into.latency.len() < needed {
+            into.latency.resize_with(needed, new_histogram);
+        }
+        let _ = into.latency[0].add(&self.histograms.latency);
+        for (into, from) in into.latency.iter_mut().zip(&self.per_tool).skip(1) {
+            let _ = into.add(&from.latency);
+        }
     }
 
     /// This recorder's share of the live view: its totals, its open connections, and the

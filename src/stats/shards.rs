@@ -8,13 +8,16 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::recorder::{Live, Recorder, new_small_histogram};
+use super::recorder::{LastSecond, Live, LiveDetail, Recorder, new_small_histogram};
 use crate::model::{Event, Sample};
 
 /// Every recorder of one run. Cloning shares them.
 #[derive(Debug, Clone)]
 pub struct Recorders {
     shards: Arc<[Mutex<Recorder>]>,
+    /// Once the books are closed (`finish`), the live view they ended with: what live metrics
+    /// show from then on, so a scrape after the run reads the final figures.
+    closed: Arc<Mutex<Option<(Live, LiveDetail)>>>,
 }
 
 /// What a connection records through: each event goes to the shard of the thread it runs on
@@ -51,6 +54,7 @@ impl Recorders {
     pub fn new(n: usize) -> Self {
         Recorders {
             shards: (0..n.max(1)).map(|_| Mutex::default()).collect(),
+            closed: Arc::default(),
         }
     }
 
@@ -78,6 +82,9 @@ impl Recorders {
 
     /// The live view as of `now`: totals, open connections, the last complete second.
     pub fn live(&self, now: Instant) -> Live {
+        if let Some((live, _)) = &*self.closed.lock().unwrap_or_else(|e| e.into_inner()) {
+            return live.clone();
+        }
         let mut live = Live::default();
         let mut open = 0i64;
         let mut last = new_small_histogram();
@@ -93,15 +100,24 @@ impl Recorders {
             }
         }
         live.open_conns = open.max(0) as u32;
-        live.last_second = seen.then(|| {
-            let p99 = if last.is_empty() {
-                f64::NAN
-            } else {
-                last.value_at_quantile(0.99) as f64 / 1e3
-            };
-            (p99, last.len())
-        });
+        live.last_second = seen.then(|| last_second(&last));
         live
+    }
+
+    /// The live view with what metrics add: counts by tool, failures by code, response times
+    /// so far. Costs a copy of the response-time histograms: for a scrape, not for a progress
+    /// line.
+    pub fn detail(&self, now: Instant) -> (Live, LiveDetail) {
+        if let Some(closed) = &*self.closed.lock().unwrap_or_else(|e| e.into_inner()) {
+            return closed.clone();
+        }
+        let live = self.live(now);
+        let mut detail = LiveDetail::default();
+        for s in self.shards.iter() {
+            lock(s).detail_share(&mut detail);
+        }
+        detail.split();
+        (live, detail)
     }
 
     /// Takes every recorder's figures and merges them into one, books closed.
@@ -113,7 +129,33 @@ impl Recorders {
             all.add(shard);
         }
         all.finish();
+        let mut detail = LiveDetail::default();
+        all.detail_share(&mut detail);
+        detail.split();
+        let (totals, open, _) = all.live_share(Instant::now());
+        let live = Live {
+            totals: *totals,
+            open_conns: open.max(0) as u32,
+            last_second: None,
+        };
+        *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = Some((live, detail));
         all
+    }
+}
+
+/// A second's count and percentiles.
+fn last_second(h: &hdrhistogram::Histogram<u64>) -> LastSecond {
+    let ms = |q| {
+        if h.is_empty() {
+            f64::NAN
+        } else {
+            h.value_at_quantile(q) as f64 / 1e3
+        }
+    };
+    LastSecond {
+        count: h.len(),
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
     }
 }
 
@@ -179,7 +221,12 @@ mod tests {
             let events = [
                 Event::Setup(stamps),
                 Event::Conn { at: t0, open: true },
-                Event::Tally { sec: 1, tally },
+                Event::Tally {
+                    sec: 1,
+                    tally,
+                    tools: vec![tally],
+                    errors: Vec::new(),
+                },
             ];
             // Each connection's events from a thread of its own, some split across two
             // threads (a task that moved): they land in different shards.
@@ -201,7 +248,7 @@ mod tests {
         let live = sharded.live(t0 + Duration::from_millis(2500));
         assert_eq!((live.totals.sent, live.open_conns), (350, 7));
         assert_eq!(
-            live.last_second.map(|(_, n)| n),
+            live.last_second.map(|l| l.count),
             Some(single.seconds[1].latency.len())
         );
         single.finish();

@@ -52,7 +52,12 @@ fn fixed_run() -> RunResult {
             failed: 1,
             ..Tally::default()
         };
-        recorder.record(Event::Tally { sec, tally });
+        recorder.record(Event::Tally {
+            sec,
+            tally,
+            tools: Vec::new(),
+            errors: Vec::new(),
+        });
     }
     let report = |id: u32| ConnReport {
         id,

@@ -20,6 +20,9 @@ pub(super) struct Tallies {
     pub(super) measure_from: Instant,
     pub(super) sec: u32,
     pub(super) tally: Tally,
+    /// The same counts by tool (`Mix::stat`), and failures' codes, for live metrics.
+    tools: Vec<Tally>,
+    errors: Vec<(u8, String)>,
     pub(super) flushed_at: Instant,
     pub(super) events: Shard,
 }
@@ -30,6 +33,8 @@ impl Tallies {
             measure_from,
             sec: 0,
             tally: Tally::default(),
+            tools: Vec::new(),
+            errors: Vec::new(),
             flushed_at: clock::now(),
             events,
         }
@@ -45,13 +50,31 @@ impl Tallies {
         &mut self.tally
     }
 
+    /// Counts one measured request of tool `stat` in the second `at` falls in: `field` of the
+    /// totals and of the tool's.
+    pub(super) fn count(&mut self, at: Instant, stat: u8, field: fn(&mut Tally) -> &mut u64) {
+        *field(self.at(at)) += 1;
+        let i = usize::from(stat);
+        if self.tools.len() <= i {
+            self.tools.resize_with(i + 1, Tally::default);
+        }
+        *field(&mut self.tools[i]) += 1;
+    }
+
+    /// A measured failure of tool `stat` with `code`, counted with [`Tallies::count`].
+    pub(super) fn failure(&mut self, at: Instant, stat: u8, code: &str) {
+        self.count(at, stat, |t| &mut t.failed);
+        self.errors.push((stat, code.to_owned()));
+    }
+
     pub(super) fn flush(&mut self) {
         self.flushed_at = clock::now();
         if self.tally != Tally::default() {
-            let tally = std::mem::take(&mut self.tally);
             self.events.record(Event::Tally {
                 sec: self.sec,
-                tally,
+                tally: std::mem::take(&mut self.tally),
+                tools: std::mem::take(&mut self.tools),
+                errors: std::mem::take(&mut self.errors),
             });
         }
     }

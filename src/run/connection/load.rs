@@ -380,7 +380,8 @@ impl Load<'_> {
             } else {
                 self.report.counts.sent += 1;
                 self.report.tool(Mix::stat(call as u8)).counts.sent += 1;
-                self.tallies.at(sent).sent += 1;
+                self.tallies
+                    .count(sent, Mix::stat(call as u8), |t| &mut t.sent);
             }
             queued = true;
         }
@@ -434,7 +435,8 @@ impl Load<'_> {
                 self.report.first_call_timed_out = true;
             }
             if !warm {
-                self.tallies.at(now).timed_out += 1;
+                self.tallies
+                    .count(now, Mix::stat(call), |t| &mut t.timed_out);
                 self.report.tool(Mix::stat(call)).counts.timed_out += 1;
             }
         }
@@ -477,7 +479,8 @@ impl Load<'_> {
         for slot in self.window.clear() {
             bucket(&mut self.report, slot.warm).lost += 1;
             if !slot.warm {
-                self.tallies.at(now).lost += 1;
+                self.tallies
+                    .count(now, Mix::stat(slot.call), |t| &mut t.lost);
                 self.report.tool(Mix::stat(slot.call)).counts.lost += 1;
             }
         }

@@ -246,24 +246,31 @@ impl Load<'_> {
         if slot.warm {
             return;
         }
-        let tool = self.report.tool(Mix::stat(slot.call));
+        let stat = Mix::stat(slot.call);
+        let tool = self.report.tool(stat);
         if success {
             tool.counts.succeeded += 1;
         } else {
             tool.counts.failed += 1;
-            let code = code.unwrap_or("UNKNOWN").to_owned();
-            *tool.errors_by_code.entry(code).or_default() += 1;
+            let code = code.unwrap_or("UNKNOWN");
+            *tool.errors_by_code.entry(code.to_owned()).or_default() += 1;
+            *self
+                .report
+                .errors_by_code
+                .entry(code.to_owned())
+                .or_default() += 1;
+            self.tallies.failure(received, stat, code);
         }
         if success {
             // A later call served after the first one hung: the first-call stall class.
             self.report.first_call_stall |= self.report.first_call_timed_out;
-            self.tallies.at(received).succeeded += 1;
+            self.tallies.count(received, stat, |t| &mut t.succeeded);
             if self.samples.is_empty() {
                 self.batch_started = received;
             }
             self.samples.push(Sample {
                 conn: self.id,
-                call: Mix::stat(slot.call),
+                call: stat,
                 scheduled: slot.scheduled,
                 ready: slot.ready,
                 queued: slot.queued,
@@ -276,10 +283,6 @@ impl Load<'_> {
             if self.samples.len() >= BATCH || received - self.batch_started >= BATCH_AGE {
                 self.flush_samples();
             }
-        } else {
-            self.tallies.at(received).failed += 1;
-            let code = code.unwrap_or("UNKNOWN").to_owned();
-            *self.report.errors_by_code.entry(code).or_default() += 1;
         }
     }
 }
