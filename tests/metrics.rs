@@ -219,11 +219,14 @@ fn a_scrape_mid_run_is_live_and_the_last_one_equals_the_report() {
 }
 
 /// An OTLP/HTTP receiver on a loopback port: every POST body to /v1/metrics, decoded.
-async fn receiver() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+/// The bodies received, with their paths.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+async fn receiver() -> (String, Received) {
     use http_body_util::BodyExt as _;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let got: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let got: Received = Received::default();
     let keep = got.clone();
     tokio::spawn(async move {
         loop {
@@ -468,8 +471,7 @@ async fn the_otlp_push_carries_live_then_final_figures_with_the_run_as_resource(
         .unwrap()
         .iter()
         .map(|(_, b)| decode(b))
-        .filter(|p| attr(&p.resource, "wsbench.run_id").is_none())
-        .last()
+        .rfind(|p| attr(&p.resource, "wsbench.run_id").is_none())
         .expect("server pushes");
     assert_eq!(value(&server_last, "wsbench_server_calls", ""), sent);
 }
