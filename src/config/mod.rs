@@ -12,6 +12,7 @@ mod merge;
 mod outputs;
 mod plan;
 mod run;
+pub mod schema;
 mod serve;
 mod source;
 mod telemetry;
