@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram as Hdr;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _};
+use opentelemetry::metrics::{BoundHistogram, Histogram, Meter, MeterProvider as _};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
@@ -43,8 +43,9 @@ struct Feeder {
     source: Source,
     latest: Latest,
     seen: HashMap<&'static str, Option<Histogram<f64>>>,
-    /// The response times already fed, by family and labels.
-    fed: HashMap<Series, Hdr<u64>>,
+    /// The response times already fed, by family and labels, with the histogram bound to
+    /// those labels.
+    fed: HashMap<Series, (Hdr<u64>, BoundHistogram<f64>)>,
 }
 
 /// The URL metrics go to: a bare collector address gets the OTLP/HTTP metrics path.
@@ -159,19 +160,23 @@ impl Feeder {
                 let Value::Micros(now) = &p.value else {
                     continue;
                 };
-                let fed = self
+                let (fed, bound) = self
                     .fed
                     .entry((f.name, p.labels.clone()))
-                    .or_insert_with(crate::stats::recorder::new_histogram);
+                    .or_insert_with(|| {
+                        let bound = histogram.bind(&attributes(&p.labels));
+                        (crate::stats::recorder::new_histogram(), bound)
+                    });
                 let mut new = now.clone();
                 if new.subtract(&*fed).is_err() {
                     continue;
                 }
-                let attrs = attributes(&p.labels);
+                // Each value as recorded (to 3 significant figures): the OTel histogram's
+                // buckets, sum, min and max come out as the run's.
                 for v in new.iter_recorded() {
                     let s = new.median_equivalent(v.value_iterated_to()) as f64 / 1e6;
                     for _ in 0..v.count_since_last_iteration() {
-                        histogram.record(s, &attrs);
+                        bound.record(s);
                     }
                 }
                 *fed = now.clone();
