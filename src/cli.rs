@@ -35,12 +35,13 @@ Examples:
 
 /// A load generator and CI gate for WebSocket tool-call servers.
 #[derive(Debug, Parser)]
-#[command(name = "wsbench", version, about, after_help = EXIT_CODES)]
+#[command(name = "wsbench", version, about, after_help = EXIT_CODES, arg_required_else_help = true)]
 pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Only errors in the log.
+    /// Quiet: only errors in the log, and run, merge and compare print the one-line verdict
+    /// (--output quiet) unless --output says otherwise.
     #[arg(short, long, global = true)]
     pub quiet: bool,
     #[command(subcommand)]
@@ -67,7 +68,7 @@ pub enum Command {
     /// new, each metric's change and allowance) and its verdict, exit 0 or 1 like a gate.
     Compare(Box<CompareArgs>),
     /// Inspect configuration.
-    #[command(subcommand)]
+    #[command(subcommand, arg_required_else_help = true)]
     Config(ConfigCommand),
     /// Print a shell completion script: source it, or save it where your shell looks.
     Completions {
@@ -83,32 +84,35 @@ pub enum Command {
 pub struct RunArgs {
     /// Target: ws:// or wss:// (WebSocket), http:// or https:// (MCP Streamable HTTP), or
     /// stdio:<command> (spawn an MCP server, as --command). Default ws://127.0.0.1:8079.
-    #[arg(long, conflicts_with = "embedded", value_parser = given(WsUrl::parse))]
+    #[arg(help_heading = "Target", long, conflicts_with = "embedded", value_parser = given(WsUrl::parse))]
     pub url: Option<Given<WsUrl>>,
+    /// The target as the first argument, as oha, hey and wrk take it (the same as --url).
+    #[arg(help_heading = "Target", value_name = "URL", conflicts_with_all = ["url", "embedded", "command"], value_parser = given(WsUrl::parse))]
+    pub target: Option<Given<WsUrl>>,
     /// The dialect: tool-call (hello + call_tool frames) or mcp (JSON-RPC 2.0 initialize +
     /// tools/call, with the `mcp` subprotocol and the token as `Authorization: Bearer`).
     /// Default tool-call.
-    #[arg(long, value_name = "tool-call|mcp", value_parser = given(Dialect::parse))]
+    #[arg(help_heading = "Target", long, value_name = "tool-call|mcp", value_parser = given(Dialect::parse))]
     pub protocol: Option<Given<Dialect>>,
     /// MCP revision: 2025-03-26, 2025-06-18, 2025-11-25 (session-based: initialize, and a
     /// server that speaks an older one answers with it), 2026-07-28 (stateless: no session,
     /// the version in every request's _meta, server/discover as the hello) or auto (2026-07-28
     /// when a probe's server/discover says the server speaks it, else 2025-11-25). The
     /// versions servers chose are in the report. Default 2025-11-25.
-    #[arg(long, value_name = "VERSION", value_parser = given(McpVersion::parse))]
+    #[arg(help_heading = "Target", long, value_name = "VERSION", value_parser = given(McpVersion::parse))]
     pub mcp_version: Option<Given<McpVersion>>,
     /// A weighted mix of tools instead of one --tool: 'search=70,fetch=20,summarize=10' (each
     /// call gets --args; a profile's [[scenario.call]] tables give each its own). The choice
     /// is deterministic under --seed and exact over the run.
-    #[arg(long, value_name = "TOOL=WEIGHT,...", value_parser = given(crate::run::mix::parse_mix))]
+    #[arg(help_heading = "Load", long, value_name = "TOOL=WEIGHT,...", value_parser = given(crate::run::mix::parse_mix))]
     pub mix: Option<Given<Vec<(String, u32)>>>,
     /// Rows for the arguments' {{row.<column>}} placeholders: JSON Lines (.jsonl, one object
     /// per line) or CSV with a header (.csv). Loaded once, shared by every connection.
-    #[arg(long, value_name = "FILE", value_parser = given(tool_name))]
+    #[arg(help_heading = "Load", long, value_name = "FILE", value_parser = given(tool_name))]
     pub data: Option<Given<String>>,
     /// How requests take rows: round-robin (default), random (seeded by --seed), or unique
     /// (each row once; sending stops when they run out, and the report says so).
-    #[arg(long, value_name = "MODE", value_parser = given(crate::protocol::rows::RowMode::parse))]
+    #[arg(help_heading = "Load", long, value_name = "MODE", value_parser = given(crate::protocol::rows::RowMode::parse))]
     pub data_mode: Option<Given<crate::protocol::rows::RowMode>>,
     /// Correctness probes, comma-separated: isolation (each successful result's text must hold
     /// this request's own id at --check-pointer; another session's id is counted as
@@ -117,184 +121,190 @@ pub struct RunArgs {
     /// the one a probe session got most often before load; another is divergent; needs
     /// --args without placeholders) and first-call (every session's first call goes out at
     /// the same instant; one that times out while later calls succeed is a first-call stall).
-    #[arg(long, value_name = "PROBE,...", value_parser = given(check_probe))]
+    #[arg(help_heading = "Gate", long, value_name = "PROBE,...", value_parser = given(check_probe))]
     pub check: Option<Given<Vec<String>>>,
     /// Where --check isolation finds the echoed id in a result's text (a JSON pointer).
     /// Default /id.
-    #[arg(long, value_name = "POINTER", value_parser = given(json_pointer))]
+    #[arg(help_heading = "Gate", long, value_name = "POINTER", value_parser = given(json_pointer))]
     pub check_pointer: Option<Given<String>>,
     /// Where the mix's sequence starts (the same seed, the same calls). Default 0.
-    #[arg(long, value_parser = given(units::parse_whole))]
+    #[arg(help_heading = "Load", long, value_parser = given(units::parse_whole))]
     pub seed: Option<Given<u64>>,
     /// MCP: every call asks for progress notifications (`_meta.progressToken`, the call's id);
     /// the time to the first one is a phase of its own in the report.
-    #[arg(long)]
+    #[arg(help_heading = "Load", long)]
     pub progress_token: bool,
     /// Streamable HTTP over HTTP/2 (prior knowledge on http://, ALPN h2 on https://): each
     /// session one connection, every call a stream on it. Default HTTP/1.1 keep-alive, one
     /// connection per call in flight.
-    #[arg(long)]
+    #[arg(help_heading = "Target", long)]
     pub http2: bool,
     /// Start the reference server in-process on an ephemeral loopback port and load it.
-    #[arg(long)]
+    #[arg(help_heading = "Target", long)]
     pub embedded: bool,
     /// stdio: spawn this server command (through `sh -c`) once per connection and speak
     /// newline-delimited JSON-RPC on its stdin and stdout (--protocol defaults to mcp); its
     /// stderr goes to a log file the report names. Every process is killed at the end.
-    #[arg(long, value_name = "CMD", conflicts_with_all = ["url", "embedded"], value_parser = given(tool_name))]
+    #[arg(help_heading = "Target", long, value_name = "CMD", conflicts_with_all = ["url", "embedded"], value_parser = given(tool_name))]
     pub command: Option<Given<String>>,
     /// Concurrent connections. Default 64.
-    #[arg(short = 'c', long, value_parser = given(positive_u32))]
+    #[arg(help_heading = "Load", allow_hyphen_values = true, short = 'c', long, value_parser = given(positive_u32))]
     pub conns: Option<Given<u32>>,
     /// How long to send (e.g. 30s, 2m). Default 30s; with -n, a cap of 10m.
-    #[arg(short = 'd', long, value_parser = given(positive_duration))]
+    #[arg(help_heading = "Load", allow_hyphen_values = true, short = 'd', long, value_parser = given(positive_duration))]
     pub duration: Option<Given<Duration>>,
     /// Stop after this many requests instead (e.g. 100000 or 100k).
-    #[arg(short = 'n', long, value_parser = given(positive_whole))]
+    #[arg(help_heading = "Load", allow_hyphen_values = true, short = 'n', long, value_parser = given(positive_whole))]
     pub requests: Option<Given<u64>>,
-    /// Requests kept outstanding per connection. Default 1.
-    #[arg(long, value_parser = given(positive_u32))]
+    /// Requests kept outstanding per connection. Default 1 in closed loop; with --rate or
+    /// --stages 1024 (a cap: the schedule decides when to send).
+    #[arg(help_heading = "Load", allow_hyphen_values = true, long, value_parser = given(positive_u32))]
     pub inflight: Option<Given<u32>>,
     /// Tool to call. Default echo.
-    #[arg(long, value_parser = given(tool_name))]
+    #[arg(help_heading = "Load", long, value_parser = given(tool_name))]
     pub tool: Option<Given<String>>,
     /// Arguments: a JSON object, or @FILE. `{{seq}}` becomes a number unique within the run,
     /// `{{id}}` the request id. Default {"seq":{{seq}},"id":"{{id}}"}: no two calls identical.
-    #[arg(long, value_parser = given(load_args))]
+    #[arg(help_heading = "Load", long, value_parser = given(load_args))]
     pub args: Option<Given<String>>,
     /// Auth token sent in hello (never printed).
-    #[arg(long, env = "WSBENCH_TOKEN", hide_env_values = true)]
+    #[arg(
+        help_heading = "Target",
+        long,
+        env = "WSBENCH_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// Prefix of session ids (`<prefix>-<worker>-<conn>`). Default bench.
-    #[arg(long, value_parser = given(session_prefix))]
+    #[arg(help_heading = "Target", long, value_parser = given(session_prefix))]
     pub session_prefix: Option<Given<String>>,
     /// Limit for TCP connect + WebSocket upgrade + hello. Default 5s.
-    #[arg(long, value_parser = given(positive_duration))]
+    #[arg(help_heading = "Timing", allow_hyphen_values = true, long, value_parser = given(positive_duration))]
     pub connect_timeout: Option<Given<Duration>>,
     /// Per-request timeout; later replies count as late. Default 10s.
-    #[arg(long, value_parser = given(positive_duration))]
+    #[arg(help_heading = "Timing", allow_hyphen_values = true, long, value_parser = given(positive_duration))]
     pub timeout: Option<Given<Duration>>,
     /// How long to wait for outstanding replies after sending stops. Default 2s.
-    #[arg(long, value_parser = given(units::parse_duration))]
+    #[arg(help_heading = "Timing", allow_hyphen_values = true, long, value_parser = given(units::parse_duration))]
     pub drain: Option<Given<Duration>>,
     /// Open loop: total requests per second across all connections (e.g. 20000 or 20k).
     /// Latency is then response time, measured from each request's scheduled send.
-    #[arg(long, conflicts_with = "stages", value_parser = given(positive_rate))]
+    #[arg(help_heading = "Load", allow_hyphen_values = true, long, conflicts_with = "stages", value_parser = given(positive_rate))]
     pub rate: Option<Given<f64>>,
     /// Open loop with linear ramps between rates, like k6's ramping-arrival-rate:
     /// `10s:1k,30s:50k,10s:0` (the run lasts as long as the stages).
-    #[arg(long, conflicts_with = "duration", value_parser = given(RateSchedule::parse_stages))]
+    #[arg(help_heading = "Load", long, conflicts_with = "duration", value_parser = given(RateSchedule::parse_stages))]
     pub stages: Option<Given<RateSchedule>>,
     /// Run this long before measuring: traffic flows but is excluded from histograms,
     /// counters and the gate (reported apart).
-    #[arg(long, value_parser = given(units::parse_duration))]
+    #[arg(help_heading = "Timing", allow_hyphen_values = true, long, value_parser = given(units::parse_duration))]
     pub warmup: Option<Given<Duration>>,
     /// Open connections gradually over this long instead of all at once.
-    #[arg(long, conflicts_with = "connect_rate", value_parser = given(units::parse_duration))]
+    #[arg(help_heading = "Timing", allow_hyphen_values = true, long, conflicts_with = "connect_rate", value_parser = given(units::parse_duration))]
     pub ramp_up: Option<Given<Duration>>,
     /// Open at most this many connections per second.
-    #[arg(long, value_parser = given(positive_rate))]
+    #[arg(help_heading = "Timing", allow_hyphen_values = true, long, value_parser = given(positive_rate))]
     pub connect_rate: Option<Given<f64>>,
     /// Write per-second latency histograms as an HdrHistogram interval log.
-    #[arg(long, value_name = "FILE", value_parser = given(output_target))]
+    #[arg(help_heading = "Outputs", long, value_name = "FILE", value_parser = given(output_target))]
     pub hdr_log: Option<Given<String>>,
     /// Live progress on stderr: a bar on a terminal, plain lines otherwise (auto).
-    #[arg(long, value_name = "auto|bar|lines|off", value_parser = given(progress_mode))]
+    #[arg(help_heading = "Outputs", long, value_name = "auto|bar|lines|off", value_parser = given(progress_mode))]
     pub progress: Option<Given<ProgressMode>>,
     /// Reconnect a connection that drops mid-run: on or off. Default on.
-    #[arg(long, value_name = "on|off", value_parser = given(on_off))]
+    #[arg(help_heading = "Resilience", long, value_name = "on|off", value_parser = given(on_off))]
     pub reconnect: Option<Given<bool>>,
     /// First reconnect backoff (doubling per attempt, full jitter). Default 100ms.
-    #[arg(long, value_parser = given(positive_duration))]
+    #[arg(help_heading = "Resilience", long, value_parser = given(positive_duration))]
     pub backoff_base: Option<Given<Duration>>,
     /// Longest reconnect backoff. Default 5s.
-    #[arg(long, value_parser = given(positive_duration))]
+    #[arg(help_heading = "Resilience", long, value_parser = given(positive_duration))]
     pub backoff_max: Option<Given<Duration>>,
     /// Circuit breaker shared by all connections: on or off. Default on.
-    #[arg(long, value_name = "on|off", value_parser = given(on_off))]
+    #[arg(help_heading = "Resilience", long, value_name = "on|off", value_parser = given(on_off))]
     pub breaker: Option<Given<bool>>,
     /// Consecutive failures that open the breaker. Default 5.
-    #[arg(long, value_parser = given(positive_u32))]
+    #[arg(help_heading = "Resilience", long, value_parser = given(positive_u32))]
     pub breaker_failures: Option<Given<u32>>,
     /// Half-open successes that close it again. Default 2.
-    #[arg(long, value_parser = given(positive_u32))]
+    #[arg(help_heading = "Resilience", long, value_parser = given(positive_u32))]
     pub breaker_successes: Option<Given<u32>>,
     /// How long the breaker stays open before probing. Default 5s.
-    #[arg(long, value_parser = given(positive_duration))]
+    #[arg(help_heading = "Resilience", long, value_parser = given(positive_duration))]
     pub breaker_open_timeout: Option<Given<Duration>>,
     /// Probes let through while half-open. Default 3.
-    #[arg(long, value_parser = given(positive_u32))]
+    #[arg(help_heading = "Resilience", long, value_parser = given(positive_u32))]
     pub breaker_half_open_calls: Option<Given<u32>>,
     /// What counts as a breaker failure: connect (always), plus timeout and/or error.
     /// Default connect.
-    #[arg(long, value_name = "connect[,timeout][,error]", value_parser = given(breaker_count))]
+    #[arg(help_heading = "Resilience", long, value_name = "connect[,timeout][,error]", value_parser = given(breaker_count))]
     pub breaker_count: Option<Given<(bool, bool)>>,
     /// Send a WebSocket ping this often per connection and time the pong.
-    #[arg(long, value_parser = given(positive_duration))]
+    #[arg(help_heading = "Resilience", long, value_parser = given(positive_duration))]
     pub ping_interval: Option<Given<Duration>>,
     /// A ping unanswered this long means the connection is dead: close it, reconnect.
     /// Default 5s.
-    #[arg(long, value_parser = given(positive_duration))]
+    #[arg(help_heading = "Resilience", long, value_parser = given(positive_duration))]
     pub pong_timeout: Option<Given<Duration>>,
     /// On an error carrying retry_after: honor (pause that connection) or ignore. Default ignore.
-    #[arg(long, value_name = "honor|ignore", value_parser = given(honor_ignore))]
+    #[arg(help_heading = "Resilience", long, value_name = "honor|ignore", value_parser = given(honor_ignore))]
     pub retry_after: Option<Given<bool>>,
     /// Extra upgrade request header, repeatable: --header 'Authorization: Bearer ...'.
-    #[arg(long, value_name = "NAME: VALUE")]
+    #[arg(help_heading = "Target", long, value_name = "NAME: VALUE")]
     pub header: Vec<String>,
     /// WebSocket subprotocol to request (Sec-WebSocket-Protocol).
-    #[arg(long, value_parser = given(tool_name))]
+    #[arg(help_heading = "Target", long, value_parser = given(tool_name))]
     pub subprotocol: Option<Given<String>>,
     /// Trust this CA (PEM) for wss://, on top of the built-in roots.
-    #[arg(long, value_name = "PEM", value_parser = given(existing_file))]
+    #[arg(help_heading = "Target", long, value_name = "PEM", value_parser = given(existing_file))]
     pub ca_file: Option<Given<PathBuf>>,
     /// Accept any server certificate for wss:// (prints a warning; never in production).
-    #[arg(long)]
+    #[arg(help_heading = "Target", long)]
     pub insecure: bool,
     /// What stdout shows: text (the report), json (the result), quiet (one verdict line).
-    #[arg(long, value_name = "text|json|quiet", value_parser = given(stdout_mode))]
+    #[arg(help_heading = "Outputs", long, value_name = "text|json|quiet", value_parser = given(stdout_mode))]
     pub output: Option<Given<StdoutMode>>,
     /// Write JUnit XML: one test case per threshold ('-' = stdout).
-    #[arg(long, value_name = "FILE", value_parser = given(output_target))]
+    #[arg(help_heading = "Outputs", long, value_name = "FILE", value_parser = given(output_target))]
     pub junit: Option<Given<String>>,
     /// Write a self-contained HTML report with SVG charts.
-    #[arg(long, value_name = "FILE", value_parser = given(output_target))]
+    #[arg(help_heading = "Outputs", long, value_name = "FILE", value_parser = given(output_target))]
     pub html: Option<Given<String>>,
     /// Write a Markdown summary (verdict, counts, thresholds, tools), e.g. to
     /// $GITHUB_STEP_SUMMARY.
-    #[arg(long, value_name = "FILE", value_parser = given(output_target))]
+    #[arg(help_heading = "Outputs", long, value_name = "FILE", value_parser = given(output_target))]
     pub markdown: Option<Given<String>>,
     /// Write the latency percentile spectrum as an SVG chart.
-    #[arg(long, value_name = "FILE.svg", value_parser = given(output_target))]
+    #[arg(help_heading = "Outputs", long, value_name = "FILE.svg", value_parser = given(output_target))]
     pub plot: Option<Given<String>>,
     /// This worker's name in a distributed run; part of every request and session id.
     /// Default: JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs) or <hostname>-<pid>.
-    #[arg(long, value_parser = given(worker_id))]
+    #[arg(help_heading = "Advanced", long, value_parser = given(worker_id))]
     pub worker_id: Option<Given<String>>,
     /// Connect and say hello now, start sending at this wall-clock time: RFC 3339
     /// (2026-11-26T10:00:00Z) or +DURATION from now (+30s). For many workers at once.
-    #[arg(long, value_name = "TIME|+DURATION", value_parser = given(start_at))]
+    #[arg(help_heading = "Timing", long, value_name = "TIME|+DURATION", value_parser = given(start_at))]
     pub start_at: Option<Given<SystemTime>>,
     /// Largest frame or message accepted from the server (e.g. 16MiB); a bigger one closes the
     /// connection and is counted. Default 16MiB.
-    #[arg(long, value_name = "BYTES", value_parser = given(frame_size))]
+    #[arg(help_heading = "Advanced", long, value_name = "BYTES", value_parser = given(frame_size))]
     pub max_frame_size: Option<Given<usize>>,
     /// Source addresses to connect from, round-robin (e.g. 127.0.0.2,127.0.0.3): each
     /// gives another range of ephemeral ports when one address runs out.
-    #[arg(long, value_name = "IP,...")]
+    #[arg(help_heading = "Advanced", long, value_name = "IP,...")]
     pub bind_ip: Option<String>,
     /// Validate this share of successful replies (e.g. 1%): against --expect-output, or for
     /// the echo tool, that the reply echoes the request's arguments.
-    #[arg(long, value_name = "RATIO", value_parser = given(positive_ratio))]
+    #[arg(help_heading = "Gate", long, value_name = "RATIO", value_parser = given(positive_ratio))]
     pub validate_sample: Option<Given<f64>>,
     /// JSON Schema the `outputs` of validated replies must match.
-    #[arg(long, value_name = "SCHEMA.json")]
+    #[arg(help_heading = "Gate", long, value_name = "SCHEMA.json")]
     pub expect_output: Option<String>,
     /// Read settings from this TOML file (see config/default.toml).
-    #[arg(long)]
+    #[arg(help_heading = "Advanced", long)]
     pub config: Option<PathBuf>,
     /// Write the full JSON result here ('-' = stdout; the text report then goes to stderr).
-    #[arg(long, value_parser = given(output_target))]
+    #[arg(help_heading = "Outputs", long, value_parser = given(output_target))]
     pub json: Option<Given<String>>,
     /// The gate: thresholds and the baseline.
     #[command(flatten)]
@@ -305,6 +315,7 @@ pub struct RunArgs {
 
 /// Live metrics (`run` and `serve`): an OpenMetrics endpoint and an OTLP/HTTP push.
 #[derive(Debug, Default, Clone, Args)]
+#[command(next_help_heading = "Live metrics")]
 pub struct MetricsArgs {
     /// Serve live metrics as OpenMetrics/Prometheus text at http://ADDR/metrics (port 0 picks
     /// one; the address is logged).
@@ -498,8 +509,10 @@ pub struct GateArgs {
     /// Report only: never fail on thresholds.
     #[arg(long)]
     pub no_gate: bool,
-    /// A threshold expression, repeatable: 'p99<5ms', 'rps>=50k', 'error_rate<0.1%',
-    /// 'connect_p99<10ms', 'p99.9<20ms', 'unavailable<=1s'. Replaces the default for its metric.
+    /// A threshold expression, repeatable: METRIC OP VALUE, OP one of < <= > >=. Metrics: rps,
+    /// p50, p90, p99, p99.9, max, connect_p99, hello_p99, error_rate, unavailable, dropped,
+    /// connection_errors; per tool: 'p99{tool=search}<20ms'. E.g. 'p99<5ms', 'rps>=50k',
+    /// 'error_rate<0.1%', 'unavailable<=1s'. Replaces the default for its metric.
     #[arg(long, value_name = "EXPR")]
     pub threshold: Vec<String>,
     /// Minimum throughput, succeeded per second (e.g. 50000 or 50k). Default 50k.

@@ -45,7 +45,10 @@ pub fn check_writable(target: Option<&str>) -> anyhow::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    tempfile::NamedTempFile::new_in(dir)
-        .map(drop)
-        .with_context(|| format!("output '{target}' is not writable"))
+    tempfile::NamedTempFile::new_in(dir).map(drop).map_err(|e| {
+        // The OS's reason, without the name of the probe file it could not create.
+        let text = e.to_string();
+        let why = text.split(" at path ").next().unwrap_or(&text).to_owned();
+        anyhow::anyhow!("cannot write there ({why})")
+    })
 }

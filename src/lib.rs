@@ -36,11 +36,26 @@ pub use outcome::Outcome;
 
 /// Runs one parsed command line to its outcome.
 pub async fn main(cli: Cli) -> anyhow::Result<Outcome> {
+    // -q: the one-line verdict on stdout (as --output quiet) besides errors-only logs.
+    let quiet = |output: &mut Option<values::Given<report::StdoutMode>>| {
+        if cli.quiet && output.is_none() {
+            *output = values::Given::typed("quiet", values::stdout_mode).ok();
+        }
+    };
     match cli.command {
-        Command::Run(args) => app::run::main(RunConfig::from_args(&args)?).await,
+        Command::Run(mut args) => {
+            quiet(&mut args.output);
+            app::run::main(RunConfig::from_args(&args)?).await
+        }
         Command::Serve(args) => serve::main(ServeConfig::from_args(&args)?).await,
-        Command::Merge(args) => app::merge::main(&args),
-        Command::Compare(args) => app::merge::compare(&args),
+        Command::Merge(mut args) => {
+            quiet(&mut args.output);
+            app::merge::main(&args)
+        }
+        Command::Compare(mut args) => {
+            quiet(&mut args.output);
+            app::merge::compare(&args)
+        }
         Command::Tools(args) => app::tools::main(&args).await,
         Command::Capacity(args) => app::capacity::main(&args).await,
         Command::Config(cli::ConfigCommand::Show(args)) => app::meta::config_show(&args),

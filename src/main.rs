@@ -13,12 +13,15 @@ fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        // --help, --version, and a bare `wsbench` or `wsbench config`: the usage, in full.
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            e.exit()
+        }
         Err(e) => {
-            // One line naming the flag; clap's usage block would bury it in CI logs.
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            eprintln!("wsbench: {}", first.trim_start_matches("error: "));
+            eprintln!("wsbench: {}", one_line(&e));
             return Outcome::BadUsage.into();
         }
     };
@@ -50,6 +53,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// A clap error as one line that still names what is wrong: the message, what it lists (the
+/// missing arguments) and its tip (a similar flag), without the usage block that would bury it
+/// in CI logs.
+fn one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut line = String::new();
+    for part in rendered.lines().map(str::trim) {
+        if part.starts_with("Usage:") || part.starts_with("For more information") {
+            break;
+        }
+        if part.is_empty() {
+            continue;
+        }
+        let part = part.trim_start_matches("error: ");
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+        }
+        line.push_str(part);
+    }
+    if line.is_empty() {
+        "invalid arguments".into()
+    } else {
+        line
+    }
+}
+
 /// Logs go to stderr; `-v`/`-q` pick the level unless RUST_LOG says otherwise.
 fn init_tracing(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
@@ -64,8 +93,12 @@ fn init_tracing(verbose: u8, quiet: bool) {
         // are capped whatever RUST_LOG asks, because tokens never reach the logs.
         .add_directive("tungstenite=info".parse().expect("static directive"))
         .add_directive("tokio_tungstenite=info".parse().expect("static directive"));
+    // Colour only for a person at a terminal, and never under NO_COLOR (no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
 }

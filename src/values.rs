@@ -94,9 +94,16 @@ pub fn positive_u32(s: &str) -> Result<u32, String> {
     }
 }
 
+/// The longest duration a setting takes: a month. Anything longer is a typo (`30000s` for
+/// `30s`), not a soak, and would overflow nothing but the user's patience.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The highest rate one process can be asked for; far above what it can send.
+pub const MAX_RATE: f64 = 10e6;
+
 pub fn positive_duration(s: &str) -> Result<Duration, String> {
     match units::parse_duration(s)? {
         d if d.is_zero() => Err("must be longer than 0".into()),
+        d if d > MAX_DURATION => Err("must be at most 30 days".into()),
         d => Ok(d),
     }
 }
@@ -200,6 +207,7 @@ pub fn stdout_mode(s: &str) -> Result<StdoutMode, String> {
 /// A positive rate, optionally with `/s` and k/M suffixes.
 pub fn positive_rate(s: &str) -> Result<f64, String> {
     match units::parse_count(s.trim_end_matches("/s"))? {
+        r if r > MAX_RATE => Err("must be at most 10M/s".into()),
         r if r > 0.0 => Ok(r),
         _ => Err("must be above 0".into()),
     }

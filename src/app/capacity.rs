@@ -299,9 +299,7 @@ pub async fn search(
 pub async fn main(args: &CapacityArgs) -> anyhow::Result<Outcome> {
     let run_config = RunConfig::from_args(&args.run)?;
     search_of(args)?;
-    for target in run_config.outputs.targets() {
-        crate::report::check_writable(Some(target))?;
-    }
+    run_config.outputs.check_writable()?;
     let interrupt = CancellationToken::new();
     tokio::spawn({
         let interrupt = interrupt.clone();

@@ -345,9 +345,7 @@ pub fn compare(args: &crate::cli::CompareArgs) -> anyhow::Result<Outcome> {
 /// The `merge` subcommand.
 pub fn main(args: &MergeArgs) -> anyhow::Result<Outcome> {
     let config = MergeConfig::from_args(args)?;
-    for target in config.outputs.targets() {
-        crate::report::check_writable(Some(target))?;
-    }
+    config.outputs.check_writable()?;
     let result = merge(&args.files, &config.gate, args.allow_disjoint)?;
     crate::report::emit_all(&result, &config.outputs, config.stdout)?;
     Ok(result.outcome)

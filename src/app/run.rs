@@ -22,9 +22,7 @@ pub async fn main(config: RunConfig) -> anyhow::Result<Outcome> {
         1
     };
     crate::resources::ensure_sockets(u64::from(config.conns) * per_conn)?;
-    for target in config.outputs.targets() {
-        crate::report::check_writable(Some(target))?;
-    }
+    config.outputs.check_writable()?;
     if config.tls.insecure {
         eprintln!(
             "wsbench: WARNING: --insecure: server certificates are NOT verified; anyone on the path can impersonate the server"
@@ -178,6 +176,7 @@ async fn observed(
     interrupt: CancellationToken,
 ) -> anyhow::Result<(RunResult, Option<crate::live::Running>)> {
     let (embedded, url) = target(&config)?;
+    resolve_host(&url, config.connect_timeout).await?;
     let run_id = new_run_id();
     resolve_auto(&mut config, &url, &run_id).await?;
     let excluded = embedded.as_ref().map(|e| e.threads.clone());
@@ -238,6 +237,23 @@ async fn observed(
         baseline,
     };
     Ok((result, live))
+}
+
+/// A host name that does not resolve fails the run at once (exit 3) naming the host, instead
+/// of every connection failing on its own and the circuit breaker taking the headline.
+async fn resolve_host(url: &WsUrl, within: std::time::Duration) -> anyhow::Result<()> {
+    if url.command.is_some() || url.host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let host = url.host.as_str();
+    match tokio::time::timeout(within, tokio::net::lookup_host((host, url.port))).await {
+        Ok(Ok(mut addrs)) => match addrs.next() {
+            Some(_) => Ok(()),
+            None => anyhow::bail!("cannot resolve host '{host}': no addresses"),
+        },
+        Ok(Err(e)) => anyhow::bail!("cannot resolve host '{host}': {e}"),
+        Err(_) => anyhow::bail!("cannot resolve host '{host}': no answer within {within:?}"),
+    }
 }
 
 /// `--mcp-version auto`: one probe session in the stateless revision (its `server/discover`);

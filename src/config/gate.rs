@@ -1,7 +1,7 @@
 //! The gate's settings: the built-in targets, the dedicated flags (`--max-p99` and friends) and
 //! threshold expressions, resolved like every other setting (flag > env > profile > default).
 
-use super::source::Resolver;
+use super::source::{Resolver, Source};
 use crate::cli::GateArgs;
 use crate::error::ConfigError;
 use crate::gate::baseline::{Baseline, Tolerance};
@@ -14,10 +14,17 @@ use crate::values::*;
 fn thresholds(
     args: &GateArgs,
     r: &Resolver,
-    open_loop: bool,
+    asked_rps: Option<f64>,
 ) -> Result<Vec<Threshold>, ConfigError> {
     let th = |k| ("thresholds", k);
     let ms = duration_ms;
+    let open_loop = asked_rps.is_some();
+    // Closed loop: the field's target. Open loop: the server kept up with the rate asked of it
+    // (99 % of it succeeded per second), whatever that rate is.
+    let default_rps = match asked_rps {
+        Some(rate) => format!("{}", (rate * 0.99 * 1000.0).round() / 1000.0),
+        None => "50000".into(),
+    };
     let mut list = vec![
         (
             Metric::Rps,
@@ -25,7 +32,7 @@ fn thresholds(
                 args.min_rps.as_ref(),
                 "--min-rps",
                 th("min_rps"),
-                "50000",
+                &default_rps,
                 rate_floor,
             )?,
         ),
@@ -98,7 +105,42 @@ fn thresholds(
         th("threshold"),
         threshold::parse_list,
     )? {
-        // An expression on a metric replaces that metric's shorthand or default.
+        // An expression on a metric replaces that metric's default; a shorthand set too (by
+        // flag, environment or profile) is a conflict, refused rather than one dropped.
+        let shorthands = [
+            ("min_rps", Metric::Rps),
+            ("max_p50", Metric::P50),
+            ("max_p99", Metric::P99),
+            ("max_p999", Metric::P999),
+            ("max_connect_p99", Metric::ConnectP99),
+            ("max_error_rate", Metric::ErrorRate),
+            ("max_unavailable", Metric::Unavailable),
+        ];
+        for setting in r.records() {
+            let Some((key, metric)) = shorthands
+                .iter()
+                .find(|(k, _)| setting.key == format!("thresholds.{k}"))
+            else {
+                continue;
+            };
+            let given = !matches!(setting.source, Source::Default | Source::Unset);
+            if let Some(e) = extra
+                .iter()
+                .find(|e| e.metric == *metric && e.tool.is_none())
+                && given
+            {
+                return Err(ConfigError::Rejected {
+                    name: "--threshold".into(),
+                    reason: format!(
+                        "'{}' and --{} ({}) both set {}: keep one",
+                        e.describe(),
+                        key.replace('_', "-"),
+                        setting.source,
+                        metric.name()
+                    ),
+                });
+            }
+        }
         thresholds.retain(|t| !extra.iter().any(|e| e.metric == t.metric));
         thresholds.extend(extra);
     }
@@ -117,16 +159,17 @@ pub struct GateConfig {
     pub gate: bool,
 }
 
-/// The gate's settings for a run (`open_loop` adds "nothing dropped") or a merge.
+/// The gate's settings for a run (`asked_rps`, open loop's mean rate, sets the throughput
+/// default and adds "nothing dropped") or a merge.
 pub(super) fn resolve(
     args: &GateArgs,
     r: &Resolver,
-    open_loop: bool,
+    asked_rps: Option<f64>,
 ) -> Result<GateConfig, ConfigError> {
     let th = |k| ("thresholds", k);
     let gate =
         !args.no_gate && r.get_or::<_, str>(None, "--no-gate", th("gate"), "true", parse_bool)?;
-    let thresholds = thresholds(args, r, open_loop)?;
+    let thresholds = thresholds(args, r, asked_rps)?;
     // Validated whether or not a baseline is given, so a typo never passes silently.
     let tolerances = r.get_or(
         args.max_regress.as_deref(),

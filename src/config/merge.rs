@@ -33,7 +33,7 @@ impl MergeConfig {
         )?;
         // A merge of open-loop workers is judged on dropped slots by the thresholds it reads;
         // "nothing dropped" is added per run, where the schedule is known.
-        let gate = resolve_gate(&args.gate, &r, false)?;
+        let gate = resolve_gate(&args.gate, &r, None)?;
         Ok(MergeConfig {
             gate,
             outputs,

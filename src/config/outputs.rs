@@ -32,14 +32,42 @@ pub(super) fn outputs(
         hdr_log: r.get(args.hdr_log, "--hdr-log", run("hdr_log"), output_target)?,
     };
     let stdout = r.get_or(args.output, "--output", run("output"), "text", stdout_mode)?;
-    let to_stdout: Vec<_> = outputs.targets().filter(|t| *t == "-").collect();
-    if to_stdout.len() > 1 || (!to_stdout.is_empty() && stdout == super::StdoutMode::Json) {
-        return Err(ConfigError::Rejected {
-            name: "-".into(),
-            reason:
-                "only one output can go to stdout: give the others file names, or --output quiet"
-                    .into(),
-        });
+    let rejected = |name: &str, reason: String| ConfigError::Rejected {
+        name: name.into(),
+        reason,
+    };
+    let to_stdout: Vec<_> = outputs.named().filter(|(_, t)| *t == "-").collect();
+    if let Some((flag, _)) = to_stdout.first()
+        && stdout == super::StdoutMode::Json
+    {
+        return Err(rejected(
+            &format!("{flag} -"),
+            "stdout already carries the JSON result (--output json): give it a file name".into(),
+        ));
+    }
+    if let [(first, _), (second, _), ..] = to_stdout[..] {
+        return Err(rejected(
+            &format!("{second} -"),
+            format!("{first} already writes to stdout: give one of them a file name"),
+        ));
+    }
+    // Two outputs into one file: one would silently replace the other.
+    let files: Vec<_> = outputs.named().filter(|(_, t)| *t != "-").collect();
+    for (i, (flag, target)) in files.iter().enumerate() {
+        if let Some((other, _)) = files[..i].iter().find(|(_, t)| t == target) {
+            return Err(rejected(
+                &format!("{flag} {target}"),
+                format!("{other} writes that file too: give each output its own"),
+            ));
+        }
+    }
+    if let Some(plot) = outputs.plot.as_deref().filter(|p| *p != "-")
+        && !plot.to_ascii_lowercase().ends_with(".svg")
+    {
+        return Err(rejected(
+            &format!("--plot {plot}"),
+            "writes an SVG chart: give it a .svg file name".into(),
+        ));
     }
 
     Ok((outputs, stdout))

@@ -49,8 +49,10 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         run("command"),
         tool_name,
     )?;
+    // The positional target is --url by another spelling (clap refuses both at once).
+    let url_flag = args.url.as_ref().or(args.target.as_ref());
     let url = r.get_or(
-        args.url.as_ref(),
+        url_flag,
         "--url",
         run("url"),
         "ws://127.0.0.1:8079",
@@ -71,7 +73,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
     // A --url flag beats `embedded = true` in a file; the --embedded flag beats a file's url.
     let target = if let Some(c) = command {
         Target::Command(c)
-    } else if embedded && (args.url.is_none() || args.embedded) {
+    } else if embedded && (url_flag.is_none() || args.embedded) {
         Target::Embedded
     } else {
         Target::Url(url)
@@ -281,7 +283,10 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
             reason: "a server on pipes (--command) has no WebSocket pings to answer".into(),
         });
     }
-    let judge = super::gate::resolve(&args.gate, r, schedule.is_some())?;
+    let asked_rps = schedule
+        .as_ref()
+        .map(|s| s.count_at(s.duration()) / s.duration().as_secs_f64().max(1e-9));
+    let judge = super::gate::resolve(&args.gate, r, asked_rps)?;
     let tool_name_for_check = args
         .tool
         .as_ref()

@@ -55,6 +55,16 @@ pub fn parse(expr: &str) -> Result<Threshold, String> {
             units::parse_duration(value)?.as_secs_f64() * 1e3
         }
     };
+    // Every metric is at least 0 and a ratio at most 1: a limit beyond that can never pass (or
+    // never fail), which is a typo, not a gate.
+    let never = match op {
+        Cmp::Lt => limit <= 0.0,
+        Cmp::Le => limit < 0.0,
+        Cmp::Gt | Cmp::Ge => metric == Metric::ErrorRate && limit >= 1.0 && op == Cmp::Gt,
+    };
+    if never {
+        return Err(format!("'{expr}' can never pass"));
+    }
     if tool.is_some()
         && !matches!(
             metric,

@@ -160,13 +160,13 @@ impl Feeder {
                 let Value::Micros(now) = &p.value else {
                     continue;
                 };
-                let (fed, bound) = self
-                    .fed
-                    .entry((f.name, p.labels.clone()))
-                    .or_insert_with(|| {
-                        let bound = histogram.bind(&attributes(&p.labels));
-                        (crate::stats::recorder::new_histogram(), bound)
-                    });
+                let (fed, bound) =
+                    self.fed
+                        .entry((f.name, p.labels.clone()))
+                        .or_insert_with(|| {
+                            let bound = histogram.bind(&attributes(&p.labels));
+                            (crate::stats::recorder::new_histogram(), bound)
+                        });
                 let mut new = now.clone();
                 if new.subtract(&*fed).is_err() {
                     continue;

@@ -54,10 +54,29 @@ impl WsUrl {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
+        // The port as written: `Uri` drops one that is not a u16 rather than refusing it.
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let written = authority
+            .rsplit_once(':')
+            .filter(|(_, p)| !p.contains(']'))
+            .map(|(_, p)| p);
+        let port = match written {
+            None | Some("") => {
+                if tls {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(format!("port {p} is not 1-65535")),
+            },
+        };
         Ok(WsUrl {
             url: url.to_owned(),
             host,
-            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            port,
             tls,
             http,
             command: None,

@@ -244,6 +244,20 @@ pub fn validate_args(args: &str) -> Result<(), String> {
         };
         probe.replace_range(i..i + end + 2, "0");
     }
+    // What is left in double braces with a name inside is a placeholder wsbench does not have
+    // (a typo would otherwise be sent as literal text, or break the JSON far from its cause).
+    if let Some(i) = probe.find("{{") {
+        let name: String = probe[i + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "_.-/".contains(*c))
+            .collect();
+        if !name.is_empty() && probe[i + 2 + name.len()..].starts_with("}}") {
+            return Err(format!(
+                "unknown placeholder {{{{{name}}}}} (there are {{{{seq}}}}, {{{{id}}}}, \
+                 {{{{row.<column>}}}} and {{{{previous.<pointer>}}}})"
+            ));
+        }
+    }
     match serde_json::from_str::<serde_json::Value>(&probe) {
         Ok(serde_json::Value::Object(_)) => Ok(()),
         Ok(_) => Err("must be a JSON object".into()),
@@ -302,6 +316,10 @@ mod tests {
     #[test]
     fn args_must_be_an_object() {
         assert!(validate_args(r#"{"n":{{seq}}}"#).is_ok());
+        for bogus in [r#"{"a":{{bogus}}}"#, r#"{"a":"{{bogus}}"}"#] {
+            let why = validate_args(bogus).unwrap_err();
+            assert!(why.starts_with("unknown placeholder {{bogus}}"), "{why}");
+        }
         assert!(validate_args("[1]").is_err());
         assert!(validate_args("{nope").is_err());
     }

@@ -42,19 +42,32 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    /// Every file target, for the up-front writability check.
-    pub fn targets(&self) -> impl Iterator<Item = &str> {
+    /// Every target given, with the flag that gave it.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, &str)> {
         [
-            &self.json,
-            &self.junit,
-            &self.html,
-            &self.markdown,
-            &self.plot,
-            &self.hdr_log,
+            ("--json", &self.json),
+            ("--junit", &self.junit),
+            ("--html", &self.html),
+            ("--markdown", &self.markdown),
+            ("--plot", &self.plot),
+            ("--hdr-log", &self.hdr_log),
         ]
         .into_iter()
-        .flatten()
-        .map(String::as_str)
+        .filter_map(|(flag, t)| t.as_deref().map(|t| (flag, t)))
+    }
+
+    /// Every target given.
+    pub fn targets(&self) -> impl Iterator<Item = &str> {
+        self.named().map(|(_, t)| t)
+    }
+
+    /// Fails early (before any load) when an output could not be written later, naming its
+    /// flag.
+    pub fn check_writable(&self) -> anyhow::Result<()> {
+        for (flag, target) in self.named() {
+            check_writable(Some(target)).map_err(|e| anyhow::anyhow!("{flag} {target}: {e}"))?;
+        }
+        Ok(())
     }
 }
 

@@ -366,14 +366,20 @@ impl Reporter for TextReporter {
                 cl.cpu_ms, cl.peak_rss_mb
             )?;
         } else {
+            // A share of the cores and a cost per request only for a run that did some work:
+            // over a load that never started they are noise.
+            let share = match cl.cpu_us_per_request {
+                Some(us) => format!(
+                    " = {:.0}% of {} cores; {us:.2} us/request",
+                    cl.cpu_share * 100.0,
+                    cl.cores
+                ),
+                None => String::new(),
+            };
             writeln!(
                 o,
-                "Client      CPU {:.0} ms = {:.0}% of {} cores; {} us/request; peak RSS {:.1} MiB{}",
+                "Client      CPU {:.0} ms{share}; peak RSS {:.1} MiB{}",
                 cl.cpu_ms,
-                cl.cpu_share * 100.0,
-                cl.cores,
-                cl.cpu_us_per_request
-                    .map_or("-".into(), |u| format!("{u:.2}")),
                 cl.peak_rss_mb,
                 cl.rss_per_conn_kb
                     .map_or(String::new(), |k| format!(", {k:.1} KiB/connection"))
@@ -491,7 +497,15 @@ impl TextReporter {
             let path: Vec<_> = s
                 .transitions
                 .iter()
-                .map(|t| format!("{:?}->{:?} at {:+.2}s", t.from, t.to, t.at_s))
+                .map(|t| {
+                    // Before the measured window: while connecting (or in the warmup).
+                    let when = if t.at_s < 0.0 {
+                        "before the measured window".to_owned()
+                    } else {
+                        format!("at {:.2}s", t.at_s)
+                    };
+                    format!("{:?}->{:?} {when}", t.from, t.to)
+                })
                 .collect();
             writeln!(o, "Breaker     {}", path.join(", "))?;
         }

@@ -94,10 +94,19 @@ pub fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
             .find(|k| k.contains("rejected"))
             .cloned()
             .unwrap_or_else(first_failure);
-        (
-            Outcome::CouldNotRun,
-            Some(format!("the server rejected a hello: {why}")),
-        )
+        // A refused token says where a token goes; a web page is no session at all.
+        let refused = ["rejected", "HTTP 401", "HTTP 403"]
+            .iter()
+            .any(|w| why.contains(w));
+        let why = if refused {
+            format!(
+                "the server rejected a hello: {why} (pass the token with --token or \
+                 WSBENCH_TOKEN; MCP sends it as Authorization: Bearer)"
+            )
+        } else {
+            format!("the server refused the session: {why}")
+        };
+        (Outcome::CouldNotRun, Some(why))
     } else if s.connections_opened == 0 {
         let why = format!("every connection failed ({})", first_failure());
         (Outcome::CouldNotRun, Some(why))

@@ -213,9 +213,10 @@ pub async fn execute(
         tools: plan.spec.mix.stat_names(),
     };
     let summary = Summary::build(window, &reports, recorder, |summary| {
-        let opened = summary.connections_opened.max(1) as f64;
+        // Per connection only when some opened: memory over none is no figure.
+        let opened = summary.connections_opened as f64;
         let rss_per_conn = match (rss_before, rss_connected) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / opened),
+            (Some(a), Some(b)) if opened > 0.0 => Some(b.saturating_sub(a) as f64 / opened),
             _ => None,
         };
         let open_loop = match summary.mode {

@@ -47,6 +47,13 @@ impl RateSchedule {
                 return Err(format!("stage '{part}' has no duration"));
             }
             let to = crate::units::parse_count(r).map_err(|e| format!("stage '{part}': {e}"))?;
+            // The same bounds as --rate and --duration: beyond them it is a typo.
+            if to > 10e6 {
+                return Err(format!("stage '{part}': the rate must be at most 10M/s"));
+            }
+            if duration > Duration::from_secs(30 * 24 * 3600) {
+                return Err(format!("stage '{part}': must be at most 30 days"));
+            }
             stages.push(Stage { duration, from, to });
             from = to;
         }

@@ -256,6 +256,17 @@ pub async fn main(config: ServeConfig) -> anyhow::Result<Outcome> {
     if config.stdio {
         return stdio(config).await;
     }
+    // The counters are written at shutdown: a path that cannot take them is refused now,
+    // not found out after the run they count.
+    if let Some(path) = &config.stats_file {
+        let target = path.to_string_lossy();
+        crate::files::check_writable(Some(&target)).map_err(|e| {
+            crate::error::ConfigError::Rejected {
+                name: format!("--stats-file {target}"),
+                reason: e.to_string(),
+            }
+        })?;
+    }
     crate::resources::raise_to_hard();
     let telemetry = config.telemetry.clone();
     let server = Server::bind(config).await?;

@@ -171,9 +171,23 @@ async fn websocket(
             // 401/403 at the upgrade: the token was refused (MCP carries it there), a setting
             // to fix rather than load to measure.
             let status = response.status();
-            let rejected = matches!(status.as_u16(), 401 | 403);
-            let why = format!("HTTP {status}");
-            return Err(fail("upgrade", why, None, rejected));
+            let why = if matches!(status.as_u16(), 401 | 403) {
+                format!("HTTP {status}")
+            } else {
+                // Answered, but not with an upgrade: a web server, or the wrong path.
+                format!("not a WebSocket endpoint (HTTP {status})")
+            };
+            // A refusal or a plain web page is a setting to fix; a 5xx or 429 is the server
+            // struggling, and is retried like any failed connect.
+            let transient = status.is_server_error() || status.as_u16() == 429;
+            return Err(fail("upgrade", why, None, !transient));
+        }
+        Ok(Err(tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::WrongHttpVersion,
+        ))) => {
+            // An HTTP/1.0 answer (a plain web server): it cannot upgrade.
+            let why = "not a WebSocket endpoint (it answered HTTP/1.0)".to_owned();
+            return Err(fail("upgrade", why, None, true));
         }
         Ok(Err(e)) => return Err(fail("upgrade", e.to_string(), None, false)),
         Err(_) => return Err(fail("upgrade", timed_out(), None, false)),
