@@ -2,16 +2,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
 use wsbench::Outcome;
-use wsbench::cli::Cli;
 use wsbench::error::ConfigError;
 
 fn main() -> ExitCode {
     // A `.env` in the working directory may hold WSBENCH_TOKEN, EXAI_WS_TOKEN or any
     // WSBENCH_* setting; variables already set win over it.
     let _ = dotenvy::dotenv();
-    let cli = match Cli::try_parse() {
+    let cli = match wsbench::cli::parse() {
         Ok(cli) => cli,
         // --help, --version, and a bare `wsbench` or `wsbench config`: the usage, in full.
         Err(e)
@@ -87,8 +85,13 @@ fn init_tracing(verbose: u8, quiet: bool) {
         (false, 1) => "info",
         (false, _) => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level))
+    // An empty RUST_LOG is no RUST_LOG (it would otherwise silence everything, -v included).
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let filter = from_env
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level))
         // tungstenite traces whole frame payloads, hello and its token included; its logs
         // are capped whatever RUST_LOG asks, because tokens never reach the logs.
         .add_directive("tungstenite=info".parse().expect("static directive"))

@@ -285,6 +285,9 @@ pub struct ConnReport {
     pub conn_errors_by_code: BTreeMap<String, u64>,
     /// Close codes received from the server during load (1006 = closed without a close frame).
     pub close_codes: BTreeMap<u16, u64>,
+    /// What ended connections, as the client saw it when the close code alone would mislead:
+    /// invalid UTF-8, a protocol violation, an invalid close code (shown as 1002).
+    pub close_reasons: BTreeMap<String, u64>,
     pub resilience: Resilience,
     /// Response-time p99 of this connection's measured successes, ms (kept by the connection
     /// in a histogram of its own).

@@ -128,6 +128,7 @@ pub fn merge(
             .max(Duration::from_secs_f64(r.warmup.duration_s.max(0.0)));
         add_all(&mut s.errors_by_code, &r.errors_by_code);
         add_all(&mut s.conn_errors_by_code, &r.conn_errors_by_code);
+        add_all(&mut s.close_reasons, &r.close_reasons);
         for (code, n) in &r.close_codes {
             let code: u16 = code
                 .parse()

@@ -331,6 +331,15 @@ impl Reporter for TextReporter {
             let list = join(&mut s.close_codes.iter().map(|(c, n)| format!("{c} x{n}")));
             writeln!(o, "Closed by   {list}")?;
         }
+        if !s.close_reasons.is_empty() {
+            let list = join(
+                &mut s
+                    .close_reasons
+                    .iter()
+                    .map(|(why, n)| format!("{n} x {why}")),
+            );
+            writeln!(o, "  because   {list}")?;
+        }
         let cl = &s.client;
         if !r.workers.is_empty() {
             writeln!(

@@ -65,6 +65,10 @@ pub struct RunFile {
     pub conn_errors_by_code: BTreeMap<String, u64>,
     /// WebSocket close codes received during load, by code.
     pub close_codes: BTreeMap<String, u64>,
+    /// What ended connections beyond the close code: invalid UTF-8, a protocol violation, an
+    /// invalid close code (which the WebSocket library reports as 1002).
+    #[serde(default)]
+    pub close_reasons: BTreeMap<String, u64>,
     pub latency_ms: Percentiles,
     pub service_ms: Percentiles,
     pub connect_ms: Percentiles,
@@ -427,6 +431,7 @@ impl RunFile {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
+            close_reasons: s.close_reasons.clone(),
             latency_ms: Percentiles::of(&h.latency),
             service_ms: Percentiles::of(&h.service),
             connect_ms: Percentiles::of(&h.connect),

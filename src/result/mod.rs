@@ -84,7 +84,20 @@ pub struct WorkerRow {
 
 /// The exit outcome and, when it is not a plain pass or fail, why.
 pub fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
-    let first_failure = || s.setup_failures.keys().next().cloned().unwrap_or_default();
+    // The most frequent cause: a breaker that opened after the failures is their consequence.
+    let first_failure = || {
+        let mut causes: Vec<_> = s
+            .setup_failures
+            .iter()
+            .filter(|(why, _)| !why.contains("circuit breaker open"))
+            .collect();
+        causes.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
+        causes
+            .first()
+            .map(|(why, _)| (*why).clone())
+            .or_else(|| s.setup_failures.keys().next().cloned())
+            .unwrap_or_default()
+    };
     if s.interrupted {
         (Outcome::Interrupted, Some("interrupted by signal".into()))
     } else if s.connections_opened == 0 && s.hello_rejected {

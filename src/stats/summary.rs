@@ -111,6 +111,8 @@ pub struct Summary {
     pub errors_by_code: BTreeMap<String, u64>,
     pub conn_errors_by_code: BTreeMap<String, u64>,
     pub close_codes: BTreeMap<u16, u64>,
+    /// What ended connections beyond the close code (`ConnReport::close_reasons`).
+    pub close_reasons: BTreeMap<String, u64>,
     /// Connections that carried load (set up by the start, or later on a retry).
     pub connections_opened: u64,
     /// Connections not set up by the synchronized start (some may have come up later on a
@@ -189,6 +191,7 @@ impl Summary {
             errors_by_code: BTreeMap::new(),
             conn_errors_by_code: BTreeMap::new(),
             close_codes: BTreeMap::new(),
+            close_reasons: BTreeMap::new(),
             connections_opened: 0,
             connections_failed: 0,
             setup_failures: BTreeMap::new(),
@@ -271,6 +274,7 @@ impl Summary {
             add_all(&mut s.errors_by_code, &r.errors_by_code);
             add_all(&mut s.conn_errors_by_code, &r.conn_errors_by_code);
             add_all(&mut s.close_codes, &r.close_codes);
+            add_all(&mut s.close_reasons, &r.close_reasons);
             add_all(&mut s.reconnect_failures, &r.reconnect_failures);
             if s.invalid_examples.len() < 5 {
                 s.invalid_examples.extend(

@@ -208,10 +208,12 @@ pub async fn run(
     let mut rng = fastrand::Rng::new();
     let (ws, early, retried) = match first {
         Ok((ws, stamps, early)) => {
+            tracing::debug!(conn = id, "connected");
             links.events.record(Event::Setup(stamps));
             (ws, early, false)
         }
         Err(failure) => {
+            tracing::info!(conn = id, "connection failed: {}", failure.describe());
             // A refused hello (token, format) fails the same way every time: no retry.
             let retry_it = !failure.rejected;
             report.setup_failure = Some(failure);

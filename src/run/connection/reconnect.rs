@@ -85,10 +85,12 @@ pub(super) async fn retry(
         spec.breaker.record(Call::Connect, result.is_ok(), false);
         match result {
             Ok(established) => {
+                tracing::debug!(conn = id, attempt, "reconnected");
                 report.resilience.reconnects += 1;
                 return Some(established);
             }
             Err(f) => {
+                tracing::debug!(conn = id, attempt, "reconnect failed: {}", f.describe());
                 *report.reconnect_failures.entry(f.describe()).or_default() += 1;
                 attempt += 1;
                 at = clock::now() + backoff.delay(attempt, rng);

@@ -27,8 +27,20 @@ impl Load<'_> {
                 true
             }
             Some(Ok(Message::Close(frame))) => {
-                let code = frame.map_or(1005, |f| u16::from(f.code));
+                let code = frame.as_ref().map_or(1005, |f| u16::from(f.code));
+                let reason = frame.as_ref().map_or("", |f| f.reason.as_str());
+                tracing::info!(
+                    conn = self.id,
+                    code,
+                    reason,
+                    "the server closed the connection"
+                );
                 *self.report.close_codes.entry(code).or_default() += 1;
+                if code == 1002 && reason == "Protocol violation" {
+                    // tungstenite puts this in place of a code RFC 6455 does not allow (999,
+                    // 1004-1006, 1015, ...): the server's own code is lost, the fault is not.
+                    self.saw("an invalid close code (reported as 1002)".into());
+                }
                 false
             }
             Some(Ok(Message::Pong(payload))) => {
@@ -52,11 +64,29 @@ impl Load<'_> {
                 *self.report.close_codes.entry(1009).or_default() += 1;
                 false
             }
-            Some(Err(_)) | None => {
+            Some(Err(e)) => {
+                tracing::info!(conn = self.id, "connection lost: {e}");
+                *self.report.close_codes.entry(1006).or_default() += 1;
+                let why = match &e {
+                    tungstenite::Error::Utf8(_) => "invalid UTF-8 in a text frame".to_owned(),
+                    tungstenite::Error::Protocol(p) => format!("protocol violation: {p}"),
+                    tungstenite::Error::Io(io) => format!("I/O error: {}", io.kind()),
+                    other => other.to_string(),
+                };
+                self.saw(why);
+                false
+            }
+            None => {
+                tracing::info!(conn = self.id, "connection ended without a close frame");
                 *self.report.close_codes.entry(1006).or_default() += 1;
                 false
             }
         }
+    }
+
+    /// Why a connection ended, as the client saw it.
+    fn saw(&mut self, why: String) {
+        *self.report.close_reasons.entry(why).or_default() += 1;
     }
 
     /// Frame-level counters go to warmup or measured by when the frame arrived; frames from

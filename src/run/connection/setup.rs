@@ -166,6 +166,21 @@ async fn websocket(
         Some(protocol::ws_config(spec.max_message_size)),
     );
     let ws = match tokio::time::timeout_at(deadline, upgrade).await {
+        // An extension the client never offered (permessage-deflate, say): RFC 6455 4.1 says
+        // fail the connection, and compressed frames would otherwise drop it after one reply.
+        Ok(Ok((_, response))) if response.headers().contains_key("sec-websocket-extensions") => {
+            let offered = response
+                .headers()
+                .get("sec-websocket-extensions")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .to_owned();
+            let why = format!(
+                "the server accepted an extension the client did not ask for ({offered}); \
+                 RFC 6455 says fail the connection"
+            );
+            return Err(fail("upgrade", why, None, true));
+        }
         Ok(Ok((ws, _response))) => ws,
         Ok(Err(tungstenite::Error::Http(response))) => {
             // 401/403 at the upgrade: the token was refused (MCP carries it there), a setting

@@ -17,6 +17,9 @@ use crate::run::pacer::RateSchedule;
 use crate::units;
 use crate::values::*;
 
+mod serve;
+pub use serve::ServeArgs;
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0    ran, and every threshold passed
@@ -60,6 +63,21 @@ pub enum Command {
     Tools(Box<RunArgs>),
     /// Find the highest request rate the server sustains while the thresholds hold (default:
     /// response-time p99 < 5ms and no errors), by bisecting the open-loop rate.
+    // The flags capacity refuses (it sets the rate, the steps and the outputs) are not listed.
+    #[command(
+        mut_arg("rate", |a| a.hide(true)),
+        mut_arg("stages", |a| a.hide(true)),
+        mut_arg("duration", |a| a.hide(true)),
+        mut_arg("requests", |a| a.hide(true)),
+        mut_arg("warmup", |a| a.hide(true)),
+        mut_arg("junit", |a| a.hide(true)),
+        mut_arg("plot", |a| a.hide(true)),
+        mut_arg("hdr_log", |a| a.hide(true)),
+        mut_arg("metrics_listen", |a| a.hide(true)),
+        mut_arg("metrics_linger", |a| a.hide(true)),
+        mut_arg("otlp_endpoint", |a| a.hide(true)),
+        mut_arg("otlp_interval", |a| a.hide(true))
+    )]
     Capacity(Box<CapacityArgs>),
     /// Merge result files of many workers into one verdict: histograms are added exactly,
     /// counters summed, timelines aligned on wall-clock seconds, thresholds applied again.
@@ -307,9 +325,9 @@ pub struct RunArgs {
     #[arg(help_heading = "Outputs", long, value_parser = given(output_target))]
     pub json: Option<Given<String>>,
     /// The gate: thresholds and the baseline.
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Gate")]
     pub gate: GateArgs,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Live metrics")]
     pub metrics: MetricsArgs,
 }
 
@@ -331,154 +349,6 @@ pub struct MetricsArgs {
     /// How often to push. Default 5s.
     #[arg(long, value_name = "DURATION", value_parser = given(positive_duration))]
     pub otlp_interval: Option<Given<Duration>>,
-}
-
-/// `wsbench serve` flags.
-#[derive(Debug, Default, Args)]
-pub struct ServeArgs {
-    /// The dialect: tool-call (hello + call_tool) or mcp (JSON-RPC 2.0 over WebSocket: the
-    /// `initialize` handshake, tools/call, tools/list; the token as `Authorization: Bearer`).
-    /// Default tool-call.
-    #[arg(long, value_name = "tool-call|mcp", value_parser = given(Dialect::parse))]
-    pub protocol: Option<Given<Dialect>>,
-    /// Serve one session on stdin and stdout instead of listening (what a client that spawns
-    /// its server, `run --command`, talks to). Nothing but protocol goes to stdout.
-    #[arg(long)]
-    pub stdio: bool,
-    /// Results remembered for replaying a repeated request id; 0 turns replays off (every
-    /// call is executed, as for a client that cannot vary its ids). Default 200000.
-    #[arg(long)]
-    pub cache_size: Option<String>,
-    /// Address to bind. Default 127.0.0.1.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Port to bind; 0 picks a free one (the bound address is printed). Default 8079.
-    #[arg(long)]
-    pub port: Option<String>,
-    /// Token clients must send in hello; empty means no check.
-    #[arg(long, env = "WSBENCH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Close (4002) connections that send no hello within this time. Default 10s.
-    #[arg(long)]
-    pub hello_timeout: Option<String>,
-    /// Refuse (close 1008) connections beyond this many.
-    #[arg(long)]
-    pub max_conns: Option<String>,
-    /// Write the server's counters as JSON here on shutdown.
-    #[arg(long)]
-    pub stats_file: Option<PathBuf>,
-    /// Delay every tool reply by this much (e.g. 5ms).
-    #[arg(long)]
-    pub delay: Option<String>,
-    /// Add a uniform random delay in [0, JITTER) to every tool reply.
-    #[arg(long)]
-    pub jitter: Option<String>,
-    /// Stop reading all connections every this long (a stall), for --pause-for.
-    #[arg(long, requires = "pause_for")]
-    pub pause_every: Option<String>,
-    /// Length of each stall.
-    #[arg(long, requires = "pause_every")]
-    pub pause_for: Option<String>,
-    /// Extra reply delay for sessions whose id ends with SUFFIX (repeatable): `-3=20ms` slows
-    /// wsbench's connection 3.
-    #[arg(long, value_name = "SUFFIX=DURATION", allow_hyphen_values = true)]
-    pub session_delay: Vec<String>,
-    /// Tools with their own reply delay, 'search=5ms,fetch=20ms': each a tool like echo (listed
-    /// by tools/list) answering after its delay (on top of --delay); a built-in one named gets
-    /// the delay added. What a mixed workload needs to show which tool is slow.
-    #[arg(long, value_name = "TOOL=DURATION,...", value_parser = given(tool_delays))]
-    pub tool_delay: Option<Given<Vec<(String, Duration)>>>,
-    /// Seed for every random fault, for repeatable runs.
-    #[arg(long)]
-    pub seed: Option<String>,
-    /// Share of calls answered with OVER_CAPACITY (e.g. 0.01 or 1%).
-    #[arg(long)]
-    pub error_rate: Option<String>,
-    /// retry_after (seconds) carried by injected OVER_CAPACITY errors. Default 1.
-    #[arg(long, value_name = "SECONDS")]
-    pub retry_after: Option<String>,
-    /// Share of calls never answered.
-    #[arg(long)]
-    pub drop_rate: Option<String>,
-    /// Share of calls preceded by a malformed frame.
-    #[arg(long)]
-    pub malformed_rate: Option<String>,
-    /// Share of calls whose final reply is sent twice.
-    #[arg(long)]
-    pub duplicate_rate: Option<String>,
-    /// Close each connection with 1011 after this many calls (the last one answered).
-    #[arg(long, value_name = "N")]
-    pub disconnect_after: Option<String>,
-    /// After this many calls, stop reading and writing a connection but keep it open
-    /// (a hung server: no replies, no pongs).
-    #[arg(long, value_name = "N")]
-    pub freeze_after: Option<String>,
-    /// Outage: this long after start, close every connection (1012) and refuse new ones...
-    #[arg(long, requires = "down_for")]
-    pub down_after: Option<String>,
-    /// ...for this long, then recover.
-    #[arg(long, requires = "down_after")]
-    pub down_for: Option<String>,
-    /// Send call_tool_ack before each reply.
-    #[arg(long)]
-    pub ack: bool,
-    /// Send a progress frame before each reply.
-    #[arg(long)]
-    pub progress: bool,
-    /// Precede each successful call_tool_res with N stream_chunk frames and a stream_complete.
-    #[arg(long, value_name = "N")]
-    pub stream: Option<String>,
-    /// Send stream_complete before every successful call_tool_res (the field daemon's order).
-    #[arg(long)]
-    pub stream_complete: bool,
-    /// Share of calls rejected with {"op":"error","error":{"code":"OVER_CAPACITY"}} and no
-    /// request_id (the field daemon's rate limiter); such a call gets no reply of its own.
-    #[arg(long)]
-    pub uncorrelated_error_rate: Option<String>,
-    /// Answer unknown tools with {"error":{"code":"TOOL_NOT_FOUND"}}: no op, no request_id (the
-    /// field daemon's shape).
-    #[arg(long)]
-    pub bare_tool_errors: bool,
-    /// MCP: injected errors (--error-rate) are JSON-RPC errors (-32603, internal error) rather
-    /// than tool results with isError: true.
-    #[arg(long)]
-    pub rpc_errors: bool,
-    /// Ping every connection this often (pongs are counted).
-    #[arg(long)]
-    pub ping_interval: Option<String>,
-    /// Work on at most N calls at once, server-wide; the rest queue. With --delay D the
-    /// server's capacity is exactly N/D calls per second (a known knee for `wsbench capacity`).
-    #[arg(long, value_name = "N")]
-    pub max_inflight: Option<String>,
-    /// Share of echo replies whose text is corrupted (for response validation).
-    #[arg(long)]
-    pub corrupt_rate: Option<String>,
-    /// Share of echo replies that carry another session's arguments (the "responses mixed up
-    /// between sessions under concurrency" bug), for `run --check isolation`.
-    #[arg(long)]
-    pub mix_sessions_rate: Option<String>,
-    /// Share of echo replies whose text differs from what the same call gets elsewhere (a
-    /// member added), for `run --check consistent`.
-    #[arg(long)]
-    pub diverge_rate: Option<String>,
-    /// Never answer each session's first tool call (the lazy-initialization deadlock: the
-    /// first call hangs while later ones are served), for `run --check first-call`.
-    #[arg(long)]
-    pub first_call_stall: bool,
-    /// Largest frame or message accepted from a client. Default 16MiB.
-    #[arg(long, value_name = "BYTES")]
-    pub max_message_size: Option<String>,
-    /// Serve wss:// with this certificate chain (PEM)...
-    #[arg(long, requires = "tls_key")]
-    pub tls_cert: Option<String>,
-    /// ...and this private key (PEM).
-    #[arg(long, requires = "tls_cert")]
-    pub tls_key: Option<String>,
-    /// Read settings from this TOML file's [serve] table.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    #[command(flatten)]
-    pub metrics: MetricsArgs,
 }
 
 /// `wsbench capacity` flags: the search, plus every `run` flag for each step.
@@ -599,4 +469,53 @@ pub struct CompareArgs {
 pub enum ConfigCommand {
     /// Print the effective run configuration and where each value came from.
     Show(Box<RunArgs>),
+}
+
+/// Parses the process's arguments with `-h` short: each flag's first sentence and its default
+/// (one line a flag where the terminal allows), `--help` the whole text.
+pub fn parse() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let mut matches = short_help(Cli::command()).try_get_matches()?;
+    Cli::from_arg_matches_mut(&mut matches)
+}
+
+fn short_help(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|a| match a.get_help().map(|h| h.to_string()) {
+        Some(full) if a.get_long_help().is_none() => {
+            let short = brief(&full);
+            a.long_help(full).help(short)
+        }
+        _ => a,
+    })
+    .mut_subcommands(short_help)
+}
+
+/// The first sentence of a help text, and its "Default …" sentence if it has one.
+fn brief(help: &str) -> String {
+    let mut sentences = Vec::new();
+    let mut start = 0;
+    let mut depth = 0i32;
+    let bytes = help.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'(' => depth += 1,
+            b')' => depth -= 1,
+            b'.' if depth == 0 && bytes.get(i + 1) == Some(&b' ') => {
+                let sentence = &help[start..=i];
+                // "e.g." and "i.e." do not end a sentence.
+                if !(sentence.ends_with("e.g.") || sentence.ends_with("i.e.")) {
+                    sentences.push(sentence.trim());
+                    start = i + 2;
+                }
+            }
+            _ => {}
+        }
+    }
+    sentences.push(help[start..].trim());
+    let mut out = sentences[0].to_owned();
+    if let Some(default) = sentences[1..].iter().find(|s| s.starts_with("Default")) {
+        out.push(' ');
+        out.push_str(default);
+    }
+    out
 }
