@@ -370,3 +370,119 @@ fn the_container_is_multi_stage_small_and_used_by_the_kubernetes_recipe() {
     // The image has the shell the job's command runs in.
     assert_eq!(container["command"][0].as_str(), Some("/bin/sh"));
 }
+
+/// A stand-in `kubectl` for collect.sh: the Job's state and pods come from files in its
+/// directory (`state`, `codes`, `logs/<pod>`).
+fn fake_kubectl(dir: &Path) {
+    let script = format!(
+        r#"#!/usr/bin/env bash
+d="{d}"
+case "$1 $2" in
+  "get job/"*) cat "$d/state" ;;
+  "get pods")
+    if [ "${{6:-}}" = "name" ]; then for p in "$d"/logs/*; do echo "pod/$(basename "$p")"; done
+    else cat "$d/codes"; fi ;;
+  "logs pod/"*) cat "$d/logs/${{2#pod/}}" ;;
+  *) echo "unexpected kubectl $*" >&2; exit 9 ;;
+esac
+"#,
+        d = dir.display()
+    );
+    let path = dir.join("kubectl");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+}
+
+fn collect(dir: &Path) -> std::process::Output {
+    let bin_dir = assert_cmd::cargo::cargo_bin("wsbench")
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}:{}",
+        dir.display(),
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new("bash")
+        .arg(root().join("deploy/kubernetes/collect.sh"))
+        .args([
+            "wsbench",
+            "--",
+            "--no-gate",
+            "--allow-disjoint",
+            "--output",
+            "quiet",
+        ])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("WSBENCH_COLLECT_TIMEOUT", "20")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn collect_maps_a_failed_job_to_its_pods_codes_and_merges_a_complete_one() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_kubectl(dir.path());
+    // A pod whose wsbench could not run: the Job failed, the script says 3 at once.
+    std::fs::write(dir.path().join("state"), "Failed").unwrap();
+    std::fs::write(
+        dir.path().join("codes"),
+        "wsbench-0-abc 0\nwsbench-1-def 3\n",
+    )
+    .unwrap();
+    let out = collect(dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        common::out_str(&out.stderr)
+    );
+    assert!(common::out_str(&out.stderr).contains("wsbench-1-def 3"));
+    // A misconfigured one: 2.
+    std::fs::write(
+        dir.path().join("codes"),
+        "wsbench-0-abc 2\nwsbench-1-def 3\n",
+    )
+    .unwrap();
+    assert_eq!(collect(dir.path()).status.code(), Some(2));
+
+    // Complete: each pod's result is cut out of its log and merged.
+    std::fs::write(dir.path().join("state"), "Complete").unwrap();
+    for (i, pod) in ["wsbench-0-abc", "wsbench-1-def"].iter().enumerate() {
+        let json = dir.path().join(format!("r{i}.json"));
+        let run = common::wsbench()
+            .args(["run", "--embedded", "-d", "1s", "-c", "2", "--no-gate"])
+            .args(["--progress", "off", "--output", "quiet", "--worker-id"])
+            .arg(format!("w{i}"))
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap();
+        assert!(run.status.success());
+        let log = format!(
+            "connecting\n----- wsbench result begin -----\n{}\n----- wsbench result end -----\n",
+            std::fs::read_to_string(&json).unwrap()
+        );
+        std::fs::write(dir.path().join("logs").join(pod), log).unwrap();
+    }
+    let out = collect(dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        common::out_str(&out.stderr)
+    );
+    assert!(
+        common::out_str(&out.stdout).starts_with("PASS"),
+        "{}",
+        common::out_str(&out.stdout)
+    );
+
+    // A log without a result: 3.
+    std::fs::write(dir.path().join("logs/wsbench-1-def"), "OOMKilled\n").unwrap();
+    assert_eq!(collect(dir.path()).status.code(), Some(3));
+}

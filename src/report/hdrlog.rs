@@ -25,7 +25,11 @@ impl Reporter for HdrLogReporter {
                 r.run_id,
                 s.target
             ))
-            .add_comment("per-second response time, values in microseconds")
+            .add_comment(if s.is_open_loop() {
+                "per-second response time (open loop: from each scheduled slot), values in microseconds"
+            } else {
+                "per-second service time (closed loop: from each actual send), values in microseconds"
+            })
             .with_start_time(s.started_at)
             .with_base_time(s.started_at)
             .with_max_value_divisor(1000.0);

@@ -47,6 +47,8 @@ fn step(span: f64, ticks: f64) -> f64 {
 fn label(v: f64) -> String {
     if v == 0.0 {
         "0".into()
+    } else if v.fract() == 0.0 && v.abs() < 1e4 {
+        format!("{v:.0}")
     } else if v.abs() >= 1e6 {
         format!("{:.1}M", v / 1e6)
     } else if v.abs() >= 1e4 {
@@ -191,7 +193,11 @@ pub fn line_chart(
             "percentile"
         }
         XAxis::Linear(unit) => {
-            let s = step(f.x1 - f.x0, 8.0);
+            // Seconds are whole: no tick between two of them.
+            let s = match unit {
+                "second" => step(f.x1 - f.x0, 8.0).max(1.0),
+                _ => step(f.x1 - f.x0, 8.0),
+            };
             let mut x = (f.x0 / s).ceil() * s;
             while x <= f.x1 + 1e-9 {
                 f.x_tick(x, &label(x), true);
@@ -255,6 +261,24 @@ pub fn bar_chart(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_timeline_is_labelled_in_whole_seconds() {
+        let points = vec![(0.0, 10.0), (1.0, 12.0), (2.0, 11.0)];
+        let svg = line_chart(
+            "t",
+            XAxis::Linear("second"),
+            "req/s",
+            &[Series {
+                name: "ok",
+                color: "#000",
+                points,
+            }],
+            false,
+        );
+        assert!(!svg.contains(">0.50<") && !svg.contains(">1.50<"), "{svg}");
+        assert!(svg.contains(">1<") && svg.contains(">2<"), "{svg}");
+    }
 
     #[test]
     fn charts_hold_their_series_and_escape_text() {

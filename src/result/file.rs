@@ -342,6 +342,10 @@ impl RunFile {
                 .map(|(k, v)| (k.to_string(), Percentiles::of(v)))
                 .collect::<BTreeMap<_, _>>()
         };
+        // A second's histogram keeps 2 significant figures, the run's 3: a second's figure is
+        // held to the run's max so no second reads slower than the run's slowest reply.
+        let run_max_ms = h.latency.max() as f64 / 1e3;
+        let capped = |ms: Option<f64>| ms.map(|v| v.min(run_max_ms));
         let timeline = s
             .seconds
             .iter()
@@ -355,9 +359,9 @@ impl RunFile {
                     timed_out: sec.tally.timed_out,
                     lost: sec.tally.lost,
                     dropped: sec.tally.dropped,
-                    p50_ms: finite(percentile_ms(&sec.latency, 50.0), &sec.latency),
-                    p99_ms: finite(percentile_ms(&sec.latency, 99.0), &sec.latency),
-                    max_ms: finite(sec.latency.max() as f64 / 1e3, &sec.latency),
+                    p50_ms: capped(finite(percentile_ms(&sec.latency, 50.0), &sec.latency)),
+                    p99_ms: capped(finite(percentile_ms(&sec.latency, 99.0), &sec.latency)),
+                    max_ms: capped(finite(sec.latency.max() as f64 / 1e3, &sec.latency)),
                     open_conns: sec.open_conns,
                     histogram: encode_histogram(&sec.latency)?,
                 })

@@ -386,14 +386,17 @@ impl Recorder {
         }
     }
 
-    /// This recorder's share of the live view: its totals, its open connections, and the
-    /// latencies of the last complete second as of `now`.
-    pub(super) fn live_share(&self, now: Instant) -> (&Tally, i64, Option<&Histogram<u64>>) {
+    /// This recorder's share of the live view: its totals, its open connections, and the last
+    /// complete second as of `now`. Complete means every connection has handed its counts of it
+    /// over: a tally goes out when its second turns or within a second of its first count, so
+    /// the second that ended more than a second ago (its count can then never exceed the
+    /// totals shown beside it).
+    pub(super) fn live_share(&self, now: Instant) -> (&Tally, i64, Option<&Second>) {
         let last = self.measure_from.and_then(|from| {
             let now = now.saturating_duration_since(from).as_secs() as usize;
-            now.checked_sub(1).and_then(|i| self.seconds.get(i))
+            now.checked_sub(2).and_then(|i| self.seconds.get(i))
         });
-        (&self.totals, self.open, last.map(|s| &s.latency))
+        (&self.totals, self.open, last)
     }
 
     fn second(&mut self, sec: u32) -> &mut Second {

@@ -88,19 +88,21 @@ impl Recorders {
         let mut live = Live::default();
         let mut open = 0i64;
         let mut last = new_small_histogram();
+        let mut succeeded = 0;
         let mut seen = false;
         for s in self.shards.iter() {
             let r = lock(s);
             let (totals, opened, second) = r.live_share(now);
             live.totals += totals;
             open += opened;
-            if let Some(h) = second {
-                let _ = last.add(h);
+            if let Some(second) = second {
+                let _ = last.add(&second.latency);
+                succeeded += second.tally.succeeded;
                 seen = true;
             }
         }
         live.open_conns = open.max(0) as u32;
-        live.last_second = seen.then(|| last_second(&last));
+        live.last_second = seen.then(|| last_second(&last, succeeded));
         live
     }
 
@@ -143,8 +145,8 @@ impl Recorders {
     }
 }
 
-/// A second's count and percentiles.
-fn last_second(h: &hdrhistogram::Histogram<u64>) -> LastSecond {
+/// A second's successes (as counted by the tallies) and its percentiles.
+fn last_second(h: &hdrhistogram::Histogram<u64>, count: u64) -> LastSecond {
     let ms = |q| {
         if h.is_empty() {
             f64::NAN
@@ -153,7 +155,7 @@ fn last_second(h: &hdrhistogram::Histogram<u64>) -> LastSecond {
         }
     };
     LastSecond {
-        count: h.len(),
+        count,
         p50_ms: ms(0.5),
         p99_ms: ms(0.99),
     }
@@ -245,12 +247,10 @@ mod tests {
                 single.record(e);
             }
         }
-        let live = sharded.live(t0 + Duration::from_millis(2500));
+        // At 3.5 s the last complete second is second 1 (one more second for its tallies).
+        let live = sharded.live(t0 + Duration::from_millis(3500));
         assert_eq!((live.totals.sent, live.open_conns), (350, 7));
-        assert_eq!(
-            live.last_second.map(|l| l.count),
-            Some(single.seconds[1].latency.len())
-        );
+        assert_eq!(live.last_second.map(|l| l.count), Some(350));
         single.finish();
         let merged = sharded.finish();
         for ((name, a), (_, b)) in merged
