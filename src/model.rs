@@ -148,6 +148,16 @@ pub struct Resilience {
     /// Cancellations sent for calls that timed out (MCP `notifications/cancelled`).
     #[serde(default)]
     pub cancels_sent: u64,
+    /// Closes at the end the server answered with a close frame (the handshake completed).
+    #[serde(default)]
+    pub closes_answered: u64,
+    /// Closes at the end the server did not answer within 500 ms.
+    #[serde(default)]
+    pub closes_unanswered: u64,
+    /// Connections the server ended (an error, or no close frame) while the client closed, or
+    /// while it waited for its turn under --close-rate.
+    #[serde(default)]
+    pub closes_dropped: u64,
 }
 
 impl AddAssign<&Resilience> for Resilience {
@@ -161,6 +171,9 @@ impl AddAssign<&Resilience> for Resilience {
         self.retry_after_pauses += o.retry_after_pauses;
         self.oversized_frames += o.oversized_frames;
         self.cancels_sent += o.cancels_sent;
+        self.closes_answered += o.closes_answered;
+        self.closes_unanswered += o.closes_unanswered;
+        self.closes_dropped += o.closes_dropped;
     }
 }
 

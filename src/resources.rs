@@ -1,5 +1,7 @@
-//! Process limits a load generator runs into: open files. Raised at startup to what the run
-//! needs (up to the hard limit), or the run is refused with what is needed and available.
+//! Process limits a load generator runs into: open files, and ephemeral ports per source
+//! address. The open-file limit is raised at startup to what the run needs (up to the hard
+//! limit), or the run is refused with what is needed, what is available and which limit to
+//! raise.
 
 use crate::error::ConfigError;
 
@@ -36,15 +38,61 @@ pub fn ensure_sockets(sockets: u64) -> Result<(), ConfigError> {
         return Ok(());
     }
     if hard < needed || !set_soft(needed, hard) {
+        // Which limit: the hard one (root, or `nofile` in limits.conf), and above the kernel's
+        // ceiling fs.nr_open first.
+        let ceiling = read_proc("/proc/sys/fs/nr_open").and_then(|s| s.trim().parse::<u64>().ok());
+        let how = match ceiling {
+            Some(max) if max < needed => format!(
+                "the kernel's ceiling fs.nr_open is {max}: `sysctl -w fs.nr_open={needed}`, then \
+                 the hard limit: `ulimit -Hn {needed}` as root or `nofile` in limits.conf"
+            ),
+            _ => format!(
+                "raise the hard limit: `ulimit -Hn {needed}` as root, or `nofile {needed}` in \
+                 /etc/security/limits.conf (a container: --ulimit nofile={needed})"
+            ),
+        };
         return Err(ConfigError::Rejected {
             name: "--conns".into(),
-            reason: format!(
-                "needs {needed} open files but the limit is {hard} (raise it with `ulimit -n {needed}` or in limits.conf)"
-            ),
+            reason: format!("needs {needed} open files but the hard limit is {hard}: {how}"),
         });
     }
     tracing::info!(from = soft, to = needed, "raised the open-file limit");
     Ok(())
+}
+
+fn read_proc(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// Ephemeral ports one source address offers (Linux: net.ipv4.ip_local_port_range).
+pub fn ports_per_source() -> Option<u64> {
+    let range = read_proc("/proc/sys/net/ipv4/ip_local_port_range")?;
+    let mut it = range.split_whitespace().map(|n| n.parse::<u64>().ok());
+    let (lo, hi) = (it.next()??, it.next()??);
+    (hi >= lo).then(|| hi - lo + 1)
+}
+
+/// `conns` connections to one destination from `sources` source addresses (0: the system's
+/// choice, one address) must fit their ephemeral ports; refused otherwise with how many
+/// addresses `--bind-ip` needs.
+pub fn ensure_source_ports(conns: u64, sources: usize) -> Result<(), ConfigError> {
+    let Some(per) = ports_per_source() else {
+        return Ok(());
+    };
+    let have = per * sources.max(1) as u64;
+    if conns <= have {
+        return Ok(());
+    }
+    let need = conns.div_ceil(per);
+    Err(ConfigError::Rejected {
+        name: "--conns".into(),
+        reason: format!(
+            "{conns} connections to one address need {need} source addresses ({per} ephemeral \
+             ports each, net.ipv4.ip_local_port_range); give them with --bind-ip, e.g. \
+             --bind-ip 127.0.0.2-127.0.0.{}",
+            need + 1
+        ),
+    })
 }
 
 /// The server takes what it may: the soft limit goes up to the hard limit.
@@ -65,7 +113,22 @@ mod tests {
         assert!(ensure_sockets(10).is_ok());
         let err = ensure_sockets(u64::MAX / 2).unwrap_err().to_string();
         assert!(
-            err.contains("--conns") && err.contains("open files"),
+            err.contains("--conns") && err.contains("open files") && err.contains("hard limit"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn connections_past_one_addresss_ports_need_more_source_addresses() {
+        let Some(per) = ports_per_source() else {
+            return; // not Linux: nothing to check against
+        };
+        assert!(ensure_source_ports(per, 0).is_ok());
+        assert!(ensure_source_ports(2 * per + 1, 3).is_ok());
+        let err = ensure_source_ports(2 * per + 1, 1).unwrap_err().to_string();
+        assert!(
+            err.contains("need 3 source addresses")
+                && err.contains("--bind-ip 127.0.0.2-127.0.0.4"),
             "{err}"
         );
     }

@@ -349,6 +349,39 @@ pub fn otlp_endpoint(s: &str) -> Result<String, String> {
     }
 }
 
+/// Source addresses to connect from: a list and/or IPv4 ranges, `127.0.0.2-127.0.0.9,::1`.
+pub fn ip_list(s: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    use std::net::{IpAddr, Ipv4Addr};
+    let v4 = |t: &str| {
+        t.trim()
+            .parse::<Ipv4Addr>()
+            .map_err(|_| format!("'{}' is not an IPv4 address (ranges are IPv4)", t.trim()))
+    };
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (lo, hi) = (u32::from(v4(a)?), u32::from(v4(b)?));
+                if hi < lo {
+                    return Err(format!("range '{part}' runs backwards"));
+                }
+                if hi - lo >= 1 << 16 {
+                    return Err(format!("range '{part}' is over 65,536 addresses"));
+                }
+                out.extend((lo..=hi).map(|n| IpAddr::V4(Ipv4Addr::from(n))));
+            }
+            None => out.push(
+                part.parse()
+                    .map_err(|_| format!("'{part}' is not an IP address"))?,
+            ),
+        }
+    }
+    if out.is_empty() {
+        return Err("names no address".into());
+    }
+    Ok(out)
+}
+
 /// A worker id: what a session id may hold, short enough to leave room for the rest.
 pub fn worker_id(s: &str) -> Result<String, String> {
     if !s.is_empty()

@@ -129,12 +129,13 @@ impl<T: Stream<Item = Result<Message, Error>> + Sink<Message, Error = Error> + U
 
     /// Sends a close frame and reads until the peer's close (or the end of the stream), every
     /// frame meanwhile handed to `on_frame`; gives up after `limit`, whatever the peer does.
+    /// Whether the connection ended within `limit` (false: the peer kept it open).
     pub async fn close(
         &mut self,
         frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
         limit: std::time::Duration,
         mut on_frame: impl FnMut(Message),
-    ) {
+    ) -> bool {
         let closing = async {
             // Queued like any frame: a peer that does not read cannot hold the close up.
             if self.queue(Message::Close(frame)).is_err() {
@@ -148,7 +149,7 @@ impl<T: Stream<Item = Result<Message, Error>> + Sink<Message, Error = Error> + U
                 }
             }
         };
-        let _ = tokio::time::timeout(limit, closing).await;
+        tokio::time::timeout(limit, closing).await.is_ok()
     }
 }
 

@@ -205,6 +205,10 @@ pub struct RunArgs {
     /// How long to wait for outstanding replies after sending stops. Default 2s.
     #[arg(help_heading = "Timing", allow_hyphen_values = true, long, value_parser = given(units::parse_duration))]
     pub drain: Option<Given<Duration>>,
+    /// Ramp-down: after the drain, close connections at this many per second (by connection
+    /// number) instead of all at once; how the server answered each close is counted.
+    #[arg(help_heading = "Timing", long, value_name = "RATE", value_parser = given(positive_rate))]
+    pub close_rate: Option<Given<f64>>,
     /// Open loop: total requests per second across all connections (e.g. 20000 or 20k).
     /// Latency is then response time, measured from each request's scheduled send.
     #[arg(help_heading = "Load", allow_hyphen_values = true, long, conflicts_with = "stages", value_parser = given(positive_rate))]
@@ -307,10 +311,11 @@ pub struct RunArgs {
     /// connection and is counted. Default 16MiB.
     #[arg(help_heading = "Advanced", long, value_name = "BYTES", value_parser = given(frame_size))]
     pub max_frame_size: Option<Given<usize>>,
-    /// Source addresses to connect from, round-robin (e.g. 127.0.0.2,127.0.0.3): each
-    /// gives another range of ephemeral ports when one address runs out.
-    #[arg(help_heading = "Advanced", long, value_name = "IP,...")]
-    pub bind_ip: Option<String>,
+    /// Source addresses to connect from, round-robin: a list and/or IPv4 ranges
+    /// (127.0.0.2-127.0.0.9). Each gives another range of ephemeral ports (about 28,000 on
+    /// Linux): loopback needs several past that many connections.
+    #[arg(help_heading = "Advanced", long, value_name = "IP,...|FROM-TO", value_parser = given(ip_list))]
+    pub bind_ip: Option<Given<Vec<std::net::IpAddr>>>,
     /// Validate this share of successful replies (e.g. 1%): against --expect-output, or for
     /// the echo tool, that the reply echoes the request's arguments.
     #[arg(help_heading = "Gate", long, value_name = "RATIO", value_parser = given(positive_ratio))]

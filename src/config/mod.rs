@@ -85,6 +85,8 @@ pub struct RunConfig {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub drain: Duration,
+    /// Ramp-down: connections closed at this many per second after the drain.
+    pub close_rate: Option<f64>,
     /// Extra upgrade request headers.
     pub headers: Vec<(String, String)>,
     pub subprotocol: Option<String>,

@@ -51,6 +51,7 @@ impl RunConfig {
             connect_timeout: config.connect_timeout,
             timeout: config.timeout,
             drain: config.drain,
+            close_rate: config.close_rate,
             max_message_size: config.max_frame_size,
             breaker,
             reconnect: config.reconnect,

@@ -383,6 +383,12 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
             "2s",
             units::parse_duration,
         )?,
+        close_rate: r.get(
+            args.close_rate.as_ref(),
+            "--close-rate",
+            run("close_rate"),
+            positive_rate,
+        )?,
         headers: r
             .get(
                 headers.as_deref(),
@@ -398,15 +404,7 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
             tool_name,
         )?,
         bind_ips: r
-            .get(args.bind_ip.as_deref(), "--bind-ip", run("bind_ip"), |s| {
-                s.split(',')
-                    .map(|ip| {
-                        ip.trim()
-                            .parse()
-                            .map_err(|_| format!("'{ip}' is not an IP address"))
-                    })
-                    .collect()
-            })?
+            .get(args.bind_ip.as_ref(), "--bind-ip", run("bind_ip"), ip_list)?
             .unwrap_or_default(),
         max_frame_size: r.get_or(
             args.max_frame_size.as_ref(),

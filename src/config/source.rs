@@ -40,6 +40,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "connect_timeout",
             "timeout",
             "drain",
+            "close_rate",
             "headers",
             "subprotocol",
             "ca_file",

@@ -331,6 +331,16 @@ impl Reporter for TextReporter {
             let list = join(&mut s.close_codes.iter().map(|(c, n)| format!("{c} x{n}")));
             writeln!(o, "Closed by   {list}")?;
         }
+        let res = &s.resilience;
+        if res.closes_unanswered + res.closes_dropped > 0 {
+            writeln!(
+                o,
+                "Closes      {} answered, {} unanswered within 500 ms, {} ended by the server first",
+                fmt_count(res.closes_answered),
+                fmt_count(res.closes_unanswered),
+                fmt_count(res.closes_dropped)
+            )?;
+        }
         if !s.close_reasons.is_empty() {
             let list = join(
                 &mut s

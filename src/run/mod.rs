@@ -146,7 +146,11 @@ pub async fn execute(
     let _ = start_tx.send(Some(timing));
     // The run's bound: sending, the drain, then a little for closes. An interrupt cuts it to
     // the interrupt's drain. Past it every connection stops at once and reports.
-    let hard_end = timing.stop_at + plan.drain + END_SLACK;
+    // A ramp-down (--close-rate) adds its length and one close's wait.
+    let ramp_down = plan.spec.close_rate.map_or(Duration::ZERO, |rate| {
+        Duration::from_secs_f64(f64::from(plan.spec.conns) / rate) + connection::CLOSE_LIMIT
+    });
+    let hard_end = timing.stop_at + plan.drain + ramp_down + END_SLACK;
     let watchdog = tokio::spawn(end_at(hard_end, interrupt.clone(), stop.end.clone()));
     let _ = started.send(timing);
 

@@ -2,7 +2,7 @@
 //! meanwhile (reading never waits on writing), time requests out, drain, close. Every wait is
 //! bounded by the phase's deadline or the run's end.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
@@ -150,7 +150,7 @@ impl Load<'_> {
         loop {
             let now = clock::now();
             if stop.end.is_cancelled() {
-                return self.finish(false).await;
+                return self.finish(false, stop).await;
             }
             if stop.interrupt.is_cancelled() {
                 self.interrupt(pacer, now);
@@ -187,7 +187,7 @@ impl Load<'_> {
                 self.stop_sending(pacer, now);
             }
             if !self.sending && (self.window.outstanding == 0 || now >= self.deadline) {
-                return self.finish(true).await;
+                return self.finish(true, stop).await;
             }
             if let Some(p) = &mut self.ping
                 && p.outstanding.is_none()
@@ -272,7 +272,7 @@ impl Load<'_> {
     /// Sending and draining are over: what is still in flight is unfinished. With `close`, the
     /// close handshake follows (briefly): frames that arrive before the server's close reply
     /// are still this run's and are counted; the reply itself is the echo of our own close.
-    pub(super) async fn finish(&mut self, close: bool) -> End {
+    pub(super) async fn finish(&mut self, close: bool, stop: &Stop) -> End {
         for slot in self.window.clear() {
             bucket(&mut self.report, slot.warm).unfinished += 1;
             if !slot.warm {
@@ -280,24 +280,75 @@ impl Load<'_> {
             }
         }
         self.flush_samples();
-        if close {
+        if close && self.await_close_turn(stop).await {
             let mut trailing = Vec::new();
-            self.ws
-                .close(None, CLOSE_LIMIT, |msg| {
-                    if trailing.len() < READ_BATCH {
-                        trailing.push(msg)
+            let mut answer = None;
+            let ended = self
+                .ws
+                .close(None, CLOSE_LIMIT, |msg| match msg {
+                    Message::Close(frame) => {
+                        answer = Some(frame.map_or(1005, |f| u16::from(f.code)));
                     }
+                    msg if trailing.len() < READ_BATCH => trailing.push(msg),
+                    _ => {}
                 })
                 .await;
-            for msg in trailing {
-                if !matches!(msg, Message::Close(_)) {
-                    self.on_message(Some(Ok(msg)));
+            let r = &mut self.report.resilience;
+            match (answer, ended) {
+                (Some(code), _) => {
+                    r.closes_answered += 1;
+                    if code != 1000 {
+                        // Our close was 1000 (no code: 1005); another answer is the server's.
+                        *self
+                            .report
+                            .close_reasons
+                            .entry(format!("answered our close with {code}"))
+                            .or_default() += 1;
+                    }
                 }
+                (None, true) => r.closes_dropped += 1,
+                (None, false) => r.closes_unanswered += 1,
+            }
+            for msg in trailing {
+                self.on_message(Some(Ok(msg)));
             }
             self.flush_samples();
         }
         self.tallies.flush();
         End::Done
+    }
+
+    /// `--close-rate`: connection `id` closes at `id / rate` after the drain, reading (and
+    /// counting) what arrives meanwhile. False when the server ended the connection first (it
+    /// is counted as dropped) or the run's end came first; an interrupt closes at once.
+    async fn await_close_turn(&mut self, stop: &Stop) -> bool {
+        let Some(rate) = self.spec.close_rate else {
+            return true;
+        };
+        let turn = self.timing.stop_at
+            + self.spec.drain
+            + Duration::from_secs_f64(f64::from(self.id) / rate);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.end.cancelled() => return true,
+                _ = stop.interrupt.cancelled() => return true,
+                _ = tokio::time::sleep_until(turn.into()) => return true,
+                io = self.ws.next_io(true) => match io {
+                    Io::Frame(msg) => {
+                        if !self.on_message(msg) {
+                            self.report.resilience.closes_dropped += 1;
+                            return false;
+                        }
+                    }
+                    Io::Flushed => {}
+                    Io::WriteFailed(_) => {
+                        self.report.resilience.closes_dropped += 1;
+                        return false;
+                    }
+                },
+            }
+        }
     }
 
     /// The connection is gone: in-flight requests are lost; reconnect if still sending.

@@ -75,6 +75,9 @@ pub struct RunSpec {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub drain: Duration,
+    /// Ramp-down: after the drain, connections close at this many per second (by id) rather
+    /// than all at once.
+    pub close_rate: Option<f64>,
     pub max_message_size: usize,
     pub breaker: Arc<Breaker>,
     /// Reconnect after a drop, with exponential backoff and full jitter.
@@ -124,7 +127,7 @@ pub struct Stop {
 /// The longest drain an interrupted run waits for.
 pub const INTERRUPT_DRAIN: Duration = Duration::from_secs(1);
 /// The longest a connection waits for the server's close reply after the drain.
-const CLOSE_LIMIT: Duration = Duration::from_millis(500);
+pub(crate) const CLOSE_LIMIT: Duration = Duration::from_millis(500);
 
 impl Stop {
     fn take_ticket(&self) -> bool {

@@ -130,6 +130,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             drain: Duration::from_secs(1),
+            close_rate: None,
             max_message_size: 1 << 20,
             breaker: Arc::new(Breaker::new(breaker)),
             reconnect: None,

@@ -1,0 +1,217 @@
+//! Connection scale, in small numbers: source addresses spread with `--bind-ip` (lists and
+//! ranges), checked by the peer addresses a real listener accepted.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use common::{out_str, wsbench};
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A WebSocket server that acknowledges hello and answers every call, recording each
+/// connection's source address.
+async fn recording_server() -> (String, Arc<Mutex<Vec<IpAddr>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let seen: Arc<Mutex<Vec<IpAddr>>> = Arc::default();
+    let keep = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, peer)) = listener.accept().await {
+            keep.lock().unwrap().push(peer.ip());
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    let Message::Text(text) = msg else { continue };
+                    let reply = if text.contains("\"hello\"") {
+                        Message::text(r#"{"op":"hello_ack","ok":true}"#)
+                    } else {
+                        common::ok(&common::id_of(text.as_str()))
+                    };
+                    if ws.send(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_ip_ranges_and_lists_spread_connections_over_source_addresses() {
+    let (url, seen) = recording_server().await;
+    let out = tokio::task::spawn_blocking(move || {
+        wsbench()
+            .args([
+                "run",
+                &url,
+                "-c",
+                "8",
+                "-d",
+                "1s",
+                "--no-gate",
+                "--progress",
+                "off",
+            ])
+            .args([
+                "--output",
+                "quiet",
+                "--bind-ip",
+                "127.0.0.2-127.0.0.4,127.0.0.9",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    let mut by_source: BTreeMap<String, u32> = BTreeMap::new();
+    for ip in seen.lock().unwrap().iter() {
+        *by_source.entry(ip.to_string()).or_default() += 1;
+    }
+    // Round-robin over the four addresses, two connections each.
+    let expected: BTreeMap<String, u32> = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.9"]
+        .into_iter()
+        .map(|ip| (ip.to_owned(), 2))
+        .collect();
+    assert_eq!(by_source, expected);
+}
+
+#[test]
+fn bad_source_addresses_are_refused_naming_the_flag() {
+    for (value, words) in [
+        ("127.0.0.9-127.0.0.2", "runs backwards"),
+        ("10.0.0.0-10.2.0.0", "over 65,536 addresses"),
+        ("::1-::2", "ranges are IPv4"),
+        ("nope", "'nope' is not an IP address"),
+    ] {
+        let out = wsbench()
+            .args(["run", "--embedded", "-d", "1s", "--bind-ip", value])
+            .output()
+            .unwrap();
+        let err = out_str(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{value}: {err}");
+        assert!(
+            err.contains("--bind-ip") && err.contains(words),
+            "{value}: {err}"
+        );
+    }
+}
+
+/// A server that acknowledges hello, answers calls, and notes when each connection's close
+/// arrived (tungstenite answers it as it reads).
+async fn closing_server() -> (String, Arc<Mutex<Vec<std::time::Instant>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let closes: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
+    let keep = closes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let closes = keep.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    let text = match msg {
+                        Message::Text(text) => text,
+                        Message::Close(_) => {
+                            closes.lock().unwrap().push(std::time::Instant::now());
+                            continue;
+                        }
+                        _ => continue,
+                    };
+                    let reply = if text.contains("\"hello\"") {
+                        Message::text(r#"{"op":"hello_ack","ok":true}"#)
+                    } else {
+                        common::ok(&common::id_of(text.as_str()))
+                    };
+                    if ws.send(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, closes)
+}
+
+fn run_json(args: Vec<String>) -> (Option<i32>, serde_json::Value, String) {
+    let (dir, json) = common::temp_path("r.json");
+    let out = wsbench()
+        .args(&args)
+        .args([
+            "--progress",
+            "off",
+            "--output",
+            "quiet",
+            "--no-gate",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stderr = out_str(&out.stderr);
+    assert!(json.exists(), "{stderr}");
+    let r = common::read_json(&json);
+    drop(dir);
+    (out.status.code(), r, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ramp_down_closes_at_the_rate_and_counts_each_answer() {
+    let (url, closes) = closing_server().await;
+    let args: Vec<String> = ["run", &url, "-c", "20", "-d", "1s", "--drain", "100ms"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["--close-rate".into(), "20".into()])
+        .collect();
+    let (code, r, stderr) = tokio::task::spawn_blocking(move || run_json(args))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    let res = &r["resilience"];
+    assert_eq!(res["closes_answered"], 20, "{res}");
+    assert_eq!(res["closes_unanswered"], 0);
+    assert_eq!(res["closes_dropped"], 0);
+    let mut at = closes.lock().unwrap().clone();
+    at.sort();
+    assert_eq!(at.len(), 20);
+    // 20 closes at 20/s: the 20th is ~0.95 s after the first (all at once would be ~0).
+    let span = at[19] - at[0];
+    assert!(
+        span >= std::time::Duration::from_millis(800) && span < std::time::Duration::from_secs(3),
+        "{span:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closes_a_server_leaves_unanswered_are_counted() {
+    // After hello the server stops reading: our close is never answered.
+    let url = common::ws_server(|ws| async move {
+        let _held = ws;
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    })
+    .await;
+    let args: Vec<String> = ["run", &url, "-c", "4", "-d", "1s", "--drain", "100ms"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            "--close-rate".into(),
+            "40".into(),
+            "--timeout".into(),
+            "200ms".into(),
+        ])
+        .collect();
+    let (_, r, stderr) = tokio::task::spawn_blocking(move || run_json(args))
+        .await
+        .unwrap();
+    let res = &r["resilience"];
+    assert_eq!(res["closes_unanswered"], 4, "{res} {stderr}");
+    assert_eq!(res["closes_answered"], 0);
+}
