@@ -215,3 +215,68 @@ async fn closes_a_server_leaves_unanswered_are_counted() {
     assert_eq!(res["closes_unanswered"], 4, "{res} {stderr}");
     assert_eq!(res["closes_answered"], 0);
 }
+
+#[test]
+fn a_connection_search_finds_the_servers_connection_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("knee.toml");
+    // The reference server refuses (close 1008) every connection past 37.
+    std::fs::write(&profile, "[serve]\nmax_conns = 37\n").unwrap();
+    let (json, html) = (dir.path().join("c.json"), dir.path().join("c.html"));
+    let out = wsbench()
+        .args([
+            "capacity",
+            "--find",
+            "conns",
+            "--embedded",
+            "--min-conns",
+            "8",
+        ])
+        .args([
+            "--max-conns",
+            "64",
+            "--step-duration",
+            "500ms",
+            "--step-warmup",
+            "0s",
+        ])
+        .args([
+            "--precision",
+            "1%",
+            "--threshold",
+            "p99<1s",
+            "--max-connect-p99",
+            "1s",
+        ])
+        .arg("--config")
+        .arg(&profile)
+        .arg("--json")
+        .arg(&json)
+        .arg("--html")
+        .arg(&html)
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    let r = common::read_json(&json);
+    assert_eq!(r["find"], "conns");
+    assert!(r["capacity_rps"].is_null());
+    let found = r["capacity_conns"].as_u64().expect("an answer") as f64;
+    assert!(
+        (found - 37.0).abs() / 37.0 <= 0.05,
+        "found {found}, the knee is 37"
+    );
+    // Each step says why it did not hold: the connections that could not be set up.
+    let steps = r["steps"].as_array().unwrap();
+    assert!(steps.iter().any(|s| s["conns"].as_u64() > Some(37)
+        && s["conn_errors"].as_u64() > Some(0)
+        && !s["sustainable"].as_bool().unwrap()));
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["conns"].as_u64() > Some(37) || s["sustainable"] == true)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains(&format!("Capacity: {found:.0} concurrent connections")));
+    assert!(page.contains("Latency by connections"));
+}

@@ -1,4 +1,7 @@
-//! `wsbench capacity`: the highest request rate at which the thresholds still hold. Each step
+//! `wsbench capacity`: the highest request rate (or, `--find conns`, the most concurrent
+//! connections) at which the thresholds still hold. A connection search bisects the connection
+//! count the same way, each step a closed-loop run judged also on connection setup (p99 and
+//! errors). For the rate search: each step
 //! is a full open-loop run (so queueing counts) with its own warmup; the rate is bisected
 //! between `--min-rate` and `--max-rate` until the answer is known within `--precision`. A
 //! step where the client itself saturated is never called sustainable. A step the server could
@@ -23,6 +26,8 @@ pub use crate::result::{CapacityResult, Step};
 /// The search's settings, validated.
 #[derive(Debug, Clone, Copy)]
 struct Search {
+    /// Connections instead of the rate.
+    conns: bool,
     min: f64,
     max: f64,
     precision: f64,
@@ -45,9 +50,30 @@ fn search_of(args: &CapacityArgs) -> Result<Search, ConfigError> {
         Err(e) => Err(invalid(name, v, e)),
     };
     let dur = |name: &str, v: &str| units::parse_duration(v).map_err(|e| invalid(name, v, e));
+    let conns = args.find == "conns";
+    let count = |name: &str, v: &str| match crate::values::positive_u32(v) {
+        Ok(n) => Ok(f64::from(n)),
+        Err(e) => Err(invalid(name, v, e)),
+    };
+    let (min, max, min_flag, max_flag) = if conns {
+        (
+            count("--min-conns", &args.min_conns)?,
+            count("--max-conns", &args.max_conns)?,
+            ("--min-conns", &args.min_conns),
+            ("--max-conns", &args.max_conns),
+        )
+    } else {
+        (
+            rate("--min-rate", &args.min_rate)?,
+            rate("--max-rate", &args.max_rate)?,
+            ("--min-rate", &args.min_rate),
+            ("--max-rate", &args.max_rate),
+        )
+    };
     let s = Search {
-        min: rate("--min-rate", &args.min_rate)?,
-        max: rate("--max-rate", &args.max_rate)?,
+        conns,
+        min,
+        max,
         precision: units::parse_ratio(&args.precision)
             .map_err(|e| invalid("--precision", &args.precision, e))?,
         step: dur("--step-duration", &args.step_duration)?,
@@ -55,9 +81,9 @@ fn search_of(args: &CapacityArgs) -> Result<Search, ConfigError> {
     };
     if s.max <= s.min {
         return Err(invalid(
-            "--max-rate",
-            &args.max_rate,
-            "must be above --min-rate".into(),
+            max_flag.0,
+            max_flag.1,
+            format!("must be above {}", min_flag.0),
         ));
     }
     if s.step.is_zero() {
@@ -89,6 +115,11 @@ fn search_of(args: &CapacityArgs) -> Result<Search, ConfigError> {
         (r.hdr_log.is_some(), "--hdr-log", OWN),
         (r.metrics.metrics_listen.is_some(), "--metrics-listen", LIVE),
         (r.metrics.otlp_endpoint.is_some(), "--otlp-endpoint", LIVE),
+        (
+            conns && r.conns.is_some(),
+            "--conns",
+            "--find conns sets the connections itself (see --min-conns, --max-conns)",
+        ),
     ] {
         if set {
             return Err(ConfigError::Rejected {
@@ -108,7 +139,13 @@ async fn step(
     interrupt: &CancellationToken,
 ) -> anyhow::Result<Step> {
     let mut config = base.clone();
-    config.schedule = Some(RateSchedule::constant(rate, s.step));
+    if s.conns {
+        // Closed loop at --inflight: every connection busy, so the requests judge the load.
+        config.conns = rate as u32;
+        config.schedule = None;
+    } else {
+        config.schedule = Some(RateSchedule::constant(rate, s.step));
+    }
     config.duration = s.step;
     config.warmup = s.warmup;
     config.requests = None;
@@ -121,8 +158,12 @@ async fn step(
         .map(|v: &Verdict| format!("{} (measured {})", v.condition, v.measured_text))
         .collect();
     let ms = |p: f64| Some(sm.latency_ms(p)).filter(|v| v.is_finite());
+    let connect_p99 = crate::stats::summary::percentile_ms(&sm.histograms.connect, 99.0);
     let step = Step {
-        rate,
+        rate: if s.conns { 0.0 } else { rate },
+        conns: if s.conns { rate as u32 } else { base.conns },
+        connect_p99_ms: Some(connect_p99).filter(|v| v.is_finite()),
+        conn_errors: sm.connections_failed,
         achieved: sm.send_rate(),
         throughput: sm.throughput(),
         p50_ms: ms(50.0),
@@ -132,10 +173,21 @@ async fn step(
         client_saturated: sm.client.saturated,
         failed,
     };
+    let asked = if s.conns {
+        format!(
+            "{:>8} conns, setup p99 {} ms, {} failed",
+            step.conns,
+            step.connect_p99_ms.map_or("-".into(), units::fmt_ms),
+            step.conn_errors
+        )
+    } else {
+        format!(
+            "{:>10.0}/s asked, {:>10.0}/s sent",
+            step.rate, step.achieved
+        )
+    };
     eprintln!(
-        "capacity: {:>10.0}/s asked, {:>10.0}/s sent, p99 {} ms, errors {:.4}% -> {}",
-        step.rate,
-        step.achieved,
+        "capacity: {asked}, p99 {} ms, errors {:.4}% -> {}",
         step.p99_ms.map_or("-".into(), units::fmt_ms),
         step.error_rate * 100.0,
         if step.sustainable {
@@ -179,8 +231,12 @@ pub async fn search(
     let mut base = RunConfig::from_args(&args.run)?;
     // Capacity judges latency and errors at each rate; a throughput floor or connection setup
     // time would not say anything about the rate.
-    base.thresholds
-        .retain(|t| !matches!(t.metric, Metric::Rps | Metric::ConnectP99));
+    // (A connection search keeps setup time: it is what more connections cost.)
+    base.thresholds.retain(|t| match t.metric {
+        Metric::Rps => false,
+        Metric::ConnectP99 => s.conns,
+        _ => true,
+    });
     if base.thresholds.is_empty() {
         anyhow::bail!(ConfigError::Rejected {
             name: "--no-gate".into(),
@@ -219,7 +275,15 @@ pub async fn search(
             if (h - l) / l <= s.precision || interrupt.is_cancelled() {
                 break;
             }
-            let mid = (l + h) / 2.0;
+            let mid = if s.conns {
+                // Whole connections: done when the two are neighbours.
+                if h - l <= 1.0 {
+                    break;
+                }
+                ((l + h) / 2.0).floor()
+            } else {
+                (l + h) / 2.0
+            };
             let st = run_step(mid).await?;
             if st.sustainable {
                 lo = Some(mid);
@@ -233,7 +297,9 @@ pub async fn search(
         // the answer, one more step just under that ceiling refines it (a server-limited knee
         // is then found closely whatever the precision). Measured under overload a ceiling can
         // read low, so it only ever adds a step; the bisection above never relies on it.
-        let probe = ceil.map(|c| c * (1.0 - CEILING_MARGIN));
+        let probe = ceil
+            .filter(|_| !s.conns)
+            .map(|c| c * (1.0 - CEILING_MARGIN));
         if let (Some(l), Some((h, _)), Some(rate)) = (lo, hi, probe)
             && rate > l * (1.0 + CEILING_MARGIN / 2.0)
             && rate < h
@@ -269,9 +335,17 @@ pub async fn search(
                     "the client saturated at {h:.0}/s: the server may sustain more than the answer"
                 )),
             ),
+            (None, _) if s.conns => (
+                Outcome::ThresholdFailed,
+                Some(format!("even --min-conns {:.0} does not hold", s.min)),
+            ),
             (None, _) => (
                 Outcome::ThresholdFailed,
                 Some(format!("even --min-rate {:.0}/s is not sustainable", s.min)),
+            ),
+            (Some(l), None) if s.conns => (
+                Outcome::Passed,
+                Some(format!("holds up to --max-conns ({l:.0}) at least")),
             ),
             (Some(l), None) => (
                 Outcome::Passed,
@@ -283,6 +357,7 @@ pub async fn search(
     base.outputs = per_step_outputs;
     Ok(CapacityResult {
         target,
+        find: if s.conns { "conns" } else { "rate" },
         settings: base.settings(),
         steps,
         answer: lo,
@@ -298,7 +373,16 @@ pub async fn search(
 /// The `capacity` subcommand.
 pub async fn main(args: &CapacityArgs) -> anyhow::Result<Outcome> {
     let run_config = RunConfig::from_args(&args.run)?;
-    search_of(args)?;
+    let s = search_of(args)?;
+    if s.conns {
+        // The largest step's sockets, checked (and the limit raised) before the first step.
+        let per_conn = if run_config.target == crate::config::Target::Embedded {
+            2
+        } else {
+            1
+        };
+        crate::resources::ensure_sockets(s.max as u64 * per_conn)?;
+    }
     run_config.outputs.check_writable()?;
     let interrupt = CancellationToken::new();
     tokio::spawn({

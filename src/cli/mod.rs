@@ -359,6 +359,17 @@ pub struct MetricsArgs {
 /// `wsbench capacity` flags: the search, plus every `run` flag for each step.
 #[derive(Debug, Default, Args)]
 pub struct CapacityArgs {
+    /// What to search: rate (the highest request rate that holds, open loop) or conns (the
+    /// most concurrent connections that hold: setup p99, setup errors and the request
+    /// thresholds, closed loop at --inflight).
+    #[arg(long, value_name = "rate|conns", default_value = "rate", value_parser = ["rate", "conns"])]
+    pub find: String,
+    /// --find conns: the fewest connections to try.
+    #[arg(long, default_value = "8")]
+    pub min_conns: String,
+    /// --find conns: the most connections to try.
+    #[arg(long, default_value = "1000")]
+    pub max_conns: String,
     /// Lowest rate to try (requests/s, e.g. 1k).
     #[arg(long, default_value = "1000")]
     pub min_rate: String,

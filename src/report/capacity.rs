@@ -18,6 +18,9 @@ impl Reporter<CapacityResult> for CapacityText {
     fn render(&self, r: &CapacityResult) -> anyhow::Result<Vec<u8>> {
         let mut o = String::new();
         writeln!(o, "wsbench capacity -> {}", r.target)?;
+        if r.find == "conns" {
+            return conns_text(r, o);
+        }
         writeln!(
             o,
             "  {} connections, rates {:.0}..{:.0}/s, precision {:.1}%, sustainable when: {}",
@@ -69,6 +72,59 @@ impl Reporter<CapacityResult> for CapacityText {
     }
 }
 
+/// The text of a connection search: each step's connections, setup p99 and failures beside
+/// the request figures.
+fn conns_text(r: &CapacityResult, mut o: String) -> anyhow::Result<Vec<u8>> {
+    writeln!(
+        o,
+        "  connections {:.0}..{:.0}, closed loop, {} in flight each; holds when: {}",
+        r.min_rate,
+        r.max_rate,
+        r.settings.inflight,
+        r.conditions.join(", ")
+    )?;
+    writeln!(o)?;
+    writeln!(
+        o,
+        "{:>8} {:>12} {:>9} {:>12} {:>9} {:>9}  VERDICT",
+        "CONNS", "SETUP P99", "FAILED", "REQ/s", "P99 ms", "ERRORS"
+    )?;
+    for s in &r.steps {
+        let verdict = if s.sustainable {
+            "holds".to_owned()
+        } else if s.client_saturated {
+            "client saturated".to_owned()
+        } else {
+            format!("does not hold: {}", s.failed.join("; "))
+        };
+        writeln!(
+            o,
+            "{:>8} {:>9} ms {:>9} {:>12.0} {:>9} {:>8.4}%  {verdict}",
+            s.conns,
+            s.connect_p99_ms.map_or("-".into(), fmt_ms),
+            s.conn_errors,
+            s.throughput,
+            s.p99_ms.map_or("-".into(), fmt_ms),
+            s.error_rate * 100.0
+        )?;
+    }
+    writeln!(o)?;
+    match r.answer {
+        Some(a) => writeln!(o, "Capacity: {a:.0} concurrent connections")?,
+        None => writeln!(o, "Capacity: below {:.0} connections", r.min_rate)?,
+    }
+    if let Some(reason) = &r.reason {
+        writeln!(o, "  {reason}")?;
+    }
+    writeln!(
+        o,
+        "Verdict: {} (exit {})",
+        r.outcome.verdict().to_uppercase(),
+        r.outcome.code()
+    )?;
+    Ok(o.into_bytes())
+}
+
 impl Reporter<CapacityResult> for CapacityJson {
     fn render(&self, r: &CapacityResult) -> anyhow::Result<Vec<u8>> {
         let mut bytes = serde_json::to_vec_pretty(&CapacityFile::of(r))?;
@@ -79,37 +135,51 @@ impl Reporter<CapacityResult> for CapacityJson {
 
 impl Reporter<CapacityResult> for CapacityHtml {
     fn render(&self, r: &CapacityResult) -> anyhow::Result<Vec<u8>> {
+        let conns = r.find == "conns";
+        let x = |s: &Step| if conns { f64::from(s.conns) } else { s.rate };
         let mut steps: Vec<&Step> = r.steps.iter().collect();
-        steps.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        steps.sort_by(|a, b| x(a).total_cmp(&x(b)));
         let points = |f: fn(&Step) -> Option<f64>| {
             steps
                 .iter()
-                .filter_map(|s| f(s).map(|v| (s.rate, v)))
+                .filter_map(|s| f(s).map(|v| (x(s), v)))
                 .collect()
         };
-        let chart = svg::line_chart(
-            "Latency by request rate",
-            XAxis::Linear("requests/s asked"),
-            "ms",
-            &[
-                Series {
-                    name: "p50",
-                    color: "#2e86c1",
-                    points: points(|s| s.p50_ms),
-                },
-                Series {
-                    name: "p99",
-                    color: "#c0392b",
-                    points: points(|s| s.p99_ms),
-                },
-            ],
-            false,
-        );
+        let mut series = vec![
+            Series {
+                name: "p50",
+                color: "#2e86c1",
+                points: points(|s| s.p50_ms),
+            },
+            Series {
+                name: "p99",
+                color: "#c0392b",
+                points: points(|s| s.p99_ms),
+            },
+        ];
+        if conns {
+            series.push(Series {
+                name: "setup p99",
+                color: "#8e44ad",
+                points: points(|s| s.connect_p99_ms),
+            });
+        }
+        let (title, axis) = if conns {
+            ("Latency by connections", "connections")
+        } else {
+            ("Latency by request rate", "requests/s asked")
+        };
+        let chart = svg::line_chart(title, XAxis::Linear(axis), "ms", &series, false);
         let text = String::from_utf8(CapacityText.render(r)?)?;
         let esc = |s: &str| {
             s.replace('&', "&amp;")
                 .replace('<', "&lt;")
                 .replace('>', "&gt;")
+        };
+        let unit = if conns {
+            "concurrent connections"
+        } else {
+            "requests/s"
         };
         let answer = r
             .answer
@@ -117,7 +187,7 @@ impl Reporter<CapacityResult> for CapacityHtml {
         let html = format!(
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"/><title>wsbench capacity</title>\
              <style>body{{font-family:sans-serif;max-width:760px;margin:24px auto}}pre{{font-size:12px}}</style></head>\
-             <body><h1>Capacity: {answer} requests/s</h1>{chart}<pre>{}</pre></body></html>\n",
+             <body><h1>Capacity: {answer} {unit}</h1>{chart}<pre>{}</pre></body></html>\n",
             esc(&text)
         );
         Ok(html.into_bytes())

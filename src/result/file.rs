@@ -282,13 +282,24 @@ pub struct CapacityFile {
     pub exit_code: u8,
     pub reason: Option<String>,
     pub target: String,
-    /// The highest sustainable rate, requests/s; null when even the lowest failed.
+    /// What was searched: "rate" or "conns".
+    #[serde(default = "rate_search")]
+    pub find: String,
+    /// The highest sustainable rate, requests/s; null when even the lowest failed (or the
+    /// search was for connections).
     pub capacity_rps: Option<f64>,
+    /// `--find conns`: the most concurrent connections that held; null otherwise.
+    #[serde(default)]
+    pub capacity_conns: Option<u64>,
     pub min_rate: f64,
     pub max_rate: f64,
     pub precision: f64,
     pub conditions: Vec<String>,
     pub steps: Vec<Step>,
+}
+
+fn rate_search() -> String {
+    "rate".into()
 }
 
 /// The `kind` key that tells a capacity file from a run's.
@@ -505,7 +516,9 @@ impl CapacityFile {
             exit_code: r.outcome.code(),
             reason: r.reason.clone(),
             target: r.target.clone(),
-            capacity_rps: r.answer,
+            find: r.find.into(),
+            capacity_rps: r.answer.filter(|_| r.find == "rate"),
+            capacity_conns: r.answer.filter(|_| r.find == "conns").map(|n| n as u64),
             min_rate: r.min_rate,
             max_rate: r.max_rate,
             precision: r.precision,

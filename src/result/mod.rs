@@ -149,8 +149,17 @@ pub fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
 /// One step of a `wsbench capacity` search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Step {
-    /// The rate asked for, requests/s.
+    /// The rate asked for, requests/s (0 in a connection search: closed loop).
     pub rate: f64,
+    /// The connections the step ran with (the searched number in `--find conns`).
+    #[serde(default)]
+    pub conns: u32,
+    /// Connection setup p99 over every connection of the step, ms.
+    #[serde(default)]
+    pub connect_p99_ms: Option<f64>,
+    /// Connections that could not be set up.
+    #[serde(default)]
+    pub conn_errors: u64,
     /// The rate sent.
     pub achieved: f64,
     /// Succeeded requests per second (what the server sustained).
@@ -170,11 +179,15 @@ pub struct Step {
 #[derive(Debug, Clone)]
 pub struct CapacityResult {
     pub target: String,
+    /// What was searched: "rate" (requests/s) or "conns" (concurrent connections).
+    pub find: &'static str,
     /// The settings it ran with, as reports show them.
     pub settings: Settings,
     pub steps: Vec<Step>,
-    /// The highest sustainable rate found; `None` when even `--min-rate` fails.
+    /// The highest sustainable rate (or connection count) found; `None` when even the lowest
+    /// fails.
     pub answer: Option<f64>,
+    /// The searched range: `--min-rate`/`--max-rate`, or `--min-conns`/`--max-conns`.
     pub min_rate: f64,
     pub max_rate: f64,
     pub precision: f64,
