@@ -426,6 +426,16 @@ pub struct StatsSnapshot {
     pub connections: u64,
     /// Connections open right now.
     pub active: u64,
+    /// The most connections open at once.
+    #[serde(default)]
+    pub peak_active: u64,
+    /// The server process's resident memory now, KiB (Linux).
+    #[serde(default)]
+    pub rss_kb: Option<u64>,
+    /// Its memory beyond what it started with, per open connection, bytes (while any is open;
+    /// meaningful for a server in a process of its own).
+    #[serde(default)]
+    pub rss_per_conn_bytes: Option<u64>,
     /// Connections closed with 1008 because of `--max-conns`.
     pub refused: u64,
     /// Hellos answered with `ok: true`.

@@ -1,5 +1,5 @@
 //! Process limits a load generator runs into: open files, and ephemeral ports per source
-//! address. The open-file limit is raised at startup to what the run needs (up to the hard
+//! address; and the process's memory (current and peak RSS), which client and server report. The open-file limit is raised at startup to what the run needs (up to the hard
 //! limit), or the run is refused with what is needed, what is available and which limit to
 //! raise.
 
@@ -93,6 +93,25 @@ pub fn ensure_source_ports(conns: u64, sources: usize) -> Result<(), ConfigError
             need + 1
         ),
     })
+}
+
+/// Peak resident set size of the process, in KiB.
+pub fn peak_rss_kb() -> u64 {
+    // SAFETY: getrusage writes into the zeroed struct we pass; RUSAGE_SELF is always valid.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    ru.ru_maxrss.max(0) as u64
+}
+
+/// Current resident set size in KiB (Linux), for per-connection memory.
+pub fn current_rss_kb() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page.max(0) as u64 / 1024)
 }
 
 /// The server takes what it may: the soft limit goes up to the hard limit.

@@ -91,6 +91,13 @@ impl<T: Stream<Item = Result<Message, Error>> + Sink<Message, Error = Error> + U
         }
     }
 
+    /// Like [`Duplex::try_flush`], but also pushes frames tungstenite queued itself (the
+    /// answer to the peer's close, a pong) when nothing of ours is waiting.
+    pub fn try_flush_all(&mut self) -> Result<bool, Error> {
+        self.backlog = self.backlog.max(1);
+        self.try_flush()
+    }
+
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.backlog == 0 {
             return Poll::Ready(Ok(()));

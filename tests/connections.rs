@@ -280,3 +280,35 @@ fn a_connection_search_finds_the_servers_connection_limit() {
     assert!(page.contains(&format!("Capacity: {found:.0} concurrent connections")));
     assert!(page.contains("Latency by connections"));
 }
+
+#[test]
+fn idle_connections_stay_open_to_the_end_and_the_server_answers_every_close() {
+    // 300 connections at 2 requests/s: nearly all have no request to send. Each stays open for
+    // the whole run (the server saw 300 at once), then closes at 300/s, every close answered.
+    let server = common::TestServer::start(Default::default());
+    let args: Vec<String> = [
+        "run",
+        &server.url,
+        "-c",
+        "300",
+        "--rate",
+        "2",
+        "-d",
+        "2s",
+        "--drain",
+        "100ms",
+        "--close-rate",
+        "300",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (code, r, stderr) = run_json(args);
+    assert_eq!(code, Some(0), "{stderr}");
+    let res = &r["resilience"];
+    assert_eq!(res["closes_answered"], 300, "{res}");
+    assert_eq!(res["closes_dropped"], 0, "{res}");
+    let stats = server.stop();
+    assert_eq!(stats.peak_active, 300);
+    assert_eq!(stats.connections, 300);
+}

@@ -65,7 +65,15 @@ fn the_finished_layers_depend_only_downwards() {
         // The engine: no configuration, gate, output, merge or server.
         (
             "run",
-            &["model", "net", "protocol", "stats", "units", "wsio"],
+            &[
+                "model",
+                "net",
+                "protocol",
+                "resources",
+                "stats",
+                "units",
+                "wsio",
+            ],
         ),
         ("progress", &["run", "stats", "units"]),
         // The text forms of settings, used by the flags (cli) and by config alike.

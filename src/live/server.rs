@@ -16,6 +16,30 @@ pub fn families(s: &StatsSnapshot) -> Vec<Family> {
         "Connections open now.",
     );
     active.point(Vec::new(), Value::Count(s.active));
+    let mut peak = Family::new(
+        "wsbench_server_connections_peak",
+        Kind::Gauge,
+        "The most connections open at once.",
+    );
+    peak.point(Vec::new(), Value::Count(s.peak_active));
+    let mut memory = Family::new(
+        "wsbench_server_memory_per_connection_bytes",
+        Kind::Gauge,
+        "The server's memory beyond its start, per open connection.",
+    )
+    .unit("bytes");
+    if let Some(b) = s.rss_per_conn_bytes {
+        memory.point(Vec::new(), Value::Count(b));
+    }
+    let mut rss = Family::new(
+        "wsbench_server_resident_memory_bytes",
+        Kind::Gauge,
+        "The server process's resident memory.",
+    )
+    .unit("bytes");
+    if let Some(kb) = s.rss_kb {
+        rss.point(Vec::new(), Value::Count(kb * 1024));
+    }
     let mut hellos = Family::new(
         "wsbench_server_hellos",
         Kind::Counter,
@@ -74,6 +98,9 @@ pub fn families(s: &StatsSnapshot) -> Vec<Family> {
             s.connections,
         ),
         active,
+        peak,
+        memory,
+        rss,
         counter(
             "wsbench_server_connections_refused",
             "Connections closed because of --max-conns.",

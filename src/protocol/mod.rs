@@ -306,12 +306,27 @@ impl Wire for Mcp {
 
 /// WebSocket settings both sides use. Frames here are small: an 8 KiB read buffer (instead of
 /// tungstenite's eager 128 KiB) holds dozens of them, and keeps 10,000 connections cheap.
-pub fn ws_config(max_message_size: usize) -> WebSocketConfig {
+pub fn ws_config(max_message_size: usize, connections: u64) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(8 << 10)
+        .read_buffer_size(read_buffer(connections))
         .write_buffer_size(16 << 10)
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size))
+}
+
+/// From this many connections on, each starts with a small read buffer.
+pub const MANY_CONNECTIONS: u64 = 1000;
+
+/// A connection's read buffer: 8 KiB takes a pipelined burst of replies in one read; among
+/// [`MANY_CONNECTIONS`] or more, where most sit idle, 2 KiB keeps an idle connection's cost
+/// low (the buffer is filled on every read, so it is resident). A frame larger than the buffer
+/// grows that connection's buffer alone.
+pub fn read_buffer(connections: u64) -> usize {
+    if connections >= MANY_CONNECTIONS {
+        2 << 10
+    } else {
+        8 << 10
+    }
 }
 
 /// Close code: the first frame was not valid JSON.

@@ -18,24 +18,7 @@ pub fn process_cpu() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// Peak resident set size of the process, in KiB.
-pub fn peak_rss_kb() -> u64 {
-    // SAFETY: as above.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
-        return 0;
-    }
-    ru.ru_maxrss.max(0) as u64
-}
-
-/// Current resident set size in KiB (Linux), for per-connection memory.
-pub fn current_rss_kb() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * page.max(0) as u64 / 1024)
-}
+pub use crate::resources::{current_rss_kb, peak_rss_kb};
 
 /// Threads whose CPU time is not the client's (the embedded server's runtime).
 #[derive(Debug, Clone, Default)]

@@ -128,7 +128,7 @@ async fn accept<S>(stream: S, shared: &Arc<Shared>) -> Option<tokio_tungstenite:
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let ws_config = protocol::ws_config(shared.config.max_message_size);
+    let ws_config = protocol::ws_config(shared.config.max_message_size, shared.stats.active());
     let gate = shared.clone();
     #[allow(
         clippy::result_large_err,
@@ -344,7 +344,15 @@ impl Connection {
                     Io::Flushed => true,
                 },
             };
-            if !alive || !self.drain_ready() || self.flush().is_err() {
+            if !alive || !self.drain_ready() {
+                // The client closed (or the stream ended): what is queued goes out first, the
+                // answer to its close among it (tungstenite queues that answer and sends it
+                // with the next write), so the client's close handshake completes.
+                let _ = self.flush();
+                let _ = self.ws.try_flush_all();
+                return;
+            }
+            if self.flush().is_err() {
                 return;
             }
             if self.disconnect {

@@ -223,7 +223,7 @@ impl Shared {
             cache: cache::ReplayCache::new(config.cache_size),
             in_flight: cache::InFlight::default(),
             faults: faults::Faults::new(config.faults.clone()),
-            stats: ServerStats::default(),
+            stats: ServerStats::new(),
             http: http::Sessions::default(),
             config,
         })

@@ -27,6 +27,11 @@ pub struct ServerStats {
     injected: Injected,
     /// When each TCP connection was accepted (bounded), for tests that line events up in time.
     accept_times: Mutex<Vec<std::time::Instant>>,
+    /// The most connections open at once.
+    peak_active: AtomicU64,
+    /// The process's resident memory when the server started, KiB: what connections add is
+    /// measured from it.
+    base_rss_kb: Option<u64>,
 }
 
 /// Counters of injected faults, one per kind.
@@ -82,9 +87,18 @@ pub enum Reply<'a> {
 }
 
 impl ServerStats {
+    /// Counters at zero, and the memory baseline connections are measured from.
+    pub(crate) fn new() -> ServerStats {
+        ServerStats {
+            base_rss_kb: crate::resources::current_rss_kb(),
+            ..ServerStats::default()
+        }
+    }
+
     pub(crate) fn connection_opened(&self) {
         self.connections.fetch_add(1, Relaxed);
-        self.active.fetch_add(1, Relaxed);
+        let now = self.active.fetch_add(1, Relaxed) + 1;
+        self.peak_active.fetch_max(now, Relaxed);
     }
 
     /// Returns the number of connections open after this one closed.
@@ -186,9 +200,20 @@ impl ServerStats {
 
     /// Copies the counters.
     pub fn snapshot(&self) -> StatsSnapshot {
+        let active = self.active.load(Relaxed);
+        let rss_kb = crate::resources::current_rss_kb();
+        // What each open connection costs the server: its memory beyond the start's, shared
+        // out (for a server in a process of its own; an embedded one shares the client's).
+        let rss_per_conn_bytes = match (rss_kb, self.base_rss_kb) {
+            (Some(now), Some(base)) if active > 0 => Some(now.saturating_sub(base) * 1024 / active),
+            _ => None,
+        };
         StatsSnapshot {
             connections: self.connections.load(Relaxed),
-            active: self.active.load(Relaxed),
+            active,
+            peak_active: self.peak_active.load(Relaxed),
+            rss_kb,
+            rss_per_conn_bytes,
             refused: self.refused.load(Relaxed),
             hello_ok: self.hello_ok.load(Relaxed),
             hello_rejected: self.hello_rejected.load(Relaxed),

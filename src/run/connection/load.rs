@@ -183,7 +183,10 @@ impl Load<'_> {
                     }
                 }
             }
-            if self.sending && (now >= stop_at || pacer.finished()) {
+            // A connection whose share of the schedule is done (at a low rate over many
+            // connections, most have few slots or none) stays open, idle, until the end: a run
+            // of N connections holds N sessions for its whole length.
+            if self.sending && now >= stop_at {
                 self.stop_sending(pacer, now);
             }
             if !self.sending && (self.window.outstanding == 0 || now >= self.deadline) {
@@ -369,7 +372,8 @@ impl Load<'_> {
     /// Connects again with backoff, through the breaker; `None` when the run ended first.
     pub(super) async fn reconnect(&mut self, stop: &Stop) -> Option<Established> {
         let backoff = self.spec.reconnect?;
-        retry(
+        // Boxed, as the first setup: its state lives only while it runs.
+        Box::pin(retry(
             self.spec,
             self.id,
             stop,
@@ -377,7 +381,7 @@ impl Load<'_> {
             backoff,
             &mut self.rng,
             &mut self.report,
-        )
+        ))
         .await
     }
 

@@ -190,10 +190,16 @@ pub async fn run(
     let first = tokio::select! {
         s = async {
             tokio::time::sleep(setup_delay).await;
-            connect_through_breaker(&spec, id).await
+            // Boxed: the setup's state (TLS, upgrade, hello) is freed once it is done, instead
+            // of sizing every connection's task for it for the whole run.
+            Box::pin(connect_through_breaker(&spec, id)).await
         } => s,
         _ = stop.either() => Err(fail("connect", "interrupted".into(), None, false)),
     };
+    match &first {
+        Ok(_) => tracing::debug!(conn = id, "connected"),
+        Err(f) => tracing::info!(conn = id, "connection failed: {}", f.describe()),
+    }
     let _ = links.ready.send(first.is_ok());
     let timing = tokio::select! {
         t = links.start.wait_for(Option::is_some) => t.ok().and_then(|t| *t),
@@ -211,19 +217,26 @@ pub async fn run(
     let mut rng = fastrand::Rng::new();
     let (ws, early, retried) = match first {
         Ok((ws, stamps, early)) => {
-            tracing::debug!(conn = id, "connected");
             links.events.record(Event::Setup(stamps));
             (ws, early, false)
         }
         Err(failure) => {
-            tracing::info!(conn = id, "connection failed: {}", failure.describe());
             // A refused hello (token, format) fails the same way every time: no retry.
             let retry_it = !failure.rejected;
             report.setup_failure = Some(failure);
             let retried = match spec.reconnect {
                 Some(backoff) if retry_it => {
                     let stop_at = timing.stop_at;
-                    retry(&spec, id, &stop, stop_at, backoff, &mut rng, &mut report).await
+                    Box::pin(retry(
+                        &spec,
+                        id,
+                        &stop,
+                        stop_at,
+                        backoff,
+                        &mut rng,
+                        &mut report,
+                    ))
+                    .await
                 }
                 _ => None,
             };

@@ -163,7 +163,10 @@ async fn websocket(
     let upgrade = tokio_tungstenite::client_async_with_config(
         request,
         stream,
-        Some(protocol::ws_config(spec.max_message_size)),
+        Some(protocol::ws_config(
+            spec.max_message_size,
+            u64::from(spec.conns),
+        )),
     );
     let ws = match tokio::time::timeout_at(deadline, upgrade).await {
         // An extension the client never offered (permessage-deflate, say): RFC 6455 4.1 says
