@@ -318,12 +318,12 @@ pub fn ws_config(max_message_size: usize, connections: u64) -> WebSocketConfig {
 pub const MANY_CONNECTIONS: u64 = 1000;
 
 /// A connection's read buffer: 8 KiB takes a pipelined burst of replies in one read; among
-/// [`MANY_CONNECTIONS`] or more, where most sit idle, 2 KiB keeps an idle connection's cost
+/// [`MANY_CONNECTIONS`] or more, where most sit idle, 1 KiB keeps an idle connection's cost
 /// low (the buffer is filled on every read, so it is resident). A frame larger than the buffer
 /// grows that connection's buffer alone.
 pub fn read_buffer(connections: u64) -> usize {
     if connections >= MANY_CONNECTIONS {
-        2 << 10
+        1 << 10
     } else {
         8 << 10
     }
