@@ -391,3 +391,53 @@ async fn invalid_close_codes_and_invalid_utf8_are_reported_as_seen() {
         "{reasons:?}"
     );
 }
+
+#[test]
+fn a_run_that_never_started_prints_no_nonsense_figures() {
+    let url = format!("ws://127.0.0.1:{}", common::closed_port());
+    let (code, stdout, stderr) = cli(&["run", &url, "-d", "1s", "--progress", "off"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    let client = stdout
+        .lines()
+        .find(|l| l.starts_with("Client"))
+        .expect("a Client line");
+    assert!(
+        !client.contains("% of") && !client.contains("KiB/connection"),
+        "{client}"
+    );
+    assert!(!client.contains("us/request"), "{client}");
+    // With 64 connections refused, the breaker opens while they connect: before the window.
+    if let Some(breaker) = stdout.lines().find(|l| l.starts_with("Breaker")) {
+        assert!(!breaker.contains("at -"), "{breaker}");
+        assert!(breaker.contains("before the measured window"), "{breaker}");
+    }
+}
+
+#[test]
+fn the_hdr_log_names_the_latency_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (closed, open) = (dir.path().join("c.hlog"), dir.path().join("o.hlog"));
+    for (path, extra) in [(&closed, vec![]), (&open, vec!["--rate", "200"])] {
+        let out = wsbench()
+            .args([
+                "run",
+                "--embedded",
+                "-d",
+                "1s",
+                "-c",
+                "2",
+                "--no-gate",
+                "--output",
+                "quiet",
+            ])
+            .args(&extra)
+            .arg("--hdr-log")
+            .arg(path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    }
+    let text = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    assert!(text(&closed).contains("per-second service time (closed loop"));
+    assert!(text(&open).contains("per-second response time (open loop"));
+}
