@@ -11,22 +11,37 @@ use common::{out_str, wsbench};
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
+/// What the recording server saw: each connection's source address, and when each close came.
+#[derive(Default)]
+struct Seen {
+    sources: Mutex<Vec<IpAddr>>,
+    closes: Mutex<Vec<std::time::Instant>>,
+}
+
 /// A WebSocket server that acknowledges hello and answers every call, recording each
-/// connection's source address.
-async fn recording_server() -> (String, Arc<Mutex<Vec<IpAddr>>>) {
+/// connection's source address and when its close arrived (tungstenite answers it as it reads).
+async fn recording_server() -> (String, Arc<Seen>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
-    let seen: Arc<Mutex<Vec<IpAddr>>> = Arc::default();
+    let seen: Arc<Seen> = Arc::default();
     let keep = seen.clone();
     tokio::spawn(async move {
         while let Ok((tcp, peer)) = listener.accept().await {
-            keep.lock().unwrap().push(peer.ip());
+            keep.sources.lock().unwrap().push(peer.ip());
+            let seen = keep.clone();
             tokio::spawn(async move {
                 let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
                     return;
                 };
                 while let Some(Ok(msg)) = ws.next().await {
-                    let Message::Text(text) = msg else { continue };
+                    let text = match msg {
+                        Message::Text(text) => text,
+                        Message::Close(_) => {
+                            seen.closes.lock().unwrap().push(std::time::Instant::now());
+                            continue;
+                        }
+                        _ => continue,
+                    };
                     let reply = if text.contains("\"hello\"") {
                         Message::text(r#"{"op":"hello_ack","ok":true}"#)
                     } else {
@@ -71,7 +86,7 @@ async fn bind_ip_ranges_and_lists_spread_connections_over_source_addresses() {
     .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
     let mut by_source: BTreeMap<String, u32> = BTreeMap::new();
-    for ip in seen.lock().unwrap().iter() {
+    for ip in seen.sources.lock().unwrap().iter() {
         *by_source.entry(ip.to_string()).or_default() += 1;
     }
     // Round-robin over the four addresses, two connections each.
@@ -103,44 +118,6 @@ fn bad_source_addresses_are_refused_naming_the_flag() {
     }
 }
 
-/// A server that acknowledges hello, answers calls, and notes when each connection's close
-/// arrived (tungstenite answers it as it reads).
-async fn closing_server() -> (String, Arc<Mutex<Vec<std::time::Instant>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}", listener.local_addr().unwrap());
-    let closes: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
-    let keep = closes.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let closes = keep.clone();
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    let text = match msg {
-                        Message::Text(text) => text,
-                        Message::Close(_) => {
-                            closes.lock().unwrap().push(std::time::Instant::now());
-                            continue;
-                        }
-                        _ => continue,
-                    };
-                    let reply = if text.contains("\"hello\"") {
-                        Message::text(r#"{"op":"hello_ack","ok":true}"#)
-                    } else {
-                        common::ok(&common::id_of(text.as_str()))
-                    };
-                    if ws.send(reply).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, closes)
-}
-
 fn run_json(args: Vec<String>) -> (Option<i32>, serde_json::Value, String) {
     let (dir, json) = common::temp_path("r.json");
     let out = wsbench()
@@ -165,7 +142,7 @@ fn run_json(args: Vec<String>) -> (Option<i32>, serde_json::Value, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ramp_down_closes_at_the_rate_and_counts_each_answer() {
-    let (url, closes) = closing_server().await;
+    let (url, seen) = recording_server().await;
     let args: Vec<String> = ["run", &url, "-c", "20", "-d", "1s", "--drain", "100ms"]
         .iter()
         .map(|s| s.to_string())
@@ -179,7 +156,7 @@ async fn ramp_down_closes_at_the_rate_and_counts_each_answer() {
     assert_eq!(res["closes_answered"], 20, "{res}");
     assert_eq!(res["closes_unanswered"], 0);
     assert_eq!(res["closes_dropped"], 0);
-    let mut at = closes.lock().unwrap().clone();
+    let mut at = seen.closes.lock().unwrap().clone();
     at.sort();
     assert_eq!(at.len(), 20);
     // 20 closes at 20/s: the 20th is ~0.95 s after the first (all at once would be ~0).

@@ -54,21 +54,7 @@ impl Reporter<CapacityResult> for CapacityText {
                 s.error_rate * 100.0
             )?;
         }
-        writeln!(o)?;
-        match r.answer {
-            Some(a) => writeln!(o, "Capacity: {a:.0} requests/s")?,
-            None => writeln!(o, "Capacity: below {:.0} requests/s", r.min_rate)?,
-        }
-        if let Some(reason) = &r.reason {
-            writeln!(o, "  {reason}")?;
-        }
-        writeln!(
-            o,
-            "Verdict: {} (exit {})",
-            r.outcome.verdict().to_uppercase(),
-            r.outcome.code()
-        )?;
-        Ok(o.into_bytes())
+        answer(r, o, "requests/s", "requests/s")
     }
 }
 
@@ -108,10 +94,15 @@ fn conns_text(r: &CapacityResult, mut o: String) -> anyhow::Result<Vec<u8>> {
             s.error_rate * 100.0
         )?;
     }
+    answer(r, o, "concurrent connections", "connections")
+}
+
+/// The text's end, for either search: the answer in its unit, why, and the verdict.
+fn answer(r: &CapacityResult, mut o: String, unit: &str, below: &str) -> anyhow::Result<Vec<u8>> {
     writeln!(o)?;
     match r.answer {
-        Some(a) => writeln!(o, "Capacity: {a:.0} concurrent connections")?,
-        None => writeln!(o, "Capacity: below {:.0} connections", r.min_rate)?,
+        Some(a) => writeln!(o, "Capacity: {a:.0} {unit}")?,
+        None => writeln!(o, "Capacity: below {:.0} {below}", r.min_rate)?,
     }
     if let Some(reason) = &r.reason {
         writeln!(o, "  {reason}")?;
