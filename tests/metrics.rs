@@ -12,6 +12,29 @@ use std::time::{Duration, Instant};
 
 use common::{closed_port, read_json, spawn_serve, temp_path, terminate, terminate_with};
 
+/// The load both tests run: 4 connections x 4 in flight, a 70/30 mix, for `secs`, no gate.
+fn mixed_run(url: &str, secs: &str) -> Vec<String> {
+    let args = [
+        "run",
+        "--url",
+        url,
+        "--mix",
+        "search=70,fetch=30",
+        "-c",
+        "4",
+    ];
+    let more = [
+        "--inflight",
+        "4",
+        "-d",
+        secs,
+        "--no-gate",
+        "--progress",
+        "off",
+    ];
+    args.iter().chain(&more).map(|s| s.to_string()).collect()
+}
+
 /// GET /metrics over a plain socket; the body.
 fn scrape(addr: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
@@ -76,24 +99,7 @@ fn a_scrape_mid_run_is_live_and_the_last_one_equals_the_report() {
     let metrics = format!("127.0.0.1:{}", closed_port());
     let (_dir, json) = temp_path("r.json");
     let run = Command::new(assert_cmd::cargo::cargo_bin("wsbench"))
-        .args([
-            "run",
-            "--url",
-            &url,
-            "--mix",
-            "search=70,fetch=30",
-            "-c",
-            "4",
-        ])
-        .args([
-            "--inflight",
-            "4",
-            "-d",
-            "4s",
-            "--no-gate",
-            "--progress",
-            "off",
-        ])
+        .args(mixed_run(&url, "4s"))
         .args(["--metrics-listen", &metrics, "--metrics-linger", "30s"])
         .args(["--output", "quiet", "--json"])
         .arg(&json)
@@ -362,24 +368,7 @@ async fn the_otlp_push_carries_live_then_final_figures_with_the_run_as_resource(
     );
     let (_dir, json) = temp_path("r.json");
     let out = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("wsbench"))
-        .args([
-            "run",
-            "--url",
-            &url,
-            "--mix",
-            "search=70,fetch=30",
-            "-c",
-            "4",
-        ])
-        .args([
-            "--inflight",
-            "4",
-            "-d",
-            "3s",
-            "--no-gate",
-            "--progress",
-            "off",
-        ])
+        .args(mixed_run(&url, "3s"))
         .args(["--otlp-endpoint", &collector, "--otlp-interval", "1s"])
         .args(["--worker-id", "w7", "--output", "quiet", "--json"])
         .arg(&json)

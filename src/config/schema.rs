@@ -110,6 +110,20 @@ fn key_schema(section: &str, key: &str, flags: &clap::Command) -> Value {
     }
 }
 
+/// An array of tables with these keys, `tool` required, no other key.
+fn list(description: &str, properties: Value) -> Value {
+    json!({
+        "type": "array",
+        "description": description,
+        "items": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["tool"],
+            "properties": properties,
+        },
+    })
+}
+
 /// `[[scenario.call]]` and `[[scenario.step]]`: arrays of tables.
 fn scenario() -> Value {
     let args = json!({
@@ -123,36 +137,24 @@ fn scenario() -> Value {
         "description": "A workload: weighted calls (a mix) or steps in order (a session script).",
         "additionalProperties": false,
         "properties": {
-            "call": {
-                "type": "array",
-                "description": "A mix of calls, each chosen in proportion to its weight.",
-                "items": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["tool"],
-                    "properties": {
-                        "tool": tool,
-                        "weight": {"type": "integer", "minimum": 1, "description": "Its share of requests (default 1)."},
-                        "args": args,
-                        "timeout": duration("This call's request timeout, e.g. \"250ms\"."),
-                    },
-                },
-            },
-            "step": {
-                "type": "array",
-                "description": "Steps each session makes in order, then again.",
-                "items": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["tool"],
-                    "properties": {
-                        "tool": tool,
-                        "args": args,
-                        "timeout": duration("This step's request timeout."),
-                        "think": duration("The pause after this step's reply (closed loop)."),
-                    },
-                },
-            },
+            "call": list(
+                "A mix of calls, each chosen in proportion to its weight.",
+                json!({
+                    "tool": tool,
+                    "weight": {"type": "integer", "minimum": 1, "description": "Its share of requests (default 1)."},
+                    "args": args,
+                    "timeout": duration("This call's request timeout, e.g. \"250ms\"."),
+                }),
+            ),
+            "step": list(
+                "Steps each session makes in order, then again.",
+                json!({
+                    "tool": tool,
+                    "args": args,
+                    "timeout": duration("This step's request timeout."),
+                    "think": duration("The pause after this step's reply (closed loop)."),
+                }),
+            ),
         },
     })
 }
