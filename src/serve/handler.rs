@@ -11,8 +11,8 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use subtle::ConstantTimeEq as _;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +26,7 @@ use super::Shared;
 use super::faults::ConnFaults;
 use super::stats::{Fault, Reply};
 use crate::net::tls::Stream;
+use crate::net::upgrade::{self, HeadOnly};
 use crate::protocol::{self, Dialect};
 use crate::wsio::{BoxIo, Duplex, Io};
 use replies::{conn_error_frame, list_tools};
@@ -135,11 +136,17 @@ where
         reason = "the signature is tungstenite's Callback trait"
     )]
     let callback = move |req: &Request, resp: Response| upgrade(req, resp, &gate);
-    let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));
-    tokio::time::timeout(shared.config.hello_timeout, accept)
+    let accept = tokio_tungstenite::accept_hdr_async_with_config(
+        HeadOnly::new(stream),
+        callback,
+        Some(ws_config),
+    );
+    let ws = tokio::time::timeout(shared.config.hello_timeout, accept)
         .await
         .ok()?
-        .ok()
+        .ok()?;
+    // Rebuilt so that the connection keeps the configured read buffer, not the handshake's.
+    Some(upgrade::rebuffer(ws, Role::Server, ws_config).await)
 }
 
 /// A session whose handshake happened elsewhere (an HTTP `initialize`, or the first stateless

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{self, Message, http};
 
 use super::{Established, RunSpec, Ws};
 use crate::model::{SetupFailure, SetupStamps};
 use crate::net::tls::{self, Stream};
+use crate::net::upgrade::{self, HeadOnly};
 use crate::protocol::{self, Kind};
 use crate::run::clock;
 
@@ -160,14 +162,9 @@ async fn websocket(
     let request = spec
         .request()
         .map_err(|e| fail("upgrade", e.to_string(), None, false))?;
-    let upgrade = tokio_tungstenite::client_async_with_config(
-        request,
-        stream,
-        Some(protocol::ws_config(
-            spec.max_message_size,
-            u64::from(spec.conns),
-        )),
-    );
+    let config = protocol::ws_config(spec.max_message_size, u64::from(spec.conns));
+    let upgrade =
+        tokio_tungstenite::client_async_with_config(request, HeadOnly::new(stream), Some(config));
     let ws = match tokio::time::timeout_at(deadline, upgrade).await {
         // An extension the client never offered (permessage-deflate, say): RFC 6455 4.1 says
         // fail the connection, and compressed frames would otherwise drop it after one reply.
@@ -184,7 +181,8 @@ async fn websocket(
             );
             return Err(fail("upgrade", why, None, true));
         }
-        Ok(Ok((ws, _response))) => ws,
+        // Rebuilt so that the connection keeps the configured read buffer, not the handshake's.
+        Ok(Ok((ws, _response))) => upgrade::rebuffer(ws, Role::Client, config).await,
         Ok(Err(tungstenite::Error::Http(response))) => {
             // 401/403 at the upgrade: the token was refused (MCP carries it there), a setting
             // to fix rather than load to measure.
