@@ -436,6 +436,13 @@ pub struct StatsSnapshot {
     /// meaningful for a server in a process of its own).
     #[serde(default)]
     pub rss_per_conn_bytes: Option<u64>,
+    /// Bytes of session state held now (`--session-memory`).
+    #[serde(default)]
+    pub session_memory_bytes: u64,
+    /// Sessions opened without their state because `--memory-limit` was spent; their calls
+    /// are answered `OUT_OF_MEMORY`.
+    #[serde(default)]
+    pub sessions_out_of_memory: u64,
     /// Connections closed with 1008 because of `--max-conns`.
     pub refused: u64,
     /// Hellos answered with `ok: true`.

@@ -259,6 +259,69 @@ fn a_connection_search_finds_the_servers_connection_limit() {
 }
 
 #[test]
+fn a_connection_search_finds_the_servers_memory_pressure_knee() {
+    // Each session holds 64 KiB of state under a 3 MiB budget: the 49th session at once gets
+    // none, and every call it makes is answered OUT_OF_MEMORY. Unlike --max-conns, every
+    // connection is set up: the knee shows in the request thresholds (errors), not in setup.
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats.json");
+    let (server, url) = common::spawn_serve(
+        &[
+            "--session-memory",
+            "64KiB",
+            "--memory-limit",
+            "3MiB",
+            "--stats-file",
+            stats.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let json = dir.path().join("c.json");
+    let out = wsbench()
+        .args(["capacity", "--find", "conns", &url, "--min-conns", "8"])
+        .args(["--max-conns", "128", "--step-duration", "500ms"])
+        .args(["--step-warmup", "0s", "--precision", "1%"])
+        .args(["--threshold", "p99<1s", "--max-connect-p99", "1s"])
+        .arg("--json")
+        .arg(&json)
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let server_out = common::terminate(server);
+    assert_eq!(out.status.code(), Some(0), "{}", out_str(&out.stderr));
+    let knee = 3 * 1024 / 64;
+    let r = common::read_json(&json);
+    let found = r["capacity_conns"].as_u64().expect("an answer");
+    assert!(
+        found.abs_diff(knee) * 20 <= knee,
+        "found {found}, the knee is {knee}"
+    );
+    let steps = r["steps"].as_array().unwrap();
+    for s in steps {
+        let conns = s["conns"].as_u64().unwrap();
+        assert_eq!(s["conn_errors"], 0, "every session is set up: {s}");
+        assert_eq!(
+            s["sustainable"].as_bool().unwrap(),
+            conns <= knee,
+            "{conns} sessions: {s}"
+        );
+        if conns > knee {
+            assert!(s["error_rate"].as_f64().unwrap() > 0.0, "{s}");
+        }
+    }
+    // The server counted the sessions it had no memory for, and gave every byte back.
+    let st = common::read_json(&stats);
+    assert!(
+        st["sessions_out_of_memory"].as_u64() > Some(0),
+        "{st} {}",
+        out_str(&server_out.stderr)
+    );
+    assert!(st["errors_by_code"]["OUT_OF_MEMORY"].as_u64() > Some(0));
+    assert_eq!(st["session_memory_bytes"], 0);
+    assert!(st["peak_active"].as_u64() > Some(knee));
+}
+
+#[test]
 fn idle_connections_stay_open_to_the_end_and_the_server_answers_every_close() {
     // 300 connections at 2 requests/s: nearly all have no request to send. Each stays open for
     // the whole run (the server saw 300 at once), then closes at 300/s, every close answered.

@@ -41,6 +41,15 @@ pub struct ServeArgs {
     /// Refuse (close 1008) connections beyond this many.
     #[arg(long)]
     pub max_conns: Option<String>,
+    /// Each session holds this much state in memory (allocated and written), as servers with
+    /// per-session caches do, e.g. 64KiB. Default 0.
+    #[arg(long, value_name = "BYTES")]
+    pub session_memory: Option<String>,
+    /// Memory budget for session state, counted by the server as Redis counts maxmemory: a
+    /// session that does not fit gets no state and every call it makes is answered
+    /// OUT_OF_MEMORY (the memory-pressure knee: limit / --session-memory sessions).
+    #[arg(long, value_name = "BYTES")]
+    pub memory_limit: Option<String>,
     /// Write the server's counters as JSON here on shutdown.
     #[arg(long)]
     pub stats_file: Option<PathBuf>,

@@ -22,6 +22,10 @@ fn key_of(flag: &str) -> String {
     flag.trim_start_matches("--").replace('-', "_")
 }
 
+/// A session's state stays small enough that a few thousand sessions cannot exhaust the machine
+/// by a typo (a unit left off means bytes, never gigabytes).
+const MAX_SESSION_MEMORY: u64 = 64 << 20;
+
 fn get<T>(
     r: &Resolver,
     v: &Option<String>,
@@ -98,7 +102,32 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
             reason: "is an MCP fault: it needs --protocol mcp".into(),
         });
     }
+    let session_memory = or(
+        r,
+        &args.session_memory,
+        "--session-memory",
+        "0",
+        units::parse_size,
+    )?;
+    if session_memory > MAX_SESSION_MEMORY {
+        return Err(ConfigError::Rejected {
+            name: "--session-memory".into(),
+            reason: format!(
+                "{session_memory} bytes a session is over the {} MiB this server allows",
+                MAX_SESSION_MEMORY >> 20
+            ),
+        });
+    }
+    let memory_limit = get(r, &args.memory_limit, "--memory-limit", units::parse_size)?;
+    if memory_limit.is_some() && session_memory == 0 {
+        return Err(ConfigError::Rejected {
+            name: "--memory-limit".into(),
+            reason: "budgets session state: give --session-memory too".into(),
+        });
+    }
     Ok(ServeConfig {
+        session_memory,
+        memory_limit,
         telemetry: super::telemetry::telemetry(&args.metrics, r, "serve")?,
         cache_size: or(
             r,
@@ -135,6 +164,7 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
             positive_duration,
         )?,
         max_conns: count(&args.max_conns, "--max-conns")?,
+
         stats_file: get(
             r,
             &args.stats_file.as_ref().map(|p| p.display().to_string()),

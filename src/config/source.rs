@@ -98,6 +98,8 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "port",
             "hello_timeout",
             "max_conns",
+            "session_memory",
+            "memory_limit",
             "stats_file",
             "tls_cert",
             "tls_key",

@@ -1,5 +1,6 @@
 //! The reference server's live metrics from its counters (`StatsSnapshot`): connections,
-//! handshakes, calls and results, errors by code, frames, and what fault injection did.
+//! handshakes, calls and results, errors by code, frames, session memory, and what fault
+//! injection did.
 
 use super::{Family, Kind, Value};
 use crate::model::StatsSnapshot;
@@ -40,6 +41,13 @@ pub fn families(s: &StatsSnapshot) -> Vec<Family> {
     if let Some(kb) = s.rss_kb {
         rss.point(Vec::new(), Value::Count(kb * 1024));
     }
+    let mut state = Family::new(
+        "wsbench_server_session_memory_bytes",
+        Kind::Gauge,
+        "Session state held now (--session-memory).",
+    )
+    .unit("bytes");
+    state.point(Vec::new(), Value::Count(s.session_memory_bytes));
     let mut hellos = Family::new(
         "wsbench_server_hellos",
         Kind::Counter,
@@ -101,10 +109,16 @@ pub fn families(s: &StatsSnapshot) -> Vec<Family> {
         peak,
         memory,
         rss,
+        state,
         counter(
             "wsbench_server_connections_refused",
             "Connections closed because of --max-conns.",
             s.refused,
+        ),
+        counter(
+            "wsbench_server_sessions_out_of_memory",
+            "Sessions opened without state because --memory-limit was spent.",
+            s.sessions_out_of_memory,
         ),
         hellos,
         counter("wsbench_server_calls", "Tool calls received.", s.call_tool),

@@ -272,6 +272,8 @@ struct Connection {
     first: Option<Message>,
     /// `--mix-sessions-rate`: the current echo call's arguments, for the server-wide swap.
     echo_args: Option<String>,
+    /// `--session-memory`: this session's state, or `Err` when `--memory-limit` left none.
+    state: Result<Option<super::memory::SessionState>, ()>,
 }
 
 impl Connection {
@@ -280,6 +282,7 @@ impl Connection {
         let mut faults = shared.faults.connection();
         faults.on_session(&shared.faults.config, session);
         Connection {
+            state: super::memory::take(&shared),
             faults,
             disconnect: false,
             frozen: false,

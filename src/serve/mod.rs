@@ -8,6 +8,7 @@ mod cache;
 pub mod faults;
 mod handler;
 mod http;
+mod memory;
 mod stats;
 
 use std::net::SocketAddr;
@@ -29,6 +30,10 @@ pub struct ServeConfig {
     pub token: Secret,
     pub hello_timeout: Duration,
     pub max_conns: Option<u64>,
+    /// Bytes of state each session holds (`--session-memory`).
+    pub session_memory: u64,
+    /// Budget for all sessions' state, bytes (`--memory-limit`).
+    pub memory_limit: Option<u64>,
     pub stats_file: Option<PathBuf>,
     /// Largest frame or message accepted, in bytes.
     pub max_message_size: usize,
@@ -54,6 +59,8 @@ impl Default for ServeConfig {
             token: Secret::default(),
             hello_timeout: Duration::from_secs(10),
             max_conns: None,
+            session_memory: 0,
+            memory_limit: None,
             stats_file: None,
             max_message_size: 16 << 20,
             cache_size: 200_000,

@@ -29,6 +29,10 @@ pub struct ServerStats {
     accept_times: Mutex<Vec<std::time::Instant>>,
     /// The most connections open at once.
     peak_active: AtomicU64,
+    /// Bytes of session state held now (`--session-memory`).
+    session_memory: AtomicU64,
+    /// Sessions that got no state: the budget (`--memory-limit`) was spent.
+    out_of_memory: AtomicU64,
     /// The process's resident memory when the server started, KiB: what connections add is
     /// measured from it.
     base_rss_kb: Option<u64>,
@@ -108,6 +112,26 @@ impl ServerStats {
 
     pub(crate) fn active(&self) -> u64 {
         self.active.load(Relaxed)
+    }
+
+    /// Takes `bytes` of the session-state budget; false (and counted) when `limit` would be
+    /// passed.
+    pub(crate) fn reserve_memory(&self, bytes: u64, limit: Option<u64>) -> bool {
+        let fits = self
+            .session_memory
+            .fetch_update(Relaxed, Relaxed, |held| {
+                let after = held.checked_add(bytes)?;
+                limit.is_none_or(|l| after <= l).then_some(after)
+            })
+            .is_ok();
+        if !fits {
+            self.out_of_memory.fetch_add(1, Relaxed);
+        }
+        fits
+    }
+
+    pub(crate) fn release_memory(&self, bytes: u64) {
+        self.session_memory.fetch_sub(bytes, Relaxed);
     }
 
     pub(crate) fn refused(&self) {
@@ -214,6 +238,8 @@ impl ServerStats {
             peak_active: self.peak_active.load(Relaxed),
             rss_kb,
             rss_per_conn_bytes,
+            session_memory_bytes: self.session_memory.load(Relaxed),
+            sessions_out_of_memory: self.out_of_memory.load(Relaxed),
             refused: self.refused.load(Relaxed),
             hello_ok: self.hello_ok.load(Relaxed),
             hello_rejected: self.hello_rejected.load(Relaxed),

@@ -36,6 +36,14 @@ impl Connection {
         if let Some(cached) = self.shared.cache.get(id) {
             return Some(Outgoing::one(cached, Counted::Reply(Reply::Replay)));
         }
+        if self.state.is_err() {
+            // A server out of memory for this session's state, as Redis answers -OOM.
+            return Some(self.error_reply(
+                id,
+                "OUT_OF_MEMORY",
+                "no memory for this session's state (--memory-limit)",
+            ));
+        }
         if name.is_empty() {
             return Some(self.error_reply(
                 id,
