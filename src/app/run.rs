@@ -22,8 +22,11 @@ pub async fn main(config: RunConfig) -> anyhow::Result<Outcome> {
         1
     };
     crate::resources::ensure_sockets(u64::from(config.conns) * per_conn)?;
-    if !matches!(config.target, crate::config::Target::Command(_)) {
-        crate::resources::ensure_source_ports(u64::from(config.conns), config.bind_ips.len())?;
+    if !matches!(config.target, crate::config::Target::Command(_))
+        && let Some(warning) =
+            crate::resources::ensure_source_ports(u64::from(config.conns), config.bind_ips.len())?
+    {
+        tracing::warn!("{warning}");
     }
     config.outputs.check_writable()?;
     if config.tls.insecure {

@@ -127,7 +127,8 @@ impl Load<'_> {
         self.blocked_until = now;
         self.unflushed_from = None;
         if let Some(p) = &mut self.ping {
-            *p = Pinger::new(p.every, p.timeout, now);
+            // Reconnects are spread by their jittered backoff already.
+            *p = Pinger::new(p.every, p.timeout, now, 1.0);
         }
     }
 

@@ -303,9 +303,10 @@ pub async fn run(
         interrupted: false,
         deadline: timing.stop_at,
         paused_until: None,
-        ping: spec
-            .ping
-            .map(|(every, timeout)| Pinger::new(every, timeout, timing.start)),
+        ping: spec.ping.map(|(every, timeout)| {
+            let phase = f64::from(id + 1) / f64::from(spec.conns.max(1));
+            Pinger::new(every, timeout, timing.start, phase)
+        }),
         rng,
         // Connections start their sampling at different points, so 1% means 1% of all.
         sample_credit: f64::from(id) / f64::from(spec.conns.max(1)),
