@@ -327,31 +327,22 @@ async fn invalid_close_codes_and_invalid_utf8_are_reported_as_seen() {
     use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
     // Even connections get a close with code 999, odd ones a text frame of invalid UTF-8.
     let n = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let url = tcp_server(move |tcp| {
+    let url = common::ws_server(move |mut ws| {
         let which = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         async move {
-            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                return;
-            };
             use futures_util::StreamExt as _;
-            if let Some(Ok(Message::Text(_))) = ws.next().await {
-                let _ = ws
-                    .send(Message::text(r#"{"op":"hello_ack","ok":true}"#))
-                    .await;
-                let _ = ws.next().await;
-                if which.is_multiple_of(2) {
-                    let close = CloseFrame {
-                        code: CloseCode::from(999),
-                        reason: "".into(),
-                    };
-                    let _ = ws.send(Message::Close(Some(close))).await;
-                } else {
-                    let bad =
-                        Frame::message(vec![0xff, 0xfe, 0xfd], OpCode::Data(Data::Text), true);
-                    let _ = ws.send(Message::Frame(bad)).await;
-                }
-                tokio::time::sleep(Duration::from_secs(3)).await;
+            let _ = ws.next().await;
+            if which.is_multiple_of(2) {
+                let close = CloseFrame {
+                    code: CloseCode::from(999),
+                    reason: "".into(),
+                };
+                let _ = ws.send(Message::Close(Some(close))).await;
+            } else {
+                let bad = Frame::message(vec![0xff, 0xfe, 0xfd], OpCode::Data(Data::Text), true);
+                let _ = ws.send(Message::Frame(bad)).await;
             }
+            tokio::time::sleep(Duration::from_secs(3)).await;
         }
     })
     .await;

@@ -164,7 +164,6 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
             positive_duration,
         )?,
         max_conns: count(&args.max_conns, "--max-conns")?,
-
         stats_file: get(
             r,
             &args.stats_file.as_ref().map(|p| p.display().to_string()),

@@ -218,18 +218,21 @@ where
 /// A WebSocket server that acknowledges hello, then runs `behave` on the connection.
 pub async fn ws_server<F, Fut>(behave: F) -> String
 where
-    F: Fn(Ws) -> Fut + Send + Sync + Copy + 'static,
+    F: Fn(Ws) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    tcp_server(move |tcp| async move {
-        let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-            return;
-        };
-        if let Some(Ok(Message::Text(_))) = ws.next().await {
-            let _ = ws
-                .send(Message::text(r#"{"op":"hello_ack","ok":true}"#))
-                .await;
-            behave(ws).await;
+    tcp_server(move |tcp| {
+        let behave = behave.clone();
+        async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                return;
+            };
+            if let Some(Ok(Message::Text(_))) = ws.next().await {
+                let _ = ws
+                    .send(Message::text(r#"{"op":"hello_ack","ok":true}"#))
+                    .await;
+                behave(ws).await;
+            }
         }
     })
     .await
