@@ -14,10 +14,15 @@ use serde::{Deserialize, Serialize};
 /// Writers, merge and the baseline all check it.
 pub const RESULT_SCHEMA_VERSION: u32 = 1;
 
-/// One successful request's stamps.
+/// One request's stamps as it left the window. A success carries them all; any other ending
+/// (failed, timed out, lost, unfinished) only its send stamps, so that schedule and client lag
+/// are measured over every request sent, not over the successes alone.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
     pub conn: u32,
+    /// It ended in success: response and service time and the phases are recorded; otherwise
+    /// only the lags (`received` is then when it ended).
+    pub succeeded: bool,
     /// Which call of the mix it was (an index into the run's calls).
     pub call: u8,
     /// Its slot in the pacer's schedule (closed loop: the send time).
@@ -158,6 +163,14 @@ pub struct Resilience {
     /// while it waited for its turn under --close-rate.
     #[serde(default)]
     pub closes_dropped: u64,
+    /// `retry_after` values that were negative, not a number, not finite or absurd (over a
+    /// day): counted, and clamped (a negative or non-numeric one pauses nothing, a huge one
+    /// `--retry-after-max`).
+    #[serde(default)]
+    pub retry_after_invalid: u64,
+    /// Milliseconds connections spent paused for `retry_after`, summed over connections.
+    #[serde(default)]
+    pub retry_after_paused_ms: u64,
 }
 
 impl AddAssign<&Resilience> for Resilience {
@@ -174,7 +187,21 @@ impl AddAssign<&Resilience> for Resilience {
         self.closes_answered += o.closes_answered;
         self.closes_unanswered += o.closes_unanswered;
         self.closes_dropped += o.closes_dropped;
+        self.retry_after_invalid += o.retry_after_invalid;
+        self.retry_after_paused_ms += o.retry_after_paused_ms;
     }
+}
+
+/// Why a connection stopped taking part before sending ended for the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// Never set up: its setup failed and was not retried (`--reconnect off`, or a refused
+    /// hello).
+    NeverUp,
+    /// The server closed it, and it was not reconnected (`--reconnect off`).
+    ServerClosed,
+    /// The server asked it to pause (`retry_after`) past the end of sending.
+    Paused,
 }
 
 /// Request and frame counts. Every request sent ends in exactly one of succeeded, failed,
@@ -218,6 +245,15 @@ pub struct Counts {
     /// failed the check are in `failed` under `invalid_reply`.
     #[serde(default)]
     pub validated: u64,
+    /// Successes the server marked as answered from its cache (`from_cache: true`): a part of
+    /// `succeeded`, work the server did not do.
+    #[serde(default)]
+    pub replayed: u64,
+    /// Closes after which the server still sent frames (a protocol violation): the first such
+    /// frame is counted and not taken; the WebSocket library reads no further, so one close
+    /// counts at most one.
+    #[serde(default)]
+    pub after_close: u64,
 }
 
 impl Counts {
@@ -254,7 +290,32 @@ impl AddAssign<&Counts> for Counts {
         self.non_final += o.non_final;
         self.unexpected += o.unexpected;
         self.validated += o.validated;
+        self.replayed += o.replayed;
+        self.after_close += o.after_close;
     }
+}
+
+/// What kind of failure ended a connection's setup: what verdicts read, never the words.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SetupKind {
+    /// The server refused the session itself: a hello rejected, 401/403, close 4000-4003, a
+    /// page that is no WebSocket endpoint, a revision we cannot speak. A setting to fix; never
+    /// retried.
+    Rejected,
+    /// Turned away for now: TCP refused, too many connections (1008), 5xx or 429 at the
+    /// upgrade, closed before the hello was answered.
+    Refused,
+    /// No answer within `--connect-timeout`: the one kind a saturated client can cause.
+    Timeout,
+    /// Held back by the circuit breaker: no attempt was made.
+    Breaker,
+    /// The run ended (a signal) before it was up.
+    Interrupted,
+    /// Anything else: I/O, TLS, a process that could not be spawned.
+    Other,
 }
 
 /// How a connection's setup failed.
@@ -265,11 +326,15 @@ pub struct SetupFailure {
     pub reason: String,
     /// The server's close code, when it closed.
     pub close_code: Option<u16>,
-    /// Whether the server refused the hello (as opposed to a network failure).
-    pub rejected: bool,
+    pub kind: SetupKind,
 }
 
 impl SetupFailure {
+    /// Whether the server refused the session (as opposed to a network failure): no retry.
+    pub fn rejected(&self) -> bool {
+        self.kind == SetupKind::Rejected
+    }
+
     /// One line for reports, e.g. `hello: rejected: unauthorized (close 4003)`.
     pub fn describe(&self) -> String {
         let mut s = format!("{}: {}", self.stage, self.reason);
@@ -318,6 +383,10 @@ pub struct ConnReport {
     pub first_call_timed_out: bool,
     /// ...while a later one succeeded: a first-call stall.
     pub first_call_stall: bool,
+    /// How long it was up (set up, able to send) within the measured window.
+    pub up: std::time::Duration,
+    /// Why it left before sending ended for the run, if it did.
+    pub departed: Option<Departure>,
 }
 
 /// One call's (tool's) outcomes on one connection, or summed.

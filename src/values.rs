@@ -122,6 +122,11 @@ pub fn rate_floor(s: &str) -> Result<f64, String> {
     units::parse_count(s.trim_end_matches("/s"))
 }
 
+/// `single` or `oldest`: whose failure an error frame without a request id is.
+pub fn uncorrelated(s: &str) -> Result<crate::protocol::Uncorrelated, String> {
+    crate::protocol::Uncorrelated::parse(s)
+}
+
 /// `honor` (or `honour`) or `ignore`: whether an error's `retry_after` pauses sending.
 pub fn honor_ignore(s: &str) -> Result<bool, String> {
     match s {

@@ -409,6 +409,8 @@ fn every_setting_flag_has_a_profile_key() {
                     "ping_interval",
                     "pong_timeout",
                     "retry_after",
+                    "retry_after_max",
+                    "uncorrelated_errors",
                 ]
                 .contains(&key.as_str())
                     || key.starts_with("breaker")

@@ -254,7 +254,8 @@ async fn a_flooding_server_cannot_stop_the_run_from_ending_on_time() {
     )
     .await;
     let c = &r.summary.counts;
-    assert!(c.non_final > 10_000, "the flood was read: {c:?}");
+    // Progress for an id never sent is unmatched.
+    assert!(c.unmatched > 10_000, "the flood was read: {c:?}");
     assert!(c.succeeded > 0, "and the real replies among it: {c:?}");
     assert!(c.identity_holds());
     assert!(

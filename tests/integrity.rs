@@ -362,9 +362,10 @@ async fn frames_before_hello_ack_are_counted_in_their_buckets() {
     .concat();
     let (r, _) = bounded(&argv, Duration::from_secs(20)).await;
     let c = &r.summary.counts;
+    // The stray result and the progress for an id never sent are both unmatched.
     assert_eq!(
         (c.unmatched, c.non_final, c.malformed),
-        (1, 1, 1),
+        (2, 0, 1),
         "measured counts, even with a warmup: {c:?}"
     );
 }
@@ -860,6 +861,8 @@ async fn stream_complete_before_the_result_is_a_phase_not_a_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_without_a_request_id_fails_the_one_request_in_flight() {
+    // Provisionally: the request's own reply could still come until its timeout (short here,
+    // since none comes: the reference server sends only the error).
     let (r, stats) = load(
         serve_config(&["--uncorrelated-error-rate", "0.05", "--seed", "3"]),
         &[
@@ -868,7 +871,9 @@ async fn an_error_without_a_request_id_fails_the_one_request_in_flight() {
             "--inflight",
             "1",
             "-n",
-            "2000",
+            "1000",
+            "--timeout",
+            "100ms",
             "--no-gate",
             "--progress",
             "off",
@@ -927,11 +932,15 @@ async fn an_error_without_a_request_id_among_many_in_flight_is_never_a_success()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bare_tool_not_found_error_is_counted_by_its_code() {
+    // The reference server answers a connection in order, so the oldest request in flight is
+    // the one an error without an id is about.
     let (r, stats) = load(
         serve_config(&["--bare-tool-errors"]),
         &[
             "--tool",
             "nosuchtool",
+            "--uncorrelated-errors",
+            "oldest",
             "-c",
             "2",
             "--inflight",

@@ -111,6 +111,7 @@ pub fn merge(
     let duration = end.duration_since(base).unwrap_or_default();
     let mut s = Summary::empty(String::new(), false, Mode::Closed, duration);
     s.send_window = Duration::ZERO;
+    s.request_timeout = Duration::ZERO;
     s.started_at = base;
     let mut workers = Vec::new();
     let mut targets = std::collections::BTreeSet::new();
@@ -136,6 +137,7 @@ pub fn merge(
             *s.close_codes.entry(code).or_default() += n;
         }
         add_all(&mut s.setup_failures, &r.connections.failures);
+        s.setup_kinds.extend(r.connections.failure_kinds.clone());
         s.connections_opened += r.connections.opened;
         s.connections_failed += r.connections.failed;
         s.resilience += &r.resilience.counts;
@@ -144,6 +146,24 @@ pub fn merge(
         s.unavailable = s
             .unavailable
             .max(Duration::from_secs_f64(r.resilience.unavailable_s.max(0.0)));
+        s.connect_held = s.connect_held.max(Duration::from_secs_f64(
+            r.resilience.connect_held_s.max(0.0),
+        ));
+        if let Some(e) = &r.ended_early {
+            let who = if r.worker_id.is_empty() {
+                &r.run_id
+            } else {
+                &r.worker_id
+            };
+            let left = s.ended_early.as_ref().map_or(0.0, |x| x.left_s);
+            s.ended_early = Some(crate::stats::summary::EndedEarly {
+                left_s: left.max(e.left_s),
+                why: format!("worker {who}: {}", e.why),
+            });
+        }
+        s.request_timeout = s.request_timeout.max(Duration::from_secs_f64(
+            r.settings.timeout_ms.max(0.0) / 1e3,
+        ));
         let offset_s = start.duration_since(base).unwrap_or_default().as_secs_f64();
         s.transitions.extend(
             r.resilience
@@ -156,11 +176,11 @@ pub fn merge(
         );
         s.interrupted |= r.verdict == Outcome::Interrupted;
         add_all(&mut s.versions, &r.protocol_versions);
-        s.hello_rejected |= r.connections.failures.keys().any(|k| {
-            ["4000", "4001", "4002", "4003"]
-                .iter()
-                .any(|c| k.contains(&format!("(close {c})")))
-        });
+        s.hello_rejected |= r
+            .connections
+            .failure_kinds
+            .values()
+            .any(|k| *k == crate::model::SetupKind::Rejected);
         if let Some(rate) = &r.rate {
             target_rps += rate.target_rps;
         }
@@ -224,6 +244,7 @@ pub fn merge(
                 rps: c.succeeded as f64 / secs,
                 p99_ms: c.p99_ms,
                 starved: false,
+                available: c.available,
             });
         }
         let latency = r

@@ -271,6 +271,16 @@ pub struct RunArgs {
     /// On an error carrying retry_after: honor (pause that connection) or ignore. Default ignore.
     #[arg(help_heading = "Resilience", long, value_name = "honor|ignore", value_parser = given(honor_ignore))]
     pub retry_after: Option<Given<bool>>,
+    /// The longest pause an honoured retry_after gets (never past the end of sending); a
+    /// longer, negative, non-numeric or absurd one is counted (retry_after_invalid) and
+    /// clamped. Default 30s.
+    #[arg(help_heading = "Resilience", long, value_parser = given(positive_duration))]
+    pub retry_after_max: Option<Given<Duration>>,
+    /// Whose failure an error frame without a request id is: single (the one request in
+    /// flight, provisionally: its own reply within its timeout wins) or oldest (the oldest
+    /// in flight, at once: for servers that answer a connection in order). Default single.
+    #[arg(help_heading = "Resilience", long, value_name = "single|oldest", value_parser = given(uncorrelated))]
+    pub uncorrelated_errors: Option<Given<crate::protocol::Uncorrelated>>,
     /// Extra upgrade request header, repeatable: --header 'Authorization: Bearer ...'.
     #[arg(help_heading = "Target", long, value_name = "NAME: VALUE")]
     pub header: Vec<String>,
@@ -416,7 +426,8 @@ pub struct GateArgs {
     /// Maximum connection setup (TCP + upgrade) p99. Default 10ms.
     #[arg(long, value_parser = given(duration_ms))]
     pub max_connect_p99: Option<Given<f64>>,
-    /// Maximum error rate, (failed + timed out + lost) / sent, as 0.001 or 0.1%. Default 0.
+    /// Maximum error rate, (sent - succeeded) / sent: failed, timed out, lost and unfinished
+    /// all count. As 0.001 or 0.1%. Default 0.
     #[arg(long, value_parser = given(units::parse_ratio))]
     pub max_error_rate: Option<Given<f64>>,
     /// Maximum time the target was unavailable (breaker open or no connection up), e.g. 1s.

@@ -121,6 +121,12 @@ pub struct ServeArgs {
     /// request_id (the field daemon's rate limiter); such a call gets no reply of its own.
     #[arg(long)]
     pub uncorrelated_error_rate: Option<String>,
+    /// Answer each connection's calls in the order they came, one after another (the field
+    /// daemon handles a connection's frames one at a time): a call's delay starts when the
+    /// previous call's reply went out, so every reply (and every error without a request_id)
+    /// is about the oldest call not yet answered.
+    #[arg(long)]
+    pub in_order: bool,
     /// Answer unknown tools with {"error":{"code":"TOOL_NOT_FOUND"}}: no op, no request_id (the
     /// field daemon's shape).
     #[arg(long)]

@@ -113,7 +113,10 @@ pub struct RunConfig {
     pub reconnect: Option<Backoff>,
     /// Client keepalive: (ping interval, pong timeout).
     pub ping: Option<(Duration, Duration)>,
-    pub honor_retry_after: bool,
+    /// `--retry-after honor`: pause at most `--retry-after-max`; `None`: ignore.
+    pub retry_after: Option<Duration>,
+    /// `--uncorrelated-errors`: whose failure an error frame without a request id is.
+    pub uncorrelated: crate::protocol::Uncorrelated,
     /// The embedded server's settings (the profile's `[serve]` table; the run's token).
     pub embedded_server: ServeConfig,
     /// Empty when the gate is off.

@@ -268,6 +268,21 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         "ignore",
         honor_ignore,
     )?;
+    let retry_after_max = r.get_or(
+        args.retry_after_max.as_ref(),
+        "--retry-after-max",
+        res("retry_after_max"),
+        "30s",
+        positive_duration,
+    )?;
+    let retry_after = honor_retry_after.then_some(retry_after_max);
+    let uncorrelated = r.get_or(
+        args.uncorrelated_errors.as_ref(),
+        "--uncorrelated-errors",
+        res("uncorrelated_errors"),
+        "single",
+        crate::protocol::Uncorrelated::parse,
+    )?;
 
     let token = token(args);
     let embedded_server = ServeConfig {
@@ -449,7 +464,8 @@ fn resolve(args: &RunArgs, r: &Resolver) -> Result<RunConfig, ConfigError> {
         breaker,
         reconnect: reconnect.then_some(backoff),
         ping: ping_interval.map(|i| (i, pong_timeout)),
-        honor_retry_after,
+        retry_after,
+        uncorrelated,
         embedded_server,
         thresholds: judge.thresholds,
         baseline: judge.baseline,

@@ -220,6 +220,7 @@ pub(super) fn resolve(args: &ServeArgs, r: &Resolver) -> Result<ServeConfig, Con
                 "--uncorrelated-error-rate",
             )?,
             bare_tool_errors: switch(args.bare_tool_errors, "--bare-tool-errors")?,
+            in_order: switch(args.in_order, "--in-order")?,
             rpc_errors: switch(args.rpc_errors, "--rpc-errors")?,
             ping_interval: get(r, &args.ping_interval, "--ping-interval", positive_duration)?,
             max_inflight: count(&args.max_inflight, "--max-inflight")?,

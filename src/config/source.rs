@@ -85,6 +85,8 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "ping_interval",
             "pong_timeout",
             "retry_after",
+            "retry_after_max",
+            "uncorrelated_errors",
         ],
     ),
     (
@@ -131,6 +133,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "stream_complete",
             "uncorrelated_error_rate",
             "bare_tool_errors",
+            "in_order",
             "rpc_errors",
             "metrics_listen",
             "metrics_linger",

@@ -51,7 +51,30 @@ pub fn check(
         return (None, Vec::new());
     };
     let rows = compare(s, baseline, tolerances);
-    let gated = if gate { verdicts(&rows) } else { Vec::new() };
+    let mut gated = if gate { verdicts(&rows) } else { Vec::new() };
+    if s.client.saturated {
+        // As for thresholds: a regression a saturated client can explain proves nothing.
+        for v in gated.iter_mut().filter(|v| !v.passed) {
+            let metric = Metric::from_name(&v.metric).unwrap_or(Metric::P99);
+            let op = if metric == Metric::Rps {
+                super::Cmp::Ge
+            } else {
+                super::Cmp::Le
+            };
+            let t = super::Threshold {
+                metric,
+                op,
+                limit: v.limit,
+                tool: None,
+            };
+            if t.saturation_can_explain(s) {
+                v.inconclusive = Some(format!(
+                    "the client was the bottleneck ({})",
+                    s.client.reasons.join("; ")
+                ));
+            }
+        }
+    }
     let report = BaselineReport {
         file: baseline.path.display().to_string(),
         run_id: baseline.run_id.clone(),

@@ -298,7 +298,61 @@ pub struct Verdict {
     pub inconclusive: Option<String>,
 }
 
-/// Checks every threshold against the summary.
+/// A timeout this many times the client's own worst lag or more cannot be the client's doing.
+const FAR_LONGER: f64 = 10.0;
+
+impl Threshold {
+    /// Whether a client that was the bottleneck (its CPU, or its pacer's lateness) can explain
+    /// this threshold's failure. Latency, throughput and dropped slots: yes. An error rate or
+    /// connection errors: only the part a slow client can cause (requests unfinished at the
+    /// end, timeouts not far longer than its lag, setups that timed out); explicit errors,
+    /// unmatched ids, refusals and losses are the server's, so when the rest alone fails the
+    /// threshold the failure stands. Downtime never.
+    fn saturation_can_explain(&self, s: &Summary) -> bool {
+        match self.metric {
+            Metric::Rps
+            | Metric::P50
+            | Metric::P90
+            | Metric::P99
+            | Metric::P999
+            | Metric::Max
+            | Metric::ConnectP99
+            | Metric::HelloP99
+            | Metric::Dropped => true,
+            Metric::Unavailable => false,
+            Metric::ConnectionErrors => {
+                let timeouts = s.setup_failures_of(crate::model::SetupKind::Timeout);
+                self.holds(s.connections_failed.saturating_sub(timeouts) as f64)
+            }
+            Metric::ErrorRate => {
+                let c = match &self.tool {
+                    None => &s.counts,
+                    Some(tool) => match s.per_tool.get(tool) {
+                        Some(t) => &t.counts,
+                        None => return false,
+                    },
+                };
+                if c.sent == 0 {
+                    return false;
+                }
+                let lag_max_ms = s.histograms.client_lag.max() as f64 / 1e3;
+                let timeout_ms = s.request_timeout.as_secs_f64() * 1e3;
+                let slow_client_timeouts = if timeout_ms < FAR_LONGER * lag_max_ms {
+                    c.timed_out
+                } else {
+                    0
+                };
+                let servers = c.not_succeeded() - c.unfinished.min(c.not_succeeded());
+                let servers = servers.saturating_sub(slow_client_timeouts);
+                self.holds(servers as f64 / c.sent as f64)
+            }
+        }
+    }
+}
+
+/// Checks every threshold against the summary. A threshold that failed while the client was
+/// the bottleneck is inconclusive when the client's saturation can explain it
+/// ([`Threshold::saturation_can_explain`]), and says so; the rest stand.
 pub fn evaluate(summary: &Summary, thresholds: &[Threshold]) -> Vec<Verdict> {
     thresholds
         .iter()
@@ -316,15 +370,28 @@ pub fn evaluate(summary: &Summary, thresholds: &[Threshold]) -> Vec<Verdict> {
                     (n, need)
                 }),
             };
-            let inconclusive = samples.and_then(|(n, need)| {
-                (n > 0 && n < need)
-                    .then(|| format!("{} from {n} samples proves little (needs {need})", t.name()))
+            let passed = t.holds(measured);
+            let saturated = (!passed
+                && summary.client.saturated
+                && t.saturation_can_explain(summary))
+            .then(|| {
+                format!(
+                    "the client was the bottleneck ({})",
+                    summary.client.reasons.join("; ")
+                )
+            });
+            let inconclusive = saturated.or_else(|| {
+                samples.and_then(|(n, need)| {
+                    (n > 0 && n < need).then(|| {
+                        format!("{} from {n} samples proves little (needs {need})", t.name())
+                    })
+                })
             });
             Verdict {
                 metric: t.name(),
                 limit: t.limit,
                 measured: known.then_some(measured),
-                passed: t.holds(measured),
+                passed,
                 condition: t.describe(),
                 measured_text: if known {
                     t.metric.format(measured)

@@ -6,6 +6,11 @@
 //! connections that is 400 MB on each side. [`HeadOnly`] lets the handshake read no further than
 //! the end of the head (a blank line), keeping any bytes past it; [`rebuffer`] then rebuilds the
 //! connection around the bare stream with those bytes and the configured buffer.
+//!
+//! It also gathers the head whole before handing any of it over: tungstenite's handshake
+//! counts the reads it takes and calls a head that arrives a byte or two per TCP segment an
+//! attack ("Attack attempt detected"), although such a peer is only slow; how slow is for the
+//! connect timeout around the handshake to judge.
 
 use std::io;
 use std::pin::Pin;
@@ -15,22 +20,33 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-/// A stream that, until the end of an HTTP head has been read, hands its reader nothing past
-/// that end; what came after waits in `tail`.
+/// A stream that gathers an HTTP head whole before its reader sees any of it, and then hands
+/// its reader nothing past the head's end; what came after waits in `tail`.
 #[derive(Debug)]
 pub struct HeadOnly<S> {
     inner: S,
     /// How much of "\r\n\r\n" the bytes read so far end with (4: the head is complete).
     matched: u8,
+    /// The head as read so far (handed out from `handed` on once it is whole).
+    head: Vec<u8>,
+    handed: usize,
+    /// The peer ended the stream before the head did: what there is goes out, then the end.
+    eof: bool,
     /// Bytes read past the head, not yet handed out.
     tail: Vec<u8>,
 }
+
+/// A head this long is handed over unfinished (the handshake refuses one over 64 KiB).
+const MAX_HEAD: usize = 64 << 10;
 
 impl<S> HeadOnly<S> {
     pub fn new(inner: S) -> Self {
         HeadOnly {
             inner,
             matched: 0,
+            head: Vec::new(),
+            handed: 0,
+            eof: false,
             tail: Vec::new(),
         }
     }
@@ -64,6 +80,27 @@ impl<S> HeadOnly<S> {
     }
 }
 
+impl<S: AsyncRead + Unpin> HeadOnly<S> {
+    /// Reads until the head is whole, the stream ends or the head is too long; `Pending` while
+    /// the peer has sent no more (the inner stream then wakes us).
+    fn gather(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut chunk = [0u8; 1024];
+        while !self.head_done() && !self.eof && self.head.len() < MAX_HEAD {
+            let mut rb = ReadBuf::new(&mut chunk);
+            std::task::ready!(Pin::new(&mut self.inner).poll_read(cx, &mut rb))?;
+            let fresh = rb.filled();
+            if fresh.is_empty() {
+                self.eof = true;
+                break;
+            }
+            let head = self.scan(fresh);
+            self.head.extend_from_slice(&fresh[..head]);
+            self.tail.extend_from_slice(&fresh[head..]);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for HeadOnly<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -71,23 +108,26 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadOnly<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.head_done() {
-            // The head is out; whatever was read past it comes first.
-            if !this.tail.is_empty() {
-                let n = this.tail.len().min(buf.remaining());
-                buf.put_slice(&this.tail[..n]);
-                this.tail.drain(..n);
-                return Poll::Ready(Ok(()));
-            }
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        std::task::ready!(this.gather(cx))?;
+        // The head first, in as few reads as the reader's buffer allows...
+        if this.handed < this.head.len() {
+            let n = (this.head.len() - this.handed).min(buf.remaining());
+            buf.put_slice(&this.head[this.handed..this.handed + n]);
+            this.handed += n;
+            return Poll::Ready(Ok(()));
         }
-        let before = buf.filled().len();
-        std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        let fresh = &buf.filled()[before..];
-        let head = this.scan(fresh);
-        this.tail.extend_from_slice(&fresh[head..]);
-        buf.set_filled(before + head);
-        Poll::Ready(Ok(()))
+        if !this.head_done() {
+            // Ended (or too long) before the head did: the reader sees the end.
+            return Poll::Ready(Ok(()));
+        }
+        // ...then whatever was read past it, then the stream itself.
+        if !this.tail.is_empty() {
+            let n = this.tail.len().min(buf.remaining());
+            buf.put_slice(&this.tail[..n]);
+            this.tail.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
 
@@ -170,6 +210,53 @@ mod tests {
         let mut rest = Vec::new();
         h.read_to_end(&mut rest).await.unwrap();
         assert_eq!(rest, b"after");
+    }
+
+    /// A server whose 101 arrives one byte per TCP segment: slow, not an attack. The upgrade
+    /// succeeds (tungstenite alone refuses it after 64 small reads).
+    #[tokio::test]
+    async fn an_upgrade_answer_a_byte_a_segment_is_accepted() {
+        use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let mut req = Vec::new();
+            let mut byte = [0u8; 1];
+            while !req.ends_with(b"\r\n\r\n") {
+                tcp.read_exact(&mut byte).await.unwrap();
+                req.push(byte[0]);
+            }
+            let req = String::from_utf8(req).unwrap();
+            // The header's name may come in any case; its value is taken as written.
+            let key = req
+                .lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("sec-websocket-key:"))
+                .map(|l| l[18..].trim().to_owned())
+                .unwrap();
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\nServer: a-slow-one\r\n\r\n",
+                derive_accept_key(key.as_bytes())
+            );
+            for b in answer.as_bytes() {
+                tcp.write_all(&[*b]).await.unwrap();
+                tcp.flush().await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+            }
+            tcp
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let got = tokio_tungstenite::client_async_with_config(
+            format!("ws://{addr}/"),
+            HeadOnly::new(tcp),
+            None,
+        )
+        .await;
+        assert!(got.is_ok(), "{:?}", got.err());
+        drop(server.await.unwrap());
     }
 
     /// A server that answers the upgrade and sends a frame in the same write: the frame must

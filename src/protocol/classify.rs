@@ -63,8 +63,37 @@ pub struct Classified<'a> {
     pub request_id: Option<Cow<'a, str>>,
     /// The error code: `error.code`, a top-level `code`, or an `error` given as a plain string.
     pub code: Option<Cow<'a, str>>,
-    /// `error.retry_after` in seconds, when an error carries one.
-    pub retry_after: Option<f64>,
+    /// `error.retry_after`, when an error carries one.
+    pub retry_after: Option<RetryAfter>,
+    /// A success the server marked as answered from its cache (`"from_cache": true`).
+    pub replayed: bool,
+}
+
+/// The longest `retry_after` taken at its word; anything longer is absurd (a day).
+pub const RETRY_AFTER_SANE_S: f64 = 86_400.0;
+
+/// A server's `retry_after`, read as it was written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RetryAfter {
+    /// A number of seconds from 0 to a day.
+    Secs(f64),
+    /// Negative, or not a number: it asks for no pause that can be honoured.
+    Invalid,
+    /// Not finite, or beyond a day: it asks for a pause that can only be clamped.
+    Absurd,
+}
+
+impl RetryAfter {
+    /// How a raw JSON value reads as a pause.
+    pub fn read(raw: &str) -> RetryAfter {
+        let text = raw.trim().trim_matches('"');
+        match text.parse::<f64>() {
+            Ok(s) if s.is_nan() || s < 0.0 => RetryAfter::Invalid,
+            Ok(s) if !s.is_finite() || s > RETRY_AFTER_SANE_S => RetryAfter::Absurd,
+            Ok(s) => RetryAfter::Secs(s),
+            Err(_) => RetryAfter::Invalid,
+        }
+    }
 }
 
 impl Classified<'_> {
@@ -74,6 +103,7 @@ impl Classified<'_> {
             request_id: None,
             code: None,
             retry_after: None,
+            replayed: false,
         }
     }
 }
@@ -141,7 +171,7 @@ pub(super) fn fields<'a, const N: usize>(
     Some(values)
 }
 
-const HEAD: &[&str; 7] = &[
+const HEAD: &[&str; 8] = &[
     "op",
     "request_id",
     "error",
@@ -149,6 +179,7 @@ const HEAD: &[&str; 7] = &[
     "ok",
     "outputs",
     "message",
+    "from_cache",
 ];
 
 /// The fields of a server frame the classifier reads.
@@ -159,11 +190,21 @@ struct Head<'a> {
     code: Option<&'a RawValue>,
     ok: Option<&'a RawValue>,
     outputs: Option<&'a RawValue>,
+    from_cache: Option<&'a RawValue>,
 }
 
 impl<'a> Head<'a> {
     fn parse(text: &'a str) -> Option<Self> {
-        let [op, request_id, error, code, ok, outputs, _message] = fields(text, HEAD)?;
+        let [
+            op,
+            request_id,
+            error,
+            code,
+            ok,
+            outputs,
+            _message,
+            from_cache,
+        ] = fields(text, HEAD)?;
         Some(Head {
             op,
             request_id,
@@ -171,6 +212,7 @@ impl<'a> Head<'a> {
             code,
             ok,
             outputs,
+            from_cache,
         })
     }
 }
@@ -216,14 +258,12 @@ pub(super) fn raw_scalar(raw: &RawValue) -> Option<Cow<'_, str>> {
     }
 }
 
-/// `error.retry_after` as seconds, when the error object carries a number there.
-fn retry_after(head: &Head<'_>) -> Option<f64> {
+/// `error.retry_after`, when the error object carries one (a number, or a number as text).
+fn retry_after(head: &Head<'_>) -> Option<RetryAfter> {
     let obj = ErrorObject::parse(head.error?.get())?;
-    obj.retry_after?
-        .get()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
+    obj.retry_after
+        .filter(|r| r.get() != "null")
+        .map(|r| RetryAfter::read(r.get()))
 }
 
 fn error_code(head: &Head<'_>) -> Option<Cow<'static, str>> {
@@ -302,5 +342,6 @@ pub fn classify(text: &str) -> Classified<'_> {
         request_id,
         code,
         retry_after,
+        replayed: kind == Kind::Result && head.from_cache.is_some_and(|v| v.get() == "true"),
     }
 }

@@ -146,6 +146,16 @@ impl Reporter for TextReporter {
             fmt_count(k.lost),
             fmt_count(k.unfinished)
         )?;
+        if k.replayed > 0 {
+            writeln!(
+                o,
+                "  replayed  {} of the successes were answered from the server's cache (from_cache)",
+                fmt_count(k.replayed)
+            )?;
+            if let Some(warning) = replay_warning(k) {
+                writeln!(o, "  ! {warning}")?;
+            }
+        }
         if s.is_open_loop() {
             writeln!(
                 o,
@@ -186,9 +196,14 @@ impl Reporter for TextReporter {
                 fmt_count(w.unfinished)
             )?;
         }
+        let after_close = if k.after_close > 0 {
+            format!(", after the server's close {}", k.after_close)
+        } else {
+            String::new()
+        };
         writeln!(
             o,
-            "Frames      duplicates {}, unmatched {}, late {}, malformed {}, non-final {}, unexpected {}",
+            "Frames      duplicates {}, unmatched {}, late {}, malformed {}, non-final {}, unexpected {}{after_close}",
             k.duplicates, k.unmatched, k.late, k.malformed, k.non_final, k.unexpected
         )?;
         writeln!(o)?;
@@ -270,6 +285,23 @@ impl Reporter for TextReporter {
                 fmt_count(med),
                 fmt_count(max)
             )?;
+            let lowest = s
+                .per_conn
+                .iter()
+                .filter_map(|c| c.available)
+                .fold(f64::INFINITY, f64::min);
+            if lowest < 0.999 {
+                let down = s
+                    .per_conn
+                    .iter()
+                    .filter(|c| c.available.is_some_and(|a| a < 0.999))
+                    .count();
+                writeln!(
+                    o,
+                    "  available {down} connection(s) were down part of the window; the least was up {:.1}% of it",
+                    lowest * 100.0
+                )?;
+            }
             let starved = s.starved();
             if !starved.is_empty() {
                 let ids: Vec<_> = starved.iter().map(u32::to_string).collect();
@@ -468,9 +500,23 @@ impl Reporter for TextReporter {
                 .unwrap_or(0)
                 .max(26);
             writeln!(o, "{:<w$} {:<16} RESULT", "THRESHOLD", "MEASURED")?;
+            let mut unsure: Vec<(&str, Vec<&str>)> = Vec::new();
             for v in &r.verdicts {
-                let res = if v.passed { "PASS" } else { "FAIL" };
+                let res = match (v.passed, &v.inconclusive) {
+                    (true, _) => "PASS",
+                    (false, Some(why)) => {
+                        match unsure.iter_mut().find(|(w, _)| w == why) {
+                            Some((_, rows)) => rows.push(&v.metric),
+                            None => unsure.push((why, vec![&v.metric])),
+                        }
+                        "INCONCLUSIVE"
+                    }
+                    (false, None) => "FAIL",
+                };
                 writeln!(o, "{:<w$} {:<16} {res}", v.condition, v.measured_text)?;
+            }
+            for (why, rows) in unsure {
+                writeln!(o, "  ? {}: {why}", rows.join(", "))?;
             }
         }
         writeln!(
@@ -488,82 +534,9 @@ impl Reporter for TextReporter {
     }
 }
 
-impl TextReporter {
-    /// Drops, reconnects, the breaker's path and downtime; silent when nothing happened.
-    fn resilience(&self, o: &mut String, r: &RunResult) -> std::fmt::Result {
-        let s = &r.summary;
-        let x = &s.resilience;
-        let h = &s.histograms;
-        if x.disconnects + x.reconnect_attempts + x.pong_timeouts + x.retry_after_pauses > 0 {
-            writeln!(
-                o,
-                "Resilience  disconnects {}, reconnects {}/{} attempts, pong timeouts {}, retry-after pauses {}; unavailable {:.2} s",
-                x.disconnects,
-                x.reconnects,
-                x.reconnect_attempts,
-                x.pong_timeouts,
-                x.retry_after_pauses,
-                s.unavailable.as_secs_f64()
-            )?;
-        }
-        if !h.reconnect.is_empty() {
-            writeln!(o, "Reconnect   {} ms", brief(&h.reconnect))?;
-        }
-        if !h.pong.is_empty() {
-            writeln!(o, "Ping-pong   {} ms", brief(&h.pong))?;
-        }
-        if !s.transitions.is_empty() {
-            let path: Vec<_> = s
-                .transitions
-                .iter()
-                .map(|t| {
-                    // Before the measured window: while connecting (or in the warmup).
-                    let when = if t.at_s < 0.0 {
-                        "before the measured window".to_owned()
-                    } else {
-                        format!("at {:.2}s", t.at_s)
-                    };
-                    format!("{:?}->{:?} {when}", t.from, t.to)
-                })
-                .collect();
-            writeln!(o, "Breaker     {}", path.join(", "))?;
-        }
-        for (why, n) in &s.reconnect_failures {
-            writeln!(o, "Reconn fail {n} x {why}")?;
-        }
-        Ok(())
-    }
-
-    /// The timeline in two lines: the spread of per-second throughput and the slowest second.
-    fn timeline(&self, o: &mut String, r: &RunResult) -> std::fmt::Result {
-        let secs = &r.summary.seconds;
-        // The last second is usually partial (drain); judge whole seconds only.
-        let whole = &secs[..secs.len().saturating_sub(1)];
-        if whole.is_empty() {
-            return Ok(());
-        }
-        let mut rates: Vec<u64> = whole.iter().map(|s| s.tally.succeeded).collect();
-        rates.sort_unstable();
-        let slowest = whole
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.latency.is_empty())
-            .max_by_key(|(_, s)| s.latency.value_at_quantile(0.99));
-        write!(
-            o,
-            "Timeline    {} s: succeeded/s min {}  median {}  max {}",
-            whole.len(),
-            fmt_count(rates[0]),
-            fmt_count(rates[rates.len() / 2]),
-            fmt_count(rates[rates.len() - 1])
-        )?;
-        if let Some((i, s)) = slowest {
-            write!(o, "; slowest second #{i}: p99 {} ms", ms(&s.latency, 99.0))?;
-        }
-        writeln!(o)
-    }
-}
-
+mod sections;
 #[cfg(test)]
 mod tests;
 mod tools;
+
+use sections::replay_warning;

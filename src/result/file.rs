@@ -37,8 +37,13 @@ pub struct RunFile {
     pub worker_id: String,
     pub target: String,
     pub embedded: bool,
-    /// Measured time in seconds.
+    /// Measured time in seconds: the time asked (or the last success, if later), even when the
+    /// run ended before it (see `ended_early`).
     pub duration_s: f64,
+    /// The run ended before the time asked: how much was left and why (every connection
+    /// closed by the server with `--reconnect off`, say). The time left counts as unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_early: Option<crate::stats::summary::EndedEarly>,
     /// Succeeded requests per second of measured time.
     pub throughput_rps: f64,
     /// (sent - succeeded) / sent.
@@ -205,6 +210,10 @@ pub struct Connections {
     pub failed: u64,
     /// Setup failures by description.
     pub failures: BTreeMap<String, u64>,
+    /// What kind of failure each description is (rejected, refused, timeout, breaker,
+    /// interrupted, other): what verdicts read.
+    #[serde(default)]
+    pub failure_kinds: BTreeMap<String, crate::model::SetupKind>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -233,9 +242,14 @@ pub struct ResilienceBlock {
     /// Circuit breaker transitions with their offset from the measured window's start.
     #[serde(default)]
     pub breaker_transitions: Vec<BreakerEvent>,
-    /// Seconds the target was unavailable: breaker open, or no connection up.
+    /// Seconds of the measured window during which no connection could send: none was up, or
+    /// the breaker held requests back.
     #[serde(default)]
     pub unavailable_s: f64,
+    /// Seconds the breaker was OPEN, holding connection attempts back (connections that were
+    /// up went on sending unless it held requests too).
+    #[serde(default)]
+    pub connect_held_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -390,6 +404,7 @@ impl RunFile {
             target: s.target.clone(),
             embedded: s.embedded,
             duration_s: s.duration.as_secs_f64(),
+            ended_early: s.ended_early.clone(),
             throughput_rps: s.throughput(),
             error_rate: s.error_rate(),
             mode: if open {
@@ -474,6 +489,7 @@ impl RunFile {
                 opened: s.connections_opened,
                 failed: s.connections_failed,
                 failures: s.setup_failures.clone(),
+                failure_kinds: s.setup_kinds.clone(),
             },
             per_connection: PerConnection {
                 completed_min: spread.map(|s| s.0),
@@ -492,6 +508,7 @@ impl RunFile {
                 breaker_enabled: c.breaker_enabled,
                 breaker_transitions: s.transitions.clone(),
                 unavailable_s: s.unavailable.as_secs_f64(),
+                connect_held_s: s.connect_held.as_secs_f64(),
             },
             client: s.client.clone(),
             baseline: r.baseline.clone(),

@@ -82,14 +82,17 @@ pub struct WorkerRow {
     pub saturated: bool,
 }
 
-/// The exit outcome and, when it is not a plain pass or fail, why.
+/// The exit outcome and, when it is not a plain pass or fail, why. A failed verdict that
+/// proves nothing (too few samples; a client that was the bottleneck and could have caused
+/// it) is inconclusive; the run is inconclusive only when every failed verdict is.
 pub fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
+    use crate::model::SetupKind;
     // The most frequent cause: a breaker that opened after the failures is their consequence.
     let first_failure = || {
         let mut causes: Vec<_> = s
             .setup_failures
             .iter()
-            .filter(|(why, _)| !why.contains("circuit breaker open"))
+            .filter(|(why, _)| s.setup_kinds.get(*why) != Some(&SetupKind::Breaker))
             .collect();
         causes.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
         causes
@@ -104,7 +107,7 @@ pub fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
         let why = s
             .setup_failures
             .keys()
-            .find(|k| k.contains("rejected"))
+            .find(|k| s.setup_kinds.get(*k) == Some(&SetupKind::Rejected))
             .cloned()
             .unwrap_or_else(first_failure);
         // A refused token says where a token goes; a web page is no session at all.
@@ -125,23 +128,24 @@ pub fn judge(s: &Summary, verdicts: &[Verdict]) -> (Outcome, Option<String>) {
         (Outcome::CouldNotRun, Some(why))
     } else {
         let failed: Vec<_> = verdicts.iter().filter(|v| !v.passed).collect();
-        let unsure: Vec<_> = failed
-            .iter()
-            .filter_map(|v| v.inconclusive.clone())
-            .collect();
+        let mut unsure: Vec<String> = Vec::new();
+        for why in failed.iter().filter_map(|v| v.inconclusive.as_ref()) {
+            if !unsure.contains(why) {
+                unsure.push(why.clone());
+            }
+        }
+        let early = s.ended_early.as_ref().map(|e| {
+            format!(
+                "the run ended {:.2} s before the time asked: {}",
+                e.left_s, e.why
+            )
+        });
         if failed.is_empty() {
-            (Outcome::Passed, None)
-        } else if s.client.saturated {
-            // A failure the client may have caused proves nothing about the server.
-            let why = format!(
-                "the client was the bottleneck ({})",
-                s.client.reasons.join("; ")
-            );
-            (Outcome::Inconclusive, Some(why))
-        } else if unsure.len() == failed.len() {
+            (Outcome::Passed, early)
+        } else if failed.iter().all(|v| v.inconclusive.is_some()) {
             (Outcome::Inconclusive, Some(unsure.join("; ")))
         } else {
-            (Outcome::ThresholdFailed, None)
+            (Outcome::ThresholdFailed, early)
         }
     }
 }
@@ -234,7 +238,10 @@ mod tests {
 
     #[test]
     fn a_failure_under_a_saturated_client_is_inconclusive_and_a_pass_stays_a_pass() {
-        let (o, why) = judge(&summary(true), &[verdict(false, None)]);
+        let s = summary(true);
+        let p99 = crate::gate::Threshold::new(crate::gate::Metric::P99, 0.001);
+        let v = crate::gate::evaluate(&s, &[p99]);
+        let (o, why) = judge(&s, &v);
         assert_eq!(o, Outcome::Inconclusive);
         assert!(why.unwrap().contains("client was the bottleneck"));
         assert_eq!(

@@ -48,6 +48,8 @@ pub struct Transition {
     pub at: Instant,
     pub from: State,
     pub to: State,
+    /// An OPEN caused by failed requests: it holds requests back as well as connects.
+    pub holds_requests: bool,
 }
 
 #[derive(Debug)]
@@ -107,7 +109,13 @@ impl Breaker {
             return;
         }
         self.state.store(to as u8, Relaxed);
-        inner.transitions.push(Transition { at: now, from, to });
+        let holds_requests = to == State::Open && self.requests_blocked.load(Relaxed);
+        inner.transitions.push(Transition {
+            at: now,
+            from,
+            to,
+            holds_requests,
+        });
         inner.successes = 0;
         inner.probes = 0;
         self.consecutive_failures.store(0, Relaxed);

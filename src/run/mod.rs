@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::ClientCheck;
-use crate::stats::summary::{BreakerEvent, Mode, Window};
+use crate::stats::summary::{BreakerEvent, EndedEarly, Mode, Window};
 use crate::stats::{Recorders, Summary};
 use connection::{Links, RunSpec, Stop, Timing};
 use pacer::RateSchedule;
@@ -165,16 +165,31 @@ pub async fn execute(
     let recorder = recorders.finish();
     let conn_changes = recorder.conn_changes.clone();
 
-    // The measured window ends when sending stopped, or at the last success if later; in
-    // count mode it ends at the last success (sending stopped when the budget ran out).
+    // The measured window is the one asked for: it ends when sending was to stop (or at the
+    // last success, if later), even when every connection ended before that (what was left
+    // counts as unavailable and ended_early says why). A count run (`-n`) ends when its
+    // budget is spent, or when it ended; an interrupted run where the signal stopped it.
     let budget_spent = budget.is_some_and(|b| b.load(Ordering::Relaxed) == 0);
     let from = timing.measure_from;
+    let now = clock::now();
     let last = recorder.last_received.unwrap_or(from).max(from);
+    let sending_ended = if budget_spent {
+        last
+    } else if interrupted || plan.requests.is_some() {
+        timing.stop_at.min(now)
+    } else {
+        timing.stop_at
+    };
     let end = if budget_spent {
         last
     } else {
-        last.max(timing.stop_at.min(clock::now()))
+        last.max(sending_ended)
     };
+    let ended_early =
+        (!interrupted && !budget_spent && up > 0 && now < timing.stop_at).then(|| EndedEarly {
+            left_s: timing.stop_at.saturating_duration_since(now).as_secs_f64(),
+            why: departures(&reports, plan.spec.reconnect.is_none()),
+        });
     let duration = end.saturating_duration_since(from);
     let mode = match &plan.schedule {
         None => Mode::Closed,
@@ -182,23 +197,18 @@ pub async fn execute(
             target_rps: s.count_at(plan.duration) / plan.duration.as_secs_f64(),
         },
     };
-    let transitions = breaker
-        .transitions()
-        .into_iter()
+    let transitions = breaker.transitions();
+    let events = transitions
+        .iter()
         .map(|t| BreakerEvent {
             at_s: signed_secs(t.at, from),
             from: t.from,
             to: t.to,
+            holds_requests: t.holds_requests,
         })
         .collect();
-    let send_window = if budget_spent {
-        duration
-    } else {
-        timing
-            .stop_at
-            .min(clock::now())
-            .saturating_duration_since(from)
-    };
+    let send_window = sending_ended.saturating_duration_since(from);
+    let (unavailable, connect_held) = availability(&transitions, &conn_changes, from, end);
     let window = Window {
         target: plan.target.clone(),
         embedded: plan.embedded,
@@ -209,8 +219,11 @@ pub async fn execute(
         measured_from: from,
         started_at,
         interrupted,
-        transitions,
-        unavailable: unavailable(&breaker.transitions(), &conn_changes, from, end),
+        transitions: events,
+        unavailable,
+        connect_held,
+        ended_early,
+        request_timeout: plan.spec.timeout,
         versions: std::mem::take(
             &mut *plan.spec.versions.lock().unwrap_or_else(|e| e.into_inner()),
         ),
@@ -249,18 +262,64 @@ fn signed_secs(at: Instant, origin: Instant) -> f64 {
     }
 }
 
-/// Time within [from, end] when the target was unavailable: the breaker was OPEN, or no
-/// connection was up.
-fn unavailable(
+/// Why a run ended before its asked window: what its connections said as they left.
+fn departures(reports: &[crate::model::ConnReport], reconnect_off: bool) -> String {
+    use crate::model::Departure;
+    let count = |d| reports.iter().filter(|r| r.departed == Some(d)).count();
+    let (never, closed, paused) = (
+        count(Departure::NeverUp),
+        count(Departure::ServerClosed),
+        count(Departure::Paused),
+    );
+    let all = reports.len();
+    if closed == all {
+        let off = if reconnect_off {
+            " (--reconnect off)"
+        } else {
+            ""
+        };
+        format!("every connection was closed by the server{off}")
+    } else if paused == all {
+        "the server asked every connection to pause (retry_after) past the end of sending".into()
+    } else if reports
+        .iter()
+        .all(|r| r.rows_ran_out || r.departed.is_some())
+    {
+        let mut parts = Vec::new();
+        for (n, what) in [
+            (closed, "closed by the server"),
+            (never, "never set up"),
+            (paused, "paused past the end"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        let ran_out = reports.iter().filter(|r| r.rows_ran_out).count();
+        if ran_out > 0 {
+            parts.push(format!("{ran_out} out of --data rows"));
+        }
+        format!("no connection was left ({})", parts.join(", "))
+    } else {
+        "every connection ended before the asked time".into()
+    }
+}
+
+/// Time within [from, end] during which no connection could send (none was up, or an OPEN
+/// breaker held requests back), and the time the breaker held connection attempts (OPEN, for
+/// whatever cause).
+fn availability(
     transitions: &[breaker::Transition],
     conn_changes: &[(Instant, bool)],
     from: Instant,
     end: Instant,
-) -> std::time::Duration {
-    // Replay both event streams in time order and add up the time spent unavailable.
-    let mut events: Vec<(Instant, Option<breaker::State>, i64)> = transitions
+) -> (Duration, Duration) {
+    // Replay both event streams in time order and add up the time in each condition.
+    // (when, the breaker's new state and whether it holds requests, connections +1/-1)
+    type Change = (Instant, Option<(breaker::State, bool)>, i64);
+    let mut events: Vec<Change> = transitions
         .iter()
-        .map(|t| (t.at, Some(t.to), 0))
+        .map(|t| (t.at, Some((t.to, t.holds_requests)), 0))
         .chain(
             conn_changes
                 .iter()
@@ -268,23 +327,25 @@ fn unavailable(
         )
         .collect();
     events.sort_by_key(|e| e.0);
-    let (mut open_conns, mut state) = (0i64, breaker::State::Closed);
-    let mut total = std::time::Duration::ZERO;
+    let (mut open_conns, mut state, mut holds) = (0i64, breaker::State::Closed, false);
+    let (mut unavailable, mut held) = (Duration::ZERO, Duration::ZERO);
     let mut last = from;
-    let down = |state, conns| state == breaker::State::Open || conns <= 0;
-    for (at, to, delta) in events {
+    for (at, to, delta) in events.into_iter().chain([(end, None, 0)]) {
         let at = at.clamp(from, end);
-        if down(state, open_conns) {
-            total += at.saturating_duration_since(last);
+        let span = at.saturating_duration_since(last);
+        let open = state == breaker::State::Open;
+        if open_conns <= 0 || (open && holds) {
+            unavailable += span;
+        }
+        if open {
+            held += span;
         }
         last = at;
-        if let Some(to) = to {
+        if let Some((to, h)) = to {
             state = to;
+            holds = h;
         }
         open_conns += delta;
     }
-    if down(state, open_conns) {
-        total += end.saturating_duration_since(last);
-    }
-    total
+    (unavailable, held)
 }

@@ -61,6 +61,8 @@ pub struct FaultConfig {
     /// Answer unknown tools as the field daemon does: `{"error":{"code":"TOOL_NOT_FOUND",…}}`
     /// with no `op` and no `request_id`.
     pub bare_tool_errors: bool,
+    /// Answer a connection's calls one after another, in the order they came.
+    pub in_order: bool,
     /// MCP: injected errors are JSON-RPC errors (-32603) instead of `isError` results.
     pub rpc_errors: bool,
     /// Ping every connection this often.

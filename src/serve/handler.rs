@@ -274,6 +274,8 @@ struct Connection {
     echo_args: Option<String>,
     /// `--session-memory`: this session's state, or `Err` when `--memory-limit` left none.
     state: Result<Option<super::memory::SessionState>, ()>,
+    /// `--in-order`: when the last delayed reply is due; the next call starts after it.
+    last_due: Option<Instant>,
 }
 
 impl Connection {
@@ -289,6 +291,7 @@ impl Connection {
             stateless: false,
             first: None,
             echo_args: None,
+            last_due: None,
             ws,
             shared,
             delayed_tx,

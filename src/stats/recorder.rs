@@ -250,14 +250,23 @@ fn micros(later: Instant, earlier: Instant) -> u64 {
     (us as u64).clamp(1, MAX_US)
 }
 
-/// One request's histograms: response and service time, lags and phases.
-fn record_request(h: &mut Histograms, s: &Sample, response: u64) {
-    h.latency.record_clamped(response);
-    h.service.record_clamped(micros(s.received, s.sent));
+/// One request's lags, whatever its outcome: every request sent is measured.
+fn record_lags(h: &mut Histograms, s: &Sample) {
     h.schedule_lag.record_clamped(micros(s.sent, s.scheduled));
     // The client's own lateness: from when it could send to when it did (a socket the
     // server was slow to drain is not the client's, and is in schedule lag instead).
     h.client_lag.record_clamped(micros(s.queued, s.ready));
+}
+
+/// One request's histograms: response and service time, lags and phases (only the lags for a
+/// request that did not succeed).
+fn record_request(h: &mut Histograms, s: &Sample, response: u64) {
+    record_lags(h, s);
+    if !s.succeeded {
+        return;
+    }
+    h.latency.record_clamped(response);
+    h.service.record_clamped(micros(s.received, s.sent));
     if let Some(acked) = s.acked {
         h.ack.record_clamped(micros(acked, s.sent));
     }
@@ -417,6 +426,9 @@ impl Recorder {
             }
             record_request(&mut self.per_tool[call], s, response);
         }
+        if !s.succeeded {
+            return;
+        }
         if let Some(from) = self.measure_from {
             let sec = s.received.saturating_duration_since(from).as_secs() as u32;
             let _ = self.second(sec).latency.record(response);
@@ -467,6 +479,7 @@ mod tests {
         Sample {
             call: 0,
             conn: 0,
+            succeeded: true,
             scheduled: at(scheduled),
             ready: at(ready),
             queued: at(sent),

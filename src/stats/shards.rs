@@ -186,6 +186,7 @@ mod tests {
         Sample {
             call: 0,
             conn,
+            succeeded: true,
             scheduled: t0,
             ready: t0,
             queued: t0,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::recorder::{Histograms, Recorder, Second};
 use crate::model::BreakerState as State;
 use crate::model::ClientCheck;
-use crate::model::{ConnReport, Counts, Resilience};
+use crate::model::{ConnReport, Counts, Resilience, SetupKind};
 
 /// How requests were paced.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +30,9 @@ pub struct BreakerEvent {
     pub at_s: f64,
     pub from: State,
     pub to: State,
+    /// An OPEN that held requests back too (opened by failed requests), not only connects.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub holds_requests: bool,
 }
 
 /// One connection's share of the run.
@@ -43,8 +46,21 @@ pub struct ConnRow {
     pub rps: f64,
     /// Response-time p99 in ms; null without successes.
     pub p99_ms: Option<f64>,
-    /// Under 10% of the median connection's throughput.
+    /// Under 10% of the median connection's completions (succeeded + failed).
     pub starved: bool,
+    /// The share of the measured window it was up and could send (0-1); null in files from
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<f64>,
+}
+
+/// A run that ended before the time it was asked to run.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct EndedEarly {
+    /// Seconds of the asked window left when it ended.
+    pub left_s: f64,
+    /// Why, in words: "every connection was closed by the server".
+    pub why: String,
 }
 
 /// What the engine knows of a run beside its reports and recorder: where the measured window
@@ -65,6 +81,13 @@ pub struct Window {
     pub interrupted: bool,
     pub transitions: Vec<BreakerEvent>,
     pub unavailable: Duration,
+    /// Time the breaker was OPEN, holding connection attempts back.
+    pub connect_held: Duration,
+    /// The run ended before the asked window did, and why.
+    pub ended_early: Option<EndedEarly>,
+    /// `--timeout`: what a timed-out request waited (what a client lag must approach to cause
+    /// one).
+    pub request_timeout: Duration,
     /// The protocol versions servers chose, by sessions (empty for dialects without one).
     pub versions: BTreeMap<String, u64>,
     /// The tools of the run's calls, in the mix's order (each request's call is an index).
@@ -86,6 +109,9 @@ impl Window {
             interrupted: false,
             transitions: Vec::new(),
             unavailable: Duration::ZERO,
+            connect_held: Duration::ZERO,
+            ended_early: None,
+            request_timeout: Duration::from_secs(10),
             versions: BTreeMap::new(),
             tools: Vec::new(),
         }
@@ -119,6 +145,8 @@ pub struct Summary {
     /// retry), and why (description -> count).
     pub connections_failed: u64,
     pub setup_failures: BTreeMap<String, u64>,
+    /// What kind of failure each of those descriptions is.
+    pub setup_kinds: BTreeMap<String, SetupKind>,
     /// Whether any server refused a hello (wrong token and the like).
     pub hello_rejected: bool,
     /// One row per opened connection.
@@ -133,8 +161,16 @@ pub struct Summary {
     pub invalid_examples: Vec<String>,
     /// Circuit breaker state changes, in order.
     pub transitions: Vec<BreakerEvent>,
-    /// Time the target was unavailable (breaker open, or no connection up) while measuring.
+    /// Time within the measured window during which no connection could send: none was up,
+    /// or the breaker held requests back.
     pub unavailable: Duration,
+    /// Time the breaker was OPEN and held connection attempts back (requests on healthy
+    /// connections went on unless it also held those: then it is unavailable time too).
+    pub connect_held: Duration,
+    /// The run ended before the asked window did, and why.
+    pub ended_early: Option<EndedEarly>,
+    /// `--timeout`.
+    pub request_timeout: Duration,
     /// When the measured window started (transitions' `at_s` count from here).
     pub measured_from: std::time::Instant,
     /// Wall-clock time the measured window started.
@@ -195,6 +231,7 @@ impl Summary {
             connections_opened: 0,
             connections_failed: 0,
             setup_failures: BTreeMap::new(),
+            setup_kinds: BTreeMap::new(),
             hello_rejected: false,
             per_conn: Vec::new(),
             histograms: Histograms::default(),
@@ -206,6 +243,9 @@ impl Summary {
             invalid_examples: Vec::new(),
             transitions: Vec::new(),
             unavailable: Duration::ZERO,
+            connect_held: Duration::ZERO,
+            ended_early: None,
+            request_timeout: Duration::from_secs(10),
             interrupted: false,
             client: ClientCheck::default(),
             versions: BTreeMap::new(),
@@ -232,6 +272,9 @@ impl Summary {
         s.interrupted = window.interrupted;
         s.transitions = window.transitions;
         s.unavailable = window.unavailable;
+        s.connect_held = window.connect_held;
+        s.ended_early = window.ended_early;
+        s.request_timeout = window.request_timeout;
         s.versions = window.versions;
         // The first call's histograms are the run's minus the others' (recorded apart only
         // for the second call on).
@@ -289,8 +332,9 @@ impl Summary {
             s.first_call_stalls += u64::from(r.first_call_stall);
             if let Some(f) = &r.setup_failure {
                 s.connections_failed += 1;
-                s.hello_rejected |= f.rejected;
+                s.hello_rejected |= f.rejected();
                 *s.setup_failures.entry(f.describe()).or_default() += 1;
+                s.setup_kinds.insert(f.describe(), f.kind);
             }
             match r.opened {
                 false => {}
@@ -309,6 +353,7 @@ impl Summary {
                         },
                         p99_ms: p99,
                         starved: false,
+                        available: (secs > 0.0).then(|| (r.up.as_secs_f64() / secs).min(1.0)),
                     });
                 }
             }
@@ -320,13 +365,23 @@ impl Summary {
         s
     }
 
-    /// Flags connections under 10% of the median connection's throughput.
+    /// Flags connections under 10% of the median connection's completions (succeeded +
+    /// failed: a connection whose calls all fail at the others' pace is not starved).
     pub fn mark_starved(&mut self) {
         if let Some((_, median, _)) = self.per_conn_spread() {
             for row in &mut self.per_conn {
-                row.starved = (row.succeeded as f64) < 0.1 * median as f64;
+                row.starved = ((row.succeeded + row.failed) as f64) < 0.1 * median as f64;
             }
         }
+    }
+
+    /// Setup failures of one kind.
+    pub fn setup_failures_of(&self, kind: SetupKind) -> u64 {
+        self.setup_failures
+            .iter()
+            .filter(|(why, _)| self.setup_kinds.get(*why) == Some(&kind))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Succeeded requests per second of measured time.

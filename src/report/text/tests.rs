@@ -34,6 +34,7 @@ fn fixed_run() -> RunResult {
         samples.push(Sample {
             call: 0,
             conn: (i % 2) as u32,
+            succeeded: true,
             scheduled: sent,
             ready: sent,
             queued: sent,
@@ -69,6 +70,7 @@ fn fixed_run() -> RunResult {
             ..Counts::default()
         },
         errors_by_code: [("OVER_CAPACITY".to_owned(), 1)].into(),
+        up: Duration::from_secs(2),
         ..ConnReport::default()
     };
     let refused = ConnReport {
@@ -77,7 +79,7 @@ fn fixed_run() -> RunResult {
             stage: "hello",
             reason: "rejected".into(),
             close_code: Some(1008),
-            rejected: false,
+            kind: crate::model::SetupKind::Refused,
         }),
         ..ConnReport::default()
     };

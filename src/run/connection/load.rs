@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt as _, StreamExt as _};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::account::{Idle, Tallies};
 use super::keepalive::Pinger;
@@ -13,14 +13,12 @@ use super::window::{Slot, Window};
 use super::{
     CLOSE_LIMIT, Established, INTERRUPT_DRAIN, READ_BATCH, RunSpec, Stop, Timing, bucket, retry,
 };
-use crate::model::{ConnReport, Sample};
+use crate::model::{ConnReport, Departure, Event, Sample};
 use crate::protocol::RequestTemplate;
-use crate::run::breaker::Call;
 use crate::run::clock;
 use crate::run::mix::Mix;
 use crate::run::pacer::Pacer;
 use crate::stats::Shard;
-use crate::stats::recorder::{new_small_histogram, response_us};
 use crate::wsio::{BoxIo, Duplex, Io};
 
 /// The load phase of one connection.
@@ -63,6 +61,25 @@ pub(super) struct Load<'a> {
     pub(super) sample_credit: f64,
     /// Frames being counted arrived before `hello_ack`: they go to the measured counts.
     pub(super) early: bool,
+    /// The server sent its close frame: what still arrives is counted as after its close.
+    pub(super) peer_closed: bool,
+    /// Since when the connection has been up (set up and able to send), while it is.
+    pub(super) up_since: Option<Instant>,
+    /// A count run (`-n`): its end of sending is a cap, not the time asked, so a pause that
+    /// reaches it ends this connection's sending instead of idling until then.
+    pub(super) counted: bool,
+    /// Error frames without a request id pinned on the one request in flight, provisionally:
+    /// the request's own final reply, should it still come in time, wins.
+    pub(super) pending_blame: Vec<Blame>,
+}
+
+/// An error frame without a request id, provisionally blamed on request `seq` (the only one in
+/// flight when it came).
+#[derive(Debug, Clone)]
+pub(super) struct Blame {
+    pub(super) seq: u64,
+    pub(super) at: Instant,
+    pub(super) code: String,
 }
 
 /// How a load phase ended.
@@ -81,7 +98,23 @@ pub(super) type Alive = bool;
 /// the connection goes on reading replies.
 pub(super) const WRITE_BACKLOG: usize = 256 << 10;
 
+/// The longest a connection reads on after the server's close frame, counting what comes.
+const AFTER_CLOSE: Duration = Duration::from_millis(100);
+
 impl Load<'_> {
+    /// The connection came up (`open`) or went down at `at`: told to the recorder, and its
+    /// time up within the measured window kept for the per-connection availability.
+    pub(super) fn conn_event(&mut self, at: Instant, open: bool) {
+        self.events.record(Event::Conn { at, open });
+        if open {
+            self.up_since.get_or_insert(at);
+        } else if let Some(since) = self.up_since.take() {
+            let (from, to) = (self.timing.measure_from, self.timing.stop_at);
+            let (a, b) = (since.clamp(from, to), at.clamp(from, to));
+            self.report.up += b.saturating_duration_since(a);
+        }
+    }
+
     /// Sending stops at `now`: the drain begins, and open-loop slots due by then are dropped.
     pub(super) fn stop_sending(&mut self, pacer: &mut Pacer, now: Instant) {
         if self.sending {
@@ -166,6 +199,14 @@ impl Load<'_> {
                 self.report.resilience.pong_timeouts += 1;
                 return self.dropped(now);
             }
+            if self.sending
+                && self.counted
+                && self.paused_until.is_some_and(|p| p >= self.timing.stop_at)
+            {
+                // Asked to pause past the end of sending: nothing more to send here.
+                self.report.departed = Some(Departure::Paused);
+                self.stop_sending(pacer, now);
+            }
             // An open-loop schedule ends at `stop_at`, so slots that fell due just before it
             // still go out after the timer wakes late; a closed loop stops at once.
             let held = self.sending && self.held(now);
@@ -249,6 +290,7 @@ impl Load<'_> {
                 io = self.ws.next_io(true) => match io {
                     Io::Frame(msg) => {
                         if !self.on_message(msg) || !self.read_ready() {
+                            self.after_close().await;
                             return self.dropped(clock::now());
                         }
                     }
@@ -277,11 +319,17 @@ impl Load<'_> {
     /// close handshake follows (briefly): frames that arrive before the server's close reply
     /// are still this run's and are counted; the reply itself is the echo of our own close.
     pub(super) async fn finish(&mut self, close: bool, stop: &Stop) -> End {
-        for slot in self.window.clear() {
+        let now = clock::now();
+        for (seq, slot) in self.window.clear() {
+            if let Some((at, code)) = self.take_blame(seq) {
+                self.complete(slot, at, false, Some(&code));
+                continue;
+            }
             bucket(&mut self.report, slot.warm).unfinished += 1;
             if !slot.warm {
                 self.report.tool(Mix::stat(slot.call)).counts.unfinished += 1;
             }
+            self.lag_sample(&slot, now);
         }
         self.flush_samples();
         if close && self.await_close_turn(stop).await {
@@ -363,7 +411,10 @@ impl Load<'_> {
         if self.sending && self.spec.reconnect.is_some() {
             End::Dropped(at)
         } else {
-            if !self.sending {
+            if self.sending {
+                // Nothing brings it back: it leaves the run before the end of sending.
+                self.report.departed = Some(Departure::ServerClosed);
+            } else {
                 self.report.resilience.disconnects_after_stop += 1;
             }
             End::Done
@@ -454,50 +505,21 @@ impl Load<'_> {
         Ok(more)
     }
 
-    /// Per-call timeouts (`[[scenario.call]] timeout`): each request against its own limit.
-    pub(super) fn expire_each(&mut self, now: Instant) {
-        let (mix, timeout) = (&self.spec.mix, self.spec.timeout);
-        let mut expired = Vec::new();
-        self.window.expire_each(
-            now,
-            |c| mix.timeout(c, timeout),
-            |seq, slot| expired.push((seq, slot.warm, slot.call)),
-        );
-        self.end_expired(expired, now);
-    }
-
-    pub(super) fn expire(&mut self, cutoff: Instant, now: Instant) {
-        let mut expired = Vec::new();
-        self.window.expire(cutoff, |seq, slot| {
-            expired.push((seq, slot.warm, slot.call))
-        });
-        self.end_expired(expired, now);
-    }
-
-    /// Counts requests that ran out of time, and tells the server where the dialect can.
-    fn end_expired(&mut self, expired: Vec<(u64, bool, u8)>, now: Instant) {
-        let was_full = self.window.outstanding + expired.len() >= self.spec.window;
-        for (seq, warm, call) in expired {
-            // Tell the server the call was given up on, where the dialect can (a frame the
-            // connection may fail to take is no loss: it is going anyway).
-            if let Some(cancel) = self.spec.wire.cancel(&self.id_prefix, seq)
-                && self.ws.queue(Message::text(cancel)).is_ok()
-            {
-                self.report.resilience.cancels_sent += 1;
-            }
-            self.spec.breaker.record(Call::Request, false, true);
-            bucket(&mut self.report, warm).timed_out += 1;
-            if seq == 0 {
-                self.report.first_call_timed_out = true;
-            }
-            if !warm {
-                self.tallies
-                    .count(now, Mix::stat(call), |t| &mut t.timed_out);
-                self.report.tool(Mix::stat(call)).counts.timed_out += 1;
-            }
+    /// After the server's close frame: frames it still sends are counted (a protocol
+    /// violation), for as long as it takes to end the stream and at most [`AFTER_CLOSE`].
+    async fn after_close(&mut self) {
+        if !std::mem::take(&mut self.peer_closed) {
+            return;
         }
-        if was_full && self.window.outstanding < self.spec.window {
-            self.blocked_until = now;
+        let deadline = tokio::time::Instant::now() + AFTER_CLOSE;
+        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, self.ws.ws.next()).await {
+            match msg {
+                Err(tungstenite::Error::Protocol(
+                    tungstenite::error::ProtocolError::ReceivedAfterClosing,
+                ))
+                | Ok(_) => self.frame_counts().after_close += 1,
+                Err(_) => break,
+            }
         }
     }
 
@@ -513,33 +535,5 @@ impl Load<'_> {
             }
         }
         true
-    }
-    pub(super) fn flush_samples(&mut self) {
-        if !self.samples.is_empty() {
-            // Made on the first success, so an idle connection carries none.
-            let latency = self.latency.get_or_insert_with(new_small_histogram);
-            for s in &self.samples {
-                // Auto-resizing: it grows to what it is given.
-                let _ = latency.record(response_us(s));
-            }
-            self.events.samples(&self.samples);
-            self.samples.clear();
-        }
-    }
-
-    /// The connection dropped: whatever was in flight is lost (a reply that still comes on a
-    /// new connection of this session is late, not a duplicate).
-    pub(super) fn lost(&mut self) {
-        let now = clock::now();
-        self.unflushed_from = None;
-        for slot in self.window.clear() {
-            bucket(&mut self.report, slot.warm).lost += 1;
-            if !slot.warm {
-                self.tallies
-                    .count(now, Mix::stat(slot.call), |t| &mut t.lost);
-                self.report.tool(Mix::stat(slot.call)).counts.lost += 1;
-            }
-        }
-        self.flush_samples();
     }
 }

@@ -9,6 +9,7 @@
 //! means for the requests in flight). This file holds what they share and the task itself.
 
 mod account;
+mod ending;
 mod keepalive;
 mod load;
 mod reconnect;
@@ -84,8 +85,11 @@ pub struct RunSpec {
     pub reconnect: Option<Backoff>,
     /// Client pings: (interval, pong timeout).
     pub ping: Option<(Duration, Duration)>,
-    /// Pause a connection's sending for an error's `retry_after`.
-    pub honor_retry_after: bool,
+    /// Pause a connection's sending for an error's `retry_after`, at most this long
+    /// (`--retry-after honor`, `--retry-after-max`); `None` ignores it.
+    pub retry_after: Option<Duration>,
+    /// Whose failure an error frame without a request id is.
+    pub uncorrelated: crate::protocol::Uncorrelated,
     /// `url` is http://: MCP's Streamable HTTP, each message a POST.
     pub http: bool,
     /// Streamable HTTP over HTTP/2.
@@ -194,7 +198,12 @@ pub async fn run(
             // of sizing every connection's task for it for the whole run.
             Box::pin(connect_through_breaker(&spec, id)).await
         } => s,
-        _ = stop.either() => Err(fail("connect", "interrupted".into(), None, false)),
+        _ = stop.either() => Err(fail(
+            "connect",
+            "interrupted".into(),
+            None,
+            crate::model::SetupKind::Interrupted,
+        )),
     };
     match &first {
         Ok(_) => tracing::debug!(conn = id, "connected"),
@@ -222,7 +231,7 @@ pub async fn run(
         }
         Err(failure) => {
             // A refused hello (token, format) fails the same way every time: no retry.
-            let retry_it = !failure.rejected;
+            let retry_it = !failure.rejected();
             report.setup_failure = Some(failure);
             let retried = match spec.reconnect {
                 Some(backoff) if retry_it => {
@@ -247,6 +256,7 @@ pub async fn run(
                 }
                 None => {
                     // Never up: its whole share of an open-loop schedule is dropped.
+                    report.departed = Some(crate::model::Departure::NeverUp);
                     let mut idle = Idle {
                         report: &mut report,
                         tallies: &mut tallies,
@@ -261,7 +271,6 @@ pub async fn run(
     };
     report.opened = true;
     let up = if retried { clock::now() } else { timing.start };
-    links.events.record(Event::Conn { at: up, open: true });
     let id_prefix = format!("{}-{}-{}-", spec.run_id, spec.worker_id, id);
     let mut load = Load {
         templates: spec
@@ -311,14 +320,19 @@ pub async fn run(
         // Connections start their sampling at different points, so 1% means 1% of all.
         sample_credit: f64::from(id) / f64::from(spec.conns.max(1)),
         early: false,
+        peer_closed: false,
+        up_since: None,
+        counted: stop.budget.is_some(),
+        pending_blame: Vec::new(),
     };
+    load.conn_event(up, true);
     load.early_frames(early);
     if retried {
         // Came up on a retry: the slots that passed meanwhile were dropped.
         load.resume(&mut pacer, up);
     }
     while let End::Dropped(at) = load.run(&mut pacer, &stop).await {
-        load.events.record(Event::Conn { at, open: false });
+        load.conn_event(at, false);
         let Some((ws, stamps, early)) = load.reconnect(&stop).await else {
             load.report.resilience.reconnects_abandoned += 1;
             break;
@@ -326,16 +340,12 @@ pub async fn run(
         let up = clock::now();
         load.events.record(Event::Setup(stamps));
         load.events.record(Event::Reconnect { dropped: at, up });
-        load.events.record(Event::Conn { at: up, open: true });
+        load.conn_event(up, true);
         load.ws = Duplex::new(ws);
         load.early_frames(early);
         load.resume(&mut pacer, up);
     }
-    let closed = clock::now();
-    load.events.record(Event::Conn {
-        at: closed,
-        open: false,
-    });
+    load.conn_event(clock::now(), false);
     let budget_spent = load.budget_spent;
     let mut idle = Idle {
         report: &mut load.report,

@@ -5,12 +5,13 @@ use std::time::{Duration, Instant};
 
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use super::bucket;
+use super::load::Blame;
 use super::load::{Alive, Load};
 use super::validate::{Isolation, MAX_EXAMPLES, isolation};
 use super::window::{Match, Slot};
-use super::{BATCH, BATCH_AGE, bucket};
 use crate::model::{Counts, Event, Sample};
-use crate::protocol::Kind;
+use crate::protocol::{Kind, RetryAfter};
 use crate::run::breaker::Call;
 use crate::run::clock;
 use crate::run::mix::Mix;
@@ -40,8 +41,20 @@ impl Load<'_> {
                     // tungstenite puts this in place of a code RFC 6455 does not allow (999,
                     // 1004-1006, 1015, ...): the server's own code is lost, the fault is not.
                     self.saw("an invalid close code (reported as 1002)".into());
+                } else if !reason.is_empty() {
+                    // The server's own words say why, with the code they came with.
+                    let reason: String = reason.chars().take(120).collect();
+                    self.saw(format!("closed by the server: {code} '{reason}'"));
                 }
+                self.peer_closed = true;
                 false
+            }
+            Some(Err(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ReceivedAfterClosing,
+            ))) => {
+                // A frame after the server's own close: counted, not taken.
+                self.frame_counts().after_close += 1;
+                true
             }
             Some(Ok(Message::Pong(payload))) => {
                 if let Some(p) = &mut self.ping
@@ -108,16 +121,7 @@ impl Load<'_> {
         let c = self.spec.wire.classify(text);
         if !c.kind.is_final() {
             if c.kind.is_non_final() {
-                self.frame_counts().non_final += 1;
-                let slot = c.request_id.as_deref().and_then(|id| self.seq_of(id));
-                if let Some(slot) = slot.and_then(|seq| self.window.get_mut(seq)) {
-                    let stamp = match c.kind {
-                        Kind::CallToolAck => &mut slot.acked,
-                        Kind::StreamComplete => &mut slot.stream_end,
-                        _ => &mut slot.first_chunk,
-                    };
-                    stamp.get_or_insert(received);
-                }
+                self.on_non_final(c.kind, c.request_id.as_deref(), received);
             } else if matches!(c.kind, Kind::Malformed | Kind::Binary) {
                 self.frame_counts().malformed += 1;
             } else {
@@ -127,22 +131,8 @@ impl Load<'_> {
         }
         let Some(id) = c.request_id.as_deref() else {
             if c.kind == Kind::Error {
-                let code = c.code.as_deref().unwrap_or("UNKNOWN");
-                // With one request in flight, an error with no id can only be about that one
-                // (PROTOCOL.md section 2); with more, it stays unattributed and the request it
-                // rejected ends timed out or unfinished, never a success.
-                if let Some(seq) = self.window.only()
-                    && let Match::InFlight(slot) = self.window.take(seq)
-                {
-                    self.spec.breaker.record(Call::Request, false, false);
-                    self.honor_retry_after(c.retry_after, received);
-                    let code = code.to_owned();
-                    self.complete(slot, received, false, Some(&code));
-                } else {
-                    self.frame_counts().uncorrelated_errors += 1;
-                    let code = code.to_owned();
-                    *self.report.conn_errors_by_code.entry(code).or_default() += 1;
-                }
+                let code = c.code.as_deref().unwrap_or("UNKNOWN").to_owned();
+                self.on_uncorrelated(code, c.retry_after, received);
             } else {
                 self.frame_counts().unmatched += 1;
             }
@@ -158,6 +148,10 @@ impl Load<'_> {
             Match::InFlight(slot) => {
                 if was_full {
                     self.blocked_until = received;
+                }
+                if let Some(seq) = seq {
+                    // Its own reply came: an error pinned on it without an id was another's.
+                    self.unblame(seq);
                 }
                 let mut ok = c.kind.is_success();
                 let mut code = c.code.as_deref();
@@ -183,6 +177,12 @@ impl Load<'_> {
                         .result_text(text)
                         .and_then(|t| serde_json::from_str(&t).ok());
                 }
+                if ok && c.replayed {
+                    bucket(&mut self.report, slot.warm).replayed += 1;
+                    if !slot.warm {
+                        self.report.tool(Mix::stat(slot.call)).counts.replayed += 1;
+                    }
+                }
                 let code = code.map(str::to_owned);
                 self.complete(slot, received, ok, code.as_deref());
             }
@@ -190,6 +190,83 @@ impl Load<'_> {
             Match::Duplicate => self.frame_counts().duplicates += 1,
             Match::Unknown => self.frame_counts().unmatched += 1,
         }
+    }
+
+    /// A progress, ack, chunk or stream end: a phase of a request in flight (or of one that
+    /// ended unanswered); for an id never sent, or one already answered, it is unmatched.
+    fn on_non_final(&mut self, kind: Kind, id: Option<&str>, received: Instant) {
+        let seq = id.and_then(|id| self.seq_of(id));
+        if let Some(slot) = seq.and_then(|seq| self.window.get_mut(seq)) {
+            let stamp = match kind {
+                Kind::CallToolAck => &mut slot.acked,
+                Kind::StreamComplete => &mut slot.stream_end,
+                _ => &mut slot.first_chunk,
+            };
+            stamp.get_or_insert(received);
+            self.frame_counts().non_final += 1;
+        } else if seq.is_some_and(|seq| self.window.unanswered.contains(&seq)) {
+            // About a request that timed out or was lost: its own, if late.
+            self.frame_counts().non_final += 1;
+        } else {
+            self.frame_counts().unmatched += 1;
+        }
+    }
+
+    /// An error frame without a request id (PROTOCOL.md section 5). With one request in
+    /// flight it is pinned on that one, provisionally; with `--uncorrelated-errors oldest` it
+    /// fails the oldest in flight at once; otherwise nobody's.
+    fn on_uncorrelated(&mut self, code: String, retry_after: Option<RetryAfter>, at: Instant) {
+        use crate::protocol::Uncorrelated;
+        let target = match self.spec.uncorrelated {
+            Uncorrelated::Oldest => self.window.oldest(),
+            Uncorrelated::Single => self.window.only(),
+        };
+        let Some(seq) = target else {
+            self.count_uncorrelated(code);
+            return;
+        };
+        // The server asked for a pause whoever the error is about.
+        self.honor_retry_after(retry_after, at);
+        if self.spec.uncorrelated == Uncorrelated::Oldest {
+            if let Match::InFlight(slot) = self.window.take(seq) {
+                self.spec.breaker.record(Call::Request, false, false);
+                self.complete(slot, at, false, Some(&code));
+            }
+        } else {
+            self.pending_blame.push(Blame { seq, at, code });
+        }
+    }
+
+    /// An error frame tied to no request.
+    fn count_uncorrelated(&mut self, code: String) {
+        self.frame_counts().uncorrelated_errors += 1;
+        *self.report.conn_errors_by_code.entry(code).or_default() += 1;
+    }
+
+    /// Request `seq` got its own final reply: errors pinned on it were not about it.
+    pub(super) fn unblame(&mut self, seq: u64) {
+        if self.pending_blame.is_empty() {
+            return;
+        }
+        let (mine, rest): (Vec<Blame>, Vec<Blame>) = std::mem::take(&mut self.pending_blame)
+            .into_iter()
+            .partition(|b| b.seq == seq);
+        self.pending_blame = rest;
+        for b in mine {
+            self.count_uncorrelated(b.code);
+        }
+    }
+
+    /// Request `seq` ended without its own reply (timed out, lost, unfinished): the first
+    /// error pinned on it is its failure (when and with what code); any more were others'.
+    pub(super) fn take_blame(&mut self, seq: u64) -> Option<(Instant, String)> {
+        if self.pending_blame.is_empty() {
+            return None;
+        }
+        let i = self.pending_blame.iter().position(|b| b.seq == seq)?;
+        let first = self.pending_blame.remove(i);
+        self.unblame(seq);
+        Some((first.at, first.code))
     }
 
     /// The checks asked of a successful result, in order: sampled validation, `--check
@@ -244,14 +321,35 @@ impl Load<'_> {
         Ok(())
     }
 
-    /// `--honor-retry-after`: an error's `retry_after` pauses this connection's sending.
-    pub(super) fn honor_retry_after(&mut self, retry_after: Option<f64>, received: Instant) {
-        if self.spec.honor_retry_after
-            && let Some(secs) = retry_after
-        {
-            self.paused_until = Some(received + Duration::from_secs_f64(secs.min(3600.0)));
-            self.report.resilience.retry_after_pauses += 1;
+    /// `--retry-after honor`: an error's `retry_after` pauses this connection's sending, for
+    /// at most `--retry-after-max` and never past the end of sending. A value that cannot be
+    /// honoured as written is counted: a negative or non-numeric one pauses nothing, an absurd
+    /// one (not finite, over a day) the longest allowed. A pause that reaches the end of
+    /// sending ends this connection's sending (a count run then ends with what it has).
+    pub(super) fn honor_retry_after(&mut self, retry_after: Option<RetryAfter>, received: Instant) {
+        let (Some(max), Some(asked)) = (self.spec.retry_after, retry_after) else {
+            return;
+        };
+        let pause = match asked {
+            RetryAfter::Secs(s) => Duration::from_secs_f64(s).min(max),
+            RetryAfter::Absurd => {
+                self.report.resilience.retry_after_invalid += 1;
+                max
+            }
+            RetryAfter::Invalid => {
+                self.report.resilience.retry_after_invalid += 1;
+                return;
+            }
+        };
+        if pause.is_zero() || !self.sending {
+            return;
         }
+        let until = (received + pause).min(self.timing.stop_at);
+        let from = self.paused_until.map_or(received, |p| p.max(received));
+        self.report.resilience.retry_after_paused_ms +=
+            until.saturating_duration_since(from).as_millis() as u64;
+        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+        self.report.resilience.retry_after_pauses += 1;
     }
 
     pub(super) fn complete(
@@ -295,11 +393,9 @@ impl Load<'_> {
             // A later call served after the first one hung: the first-call stall class.
             self.report.first_call_stall |= self.report.first_call_timed_out;
             self.tallies.count(received, stat, |t| &mut t.succeeded);
-            if self.samples.is_empty() {
-                self.batch_started = received;
-            }
-            self.samples.push(Sample {
+            self.push_sample(Sample {
                 conn: self.id,
+                succeeded: true,
                 call: stat,
                 scheduled: slot.scheduled,
                 ready: slot.ready,
@@ -310,9 +406,8 @@ impl Load<'_> {
                 first_chunk: slot.first_chunk,
                 stream_end: slot.stream_end,
             });
-            if self.samples.len() >= BATCH || received - self.batch_started >= BATCH_AGE {
-                self.flush_samples();
-            }
+        } else {
+            self.lag_sample(&slot, received);
         }
     }
 }

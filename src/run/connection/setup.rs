@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{self, Message, http};
 
 use super::{Established, RunSpec, Ws};
-use crate::model::{SetupFailure, SetupStamps};
+use crate::model::{SetupFailure, SetupKind, SetupStamps};
 use crate::net::tls::{self, Stream};
 use crate::net::upgrade::{self, HeadOnly};
 use crate::protocol::{self, Kind};
@@ -50,13 +50,25 @@ pub(super) fn fail(
     stage: &'static str,
     reason: String,
     close_code: Option<u16>,
-    rejected: bool,
+    kind: SetupKind,
 ) -> SetupFailure {
     SetupFailure {
         stage,
         reason,
         close_code,
-        rejected,
+        kind,
+    }
+}
+
+/// An I/O error while connecting: a refusal when the peer's OS turned the SYN away, another
+/// failure otherwise.
+fn io_kind(e: &std::io::Error) -> SetupKind {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => {
+            SetupKind::Refused
+        }
+        std::io::ErrorKind::TimedOut => SetupKind::Timeout,
+        _ => SetupKind::Other,
     }
 }
 
@@ -75,7 +87,7 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
                 .as_deref()
                 .unwrap_or(std::path::Path::new("/dev/null"));
             let io = crate::net::stdio::spawn(command, log, spec.max_message_size)
-                .map_err(|e| fail("spawn", e.to_string(), None, false))?;
+                .map_err(|e| fail("spawn", e.to_string(), None, SetupKind::Other))?;
             let at = clock::now();
             (Box::new(io) as Ws, at, None, at)
         }
@@ -103,7 +115,7 @@ pub(super) async fn setup(spec: &RunSpec, id: u32) -> Result<Established, SetupF
                 stateless,
                 transport,
             )
-            .map_err(|e| fail("connect", e, None, false))?;
+            .map_err(|e| fail("connect", e, None, SetupKind::Other))?;
             http_stamps = Some(io.first_stamps());
             let at = clock::now();
             (Box::new(io) as Ws, at, None, at)
@@ -141,8 +153,8 @@ async fn websocket(
 
     let tcp = match tokio::time::timeout_at(deadline, tcp_connect(spec, id)).await {
         Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => return Err(fail("connect", e.to_string(), None, false)),
-        Err(_) => return Err(fail("connect", timed_out(), None, false)),
+        Ok(Err(e)) => return Err(fail("connect", e.to_string(), None, io_kind(&e))),
+        Err(_) => return Err(fail("connect", timed_out(), None, SetupKind::Timeout)),
     };
     let _ = tcp.set_nodelay(true);
     let tcp_at = clock::now();
@@ -154,14 +166,14 @@ async fn websocket(
                 .await
             {
                 Ok(Ok(stream)) => (stream, Some(clock::now())),
-                Ok(Err(e)) => return Err(fail("tls", e.to_string(), None, false)),
-                Err(_) => return Err(fail("tls", timed_out(), None, false)),
+                Ok(Err(e)) => return Err(fail("tls", e.to_string(), None, SetupKind::Other)),
+                Err(_) => return Err(fail("tls", timed_out(), None, SetupKind::Timeout)),
             }
         }
     };
     let request = spec
         .request()
-        .map_err(|e| fail("upgrade", e.to_string(), None, false))?;
+        .map_err(|e| fail("upgrade", e.to_string(), None, SetupKind::Other))?;
     let config = protocol::ws_config(spec.max_message_size, u64::from(spec.conns));
     let upgrade =
         tokio_tungstenite::client_async_with_config(request, HeadOnly::new(stream), Some(config));
@@ -179,7 +191,7 @@ async fn websocket(
                 "the server accepted an extension the client did not ask for ({offered}); \
                  RFC 6455 says fail the connection"
             );
-            return Err(fail("upgrade", why, None, true));
+            return Err(fail("upgrade", why, None, SetupKind::Rejected));
         }
         // Rebuilt so that the connection keeps the configured read buffer, not the handshake's.
         Ok(Ok((ws, _response))) => upgrade::rebuffer(ws, Role::Client, config).await,
@@ -196,17 +208,22 @@ async fn websocket(
             // A refusal or a plain web page is a setting to fix; a 5xx or 429 is the server
             // struggling, and is retried like any failed connect.
             let transient = status.is_server_error() || status.as_u16() == 429;
-            return Err(fail("upgrade", why, None, !transient));
+            let kind = if transient {
+                SetupKind::Refused
+            } else {
+                SetupKind::Rejected
+            };
+            return Err(fail("upgrade", why, None, kind));
         }
         Ok(Err(tungstenite::Error::Protocol(
             tungstenite::error::ProtocolError::WrongHttpVersion,
         ))) => {
             // An HTTP/1.0 answer (a plain web server): it cannot upgrade.
             let why = "not a WebSocket endpoint (it answered HTTP/1.0)".to_owned();
-            return Err(fail("upgrade", why, None, true));
+            return Err(fail("upgrade", why, None, SetupKind::Rejected));
         }
-        Ok(Err(e)) => return Err(fail("upgrade", e.to_string(), None, false)),
-        Err(_) => return Err(fail("upgrade", timed_out(), None, false)),
+        Ok(Err(e)) => return Err(fail("upgrade", e.to_string(), None, SetupKind::Other)),
+        Err(_) => return Err(fail("upgrade", timed_out(), None, SetupKind::Timeout)),
     };
     Ok((Box::new(ws), tcp_at, tls_at, clock::now()))
 }
@@ -226,13 +243,13 @@ async fn hello(
     let hello = spec.wire.hello(&session, spec.hello_token.expose());
     match tokio::time::timeout_at(deadline, ws.send(Message::text(hello))).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(fail("hello", e.to_string(), None, false)),
+        Ok(Err(e)) => return Err(fail("hello", e.to_string(), None, SetupKind::Other)),
         Err(_) => {
             return Err(fail(
                 "hello",
                 format!("hello not taken: {}", timed_out()),
                 None,
-                false,
+                SetupKind::Timeout,
             ));
         }
     }
@@ -241,10 +258,13 @@ async fn hello(
         let msg = match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => {
                 let why = format!("no hello_ack: {}", timed_out());
-                return Err(fail("hello", why, None, false));
+                return Err(fail("hello", why, None, SetupKind::Timeout));
             }
-            Ok(None) => return Err(fail("hello", "connection closed".into(), Some(1006), false)),
-            Ok(Some(Err(e))) => return Err(fail("hello", e.to_string(), None, false)),
+            Ok(None) => {
+                let why = "connection closed".into();
+                return Err(fail("hello", why, Some(1006), SetupKind::Refused));
+            }
+            Ok(Some(Err(e))) => return Err(fail("hello", e.to_string(), None, SetupKind::Other)),
             Ok(Some(Ok(msg))) => msg,
         };
         match msg {
@@ -260,14 +280,15 @@ async fn hello(
                             }
                             Ok(None) => {}
                             // A revision this client cannot speak: the spec says disconnect.
-                            Err(why) => return Err(fail("hello", why, None, true)),
+                            Err(why) => return Err(fail("hello", why, None, SetupKind::Rejected)),
                         }
                         break;
                     }
                     Kind::HelloAck { ok: false } => {
                         let why = c.code.as_deref().unwrap_or("no reason given");
                         let code = await_close_code(&mut ws).await;
-                        return Err(fail("hello", format!("rejected: {why}"), code, true));
+                        let why = format!("rejected: {why}");
+                        return Err(fail("hello", why, code, SetupKind::Rejected));
                     }
                     // Anything before the ack (a banner, a stray result) is not the ack, but
                     // it is a frame the server sent: counted once the connection is up.
@@ -285,7 +306,12 @@ async fn hello(
                 } else {
                     "closed by server"
                 };
-                return Err(fail("hello", why.into(), code, rejected));
+                let kind = if rejected {
+                    SetupKind::Rejected
+                } else {
+                    SetupKind::Refused
+                };
+                return Err(fail("hello", why.into(), code, kind));
             }
             Message::Binary(b) if early.len() < MAX_EARLY_FRAMES => early.push(Message::Binary(b)),
             _ => continue,
@@ -295,8 +321,8 @@ async fn hello(
     if let Some(done) = spec.wire.after_hello() {
         match tokio::time::timeout_at(deadline, ws.send(Message::text(done))).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(fail("hello", e.to_string(), None, false)),
-            Err(_) => return Err(fail("hello", timed_out(), None, false)),
+            Ok(Err(e)) => return Err(fail("hello", e.to_string(), None, SetupKind::Other)),
+            Err(_) => return Err(fail("hello", timed_out(), None, SetupKind::Timeout)),
         }
     }
     Ok((ws, acked, early))

@@ -164,8 +164,15 @@ impl Window {
         self.slots.iter().flatten().next().map(|s| s.sent)
     }
 
-    /// Empties the window, returning what was in flight; each is remembered as unanswered.
-    pub(super) fn clear(&mut self) -> Vec<Slot> {
+    /// The sequence number of the oldest request in flight.
+    pub(super) fn oldest(&self) -> Option<u64> {
+        let i = self.slots.iter().position(Option::is_some)?;
+        Some(self.base + i as u64)
+    }
+
+    /// Empties the window, returning what was in flight with its sequence number; each is
+    /// remembered as unanswered.
+    pub(super) fn clear(&mut self) -> Vec<(u64, Slot)> {
         self.outstanding = 0;
         let base = self.base;
         self.base = self.next;
@@ -174,13 +181,10 @@ impl Window {
             .enumerate()
             .filter_map(|(i, s)| s.map(|s| (base + i as u64, s)))
             .collect();
+        for (seq, _) in &slots {
+            self.remember_unanswered(*seq);
+        }
         slots
-            .into_iter()
-            .map(|(seq, slot)| {
-                self.remember_unanswered(seq);
-                slot
-            })
-            .collect()
     }
 }
 

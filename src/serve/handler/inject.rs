@@ -166,7 +166,20 @@ impl Connection {
             return Some(out);
         }
         let work = self.faults.reply_delay(config, tool);
-        let due = self.shared.faults.finish_time(Instant::now(), work);
+        let now = Instant::now();
+        let due = if config.in_order {
+            // One call after another: this one starts when the previous reply is out, and
+            // its reply never overtakes that one.
+            let start = self.last_due.map_or(now, |last| last.max(now));
+            let due = self.shared.faults.finish_time(start, work);
+            let due = self.last_due.map_or(due, |last| {
+                due.max(last + std::time::Duration::from_micros(1))
+            });
+            self.last_due = Some(due);
+            due
+        } else {
+            self.shared.faults.finish_time(now, work)
+        };
         self.shared
             .faults
             .deliver_at(due, self.delayed_tx.clone(), out);

@@ -34,7 +34,8 @@ impl Connection {
             ));
         };
         if let Some(cached) = self.shared.cache.get(id) {
-            return Some(Outgoing::one(cached, Counted::Reply(Reply::Replay)));
+            let marked = mark_replay(self.shared.config.protocol, &cached);
+            return Some(Outgoing::one(marked.into(), Counted::Reply(Reply::Replay)));
         }
         if self.state.is_err() {
             // A server out of memory for this session's state, as Redis answers -OOM.
@@ -145,5 +146,42 @@ impl Connection {
             let _ = tx.send(Outgoing::one(reply, Counted::Reply(Reply::Ok)));
         });
         None
+    }
+}
+
+/// A cached reply as a replay: marked `"from_cache": true` (the field daemon's marker) at the
+/// top of a tool-call frame, in the result's `_meta` of an MCP one, so a client can tell work
+/// done from work remembered.
+fn mark_replay(dialect: Dialect, cached: &str) -> String {
+    match dialect {
+        Dialect::ToolCall => match cached.strip_prefix('{') {
+            Some(rest) => format!(r#"{{"from_cache":true,{rest}"#),
+            None => cached.to_owned(),
+        },
+        Dialect::Mcp(_) => cached.replacen(
+            r#""result":{"#,
+            r#""result":{"_meta":{"from_cache":true},"#,
+            1,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Kind, McpVersion, classify, mcp};
+
+    #[test]
+    fn a_replay_is_marked_so_the_client_counts_it() {
+        let tool = r#"{"op":"call_tool_res","request_id":"a-1","outputs":[]}"#;
+        let marked = mark_replay(Dialect::ToolCall, tool);
+        let c = classify(&marked);
+        assert_eq!((c.kind, c.replayed), (Kind::Result, true));
+        assert!(!classify(tool).replayed);
+        let m = mcp::tool_result(r#""a-1""#, "x", false);
+        let marked = mark_replay(Dialect::Mcp(McpVersion::V2025_11_25), &m);
+        let c = mcp::classify(&marked);
+        assert_eq!((c.kind, c.replayed), (Kind::Result, true), "{marked}");
+        assert!(!mcp::classify(&m).replayed);
     }
 }
