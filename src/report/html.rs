@@ -217,6 +217,13 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}.pass{{color:#27ae
                 },
             ),
             (
+                "replayed",
+                match super::text::replay_warning(c) {
+                    Some(w) => format!("{} from the server's cache; {w}", fmt_count(c.replayed)),
+                    None => format!("{} from the server's cache", fmt_count(c.replayed)),
+                },
+            ),
+            (
                 "error rate",
                 format!("{:.4}% (sent but not succeeded)", s.error_rate() * 100.0),
             ),

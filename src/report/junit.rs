@@ -21,6 +21,7 @@ impl Reporter for JunitReporter {
             Property::new("throughput_rps", format!("{:.1}", s.throughput())),
             Property::new("sent", s.counts.sent.to_string()),
             Property::new("succeeded", s.counts.succeeded.to_string()),
+            Property::new("replayed", s.counts.replayed.to_string()),
         ]);
         if r.outcome == Outcome::CouldNotRun {
             // Nothing was measured, so no threshold was judged: one error says why.

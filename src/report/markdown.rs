@@ -52,6 +52,16 @@ impl Reporter for MarkdownReporter {
             fmt_ms(s.latency_ms(50.0)),
             fmt_ms(s.latency_ms(99.0)),
         )?;
+        if c.replayed > 0 {
+            writeln!(
+                o,
+                "\n{} of the successes were replayed from the server's cache (`from_cache`).",
+                fmt_count(c.replayed)
+            )?;
+            if let Some(w) = super::text::replay_warning(c) {
+                writeln!(o, "\n> ⚠️ {}", cell(&w))?;
+            }
+        }
         if !r.verdicts.is_empty() {
             writeln!(o, "\n| threshold | measured | result |")?;
             writeln!(o, "|---|---|---|")?;

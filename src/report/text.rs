@@ -539,4 +539,4 @@ mod sections;
 mod tests;
 mod tools;
 
-use sections::replay_warning;
+pub(crate) use sections::replay_warning;
